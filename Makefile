@@ -1,0 +1,68 @@
+# codexd: `make run` starts the daemon in the foreground; `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools/npm
+# The agent CLIs the tests run against, pinned (see docs/operations.md to change them).
+CODEX_VERSION := 0.169.0
+CLAUDE_VERSION := 2.1.197
+NPM_BIN := $(TOOLS)/node_modules/.bin
+
+.PHONY: run test venv dev-deps cli-tools codex-cli system-deps lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when the project metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed
+dev-deps: $(VENV)/.installed-dev
+
+$(NPM_BIN)/codex:
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
+		@openai/codex@$(CODEX_VERSION)
+
+$(NPM_BIN)/claude:
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
+		@openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_VERSION)
+
+# `make run` uses a codex already on PATH; otherwise the pinned one in .tools/.
+codex-cli:
+	@command -v codex >/dev/null 2>&1 || $(MAKE) --no-print-directory $(NPM_BIN)/codex
+
+cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
+
+# Debian packages the tests use (socat: the by-hand socket test). Installed when we can.
+system-deps:
+	@command -v socat >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing socat"; \
+			(apt-get install -y -qq socat >/dev/null 2>&1 || \
+			 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq socat >/dev/null 2>&1)) \
+			|| echo "could not install socat; its test will be skipped"; \
+		else echo "socat missing and not root; its test will be skipped"; fi; }
+
+run: venv codex-cli
+	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/codexd run --log-format console
+
+test: dev-deps cli-tools system-deps
+	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(BIN)/ruff check codexd tests bench
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python bench/bench_status.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from codexd.cli.daemon_main import main
+
+raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The dispatch table: each handler module registers its methods with :func:`handles`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from codexd.protocol import MethodSpec
+from codexd.transport.session import Route
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROUTES: dict[str, Route] = {}
+
+
+def handles(spec: MethodSpec[Any, Any], *, during_shutdown: bool = False) -> Callable[[F], F]:
+    """Register the decorated function as the handler of ``spec``.
+
+    The handler is called as ``fn(session, params)``; an ``async def`` handler runs as its own
+    task, a plain function inline (use that only for work that never blocks).
+    """
+
+    def register(fn: F) -> F:
+        if spec.name in ROUTES:
+            raise ValueError(f"two handlers for {spec.name}")
+        ROUTES[spec.name] = Route(
+            spec=spec,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            during_shutdown=during_shutdown,
+        )
+        return fn
+
+    return register

@@ -1,0 +1,35 @@
+"""Handlers for ``settings/*``: one validated settings object, merged and persisted."""
+
+from __future__ import annotations
+
+from codexd.api.registry import handles
+from codexd.protocol.settings import (
+    SETTINGS_CHANGED,
+    SETTINGS_GET,
+    SETTINGS_UPDATE,
+    SettingsGetParams,
+    SettingsResult,
+    SettingsUpdateParams,
+    merge,
+)
+from codexd.store import settings as repo
+from codexd.transport.session import ClientSession
+
+
+@handles(SETTINGS_GET)
+async def get(session: ClientSession, _p: SettingsGetParams) -> SettingsResult:
+    settings, updated_at = await session.daemon.store.read(repo.load)
+    return SettingsResult(settings=settings, updated_at=updated_at)
+
+
+@handles(SETTINGS_UPDATE)
+async def update(session: ClientSession, p: SettingsUpdateParams) -> SettingsResult:
+    def apply(conn):  # type: ignore[no-untyped-def]
+        current, _ = repo.load(conn)
+        merged = merge(current, p.patch)
+        return merged, repo.save(conn, merged)
+
+    settings, updated_at = await session.daemon.store.write(apply)
+    result = SettingsResult(settings=settings, updated_at=updated_at)
+    session.daemon.broadcast(SETTINGS_CHANGED.name, result, exclude=session)
+    return result

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``codexd`` (the daemon) and ``codexctl`` (the control client)."""

@@ -1,0 +1,233 @@
+"""``codexctl``: a small command-line client over the daemon's socket.
+
+Exit codes: 0 ok, 1 the daemon answered an error, 2 usage, 3 the daemon is not reachable.
+Every command takes ``--json`` for machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from codexd import __version__
+from codexd.client import Client, ConnectionClosed, DaemonUnreachable
+from codexd.errors import RpcError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return msgspec.json.decode(text.encode())
+    except msgspec.DecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON ({exc}); quote strings: '\"text\"'") from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode() + "\n")
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    parts = [f"{d}d"] * bool(d) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m) + [f"{s}s"]
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def cmd_status(c: Client, a: argparse.Namespace) -> Any:
+    st = c.call("daemon/status")
+    if a.json:
+        return st
+    print(f"codexd {st['version']} (protocol {st['protocolVersion']}), pid {st['pid']}, "
+          f"up {_duration(st['uptimeSeconds'])}")
+    print(f"socket    {st['socket']}")
+    print(f"database  {st['dbPath']}")
+    print(f"config    {st.get('configFile') or '(defaults)'}")
+    print(f"clients   {st['clientsConnected']} connected, {st['clientsTotal']} since start")
+    calls = ", ".join(
+        f"{m} {v['calls']}" + (f" ({v['errors']} errors)" if v["errors"] else "")
+        for m, v in st["methods"].items()
+    )
+    print(f"calls     {calls or 'none'}")
+    return None
+
+
+def cmd_health(c: Client, a: argparse.Namespace) -> Any:
+    h = c.call("daemon/health")
+    if a.json:
+        _print_json(h)
+    else:
+        print("healthy" if h["ok"] else "UNHEALTHY")
+        for name, check in h["checks"].items():
+            print(f"  {name:8} {'ok' if check['ok'] else 'FAIL'}"
+                  + (f"  {check['detail']}" if check.get("detail") else ""))
+    return EXIT_OK if h["ok"] else EXIT_ERROR
+
+
+def cmd_call(c: Client, a: argparse.Namespace) -> Any:
+    params = _json_arg(a.params, "PARAMS") if a.params is not None else None
+    result = c.call(a.method, params)
+    _print_json(result)
+    return None
+
+
+def _show_value(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def cmd_atoms_get(c: Client, a: argparse.Namespace) -> Any:
+    atom = c.call("atom/get", {"key": a.key})
+    if a.json:
+        return atom
+    if not atom["exists"]:
+        print(f"{a.key}: not set", file=sys.stderr)
+        return EXIT_ERROR
+    print(_show_value(atom["value"]))
+    return None
+
+
+def cmd_atoms_set(c: Client, a: argparse.Namespace) -> Any:
+    value = a.value if a.string else _json_arg(a.value, "VALUE")
+    params: dict[str, Any] = {"key": a.key, "value": value}
+    if a.expect_revision is not None:
+        params["expectedRevision"] = a.expect_revision
+    out = c.call("atom/set", params)
+    if a.json:
+        return out
+    print(f"{out['key']} = {_show_value(value)} (revision {out['revision']})")
+    return None
+
+
+def cmd_atoms_rm(c: Client, a: argparse.Namespace) -> Any:
+    params: dict[str, Any] = {"key": a.key}
+    if a.expect_revision is not None:
+        params["expectedRevision"] = a.expect_revision
+    out = c.call("atom/delete", params)
+    if a.json:
+        return out
+    print(f"{a.key}: {'deleted' if out['deleted'] else 'was not set'}")
+    return None
+
+
+def cmd_atoms_ls(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("atom/list", {"prefix": a.prefix or ""})
+    if a.json:
+        return out
+    for atom in out["atoms"]:
+        print(f"{atom['key']}\t{atom['revision']}\t{_show_value(atom['value'])}")
+    return None
+
+
+def cmd_shutdown(c: Client, a: argparse.Namespace) -> Any:
+    params = {"reason": a.reason} if a.reason else None
+    out = c.call("daemon/shutdown", params)
+    if a.json:
+        return out
+    print(f"codexd is stopping (grace {out['graceSeconds']} s)")
+    return None
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable JSON output")
+
+    p = argparse.ArgumentParser(
+        prog="codexctl", parents=[common],
+        description="Control a running codexd over its socket.",
+        epilog="exit codes: 0 ok, 1 the daemon answered an error, 2 usage, "
+        "3 the daemon is not reachable",
+    )
+    p.add_argument("--version", action="version", version=f"codexctl {__version__}")
+    p.add_argument("--socket", metavar="PATH", help="daemon socket (env CODEXD_SOCKET)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up on an answer after this long (default 30)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[..., Any], help: str, parent: Any = sub) -> Any:
+        sp = parent.add_parser(name, help=help, parents=[common])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("status", cmd_status, "show the daemon's status")
+    add("health", cmd_health, "check the daemon's health (exit 1 when unhealthy)")
+    sp = add("call", cmd_call, "call any method; prints the result as JSON")
+    sp.add_argument("method")
+    sp.add_argument("params", nargs="?", help="params as JSON, e.g. '{\"key\":\"x\"}'")
+    add("shutdown", cmd_shutdown, "stop the daemon gracefully").add_argument("--reason")
+
+    atoms = sub.add_parser("atoms", help="persisted key/value atoms").add_subparsers(
+        dest="atoms_command", required=True, metavar="ATOMS_COMMAND"
+    )
+    add("get", cmd_atoms_get, "print an atom's value", atoms).add_argument("key")
+    sp = add("set", cmd_atoms_set, "set an atom to a JSON value", atoms)
+    sp.add_argument("key")
+    sp.add_argument("value", help="a JSON value, e.g. 42, '\"dark\"', '{\"a\":1}'")
+    sp.add_argument("--string", action="store_true", help="store VALUE as a plain string")
+    sp.add_argument("--expect-revision", type=int, metavar="N",
+                    help="only if the atom is at revision N (0 = does not exist)")
+    sp = add("rm", cmd_atoms_rm, "delete an atom", atoms)
+    sp.add_argument("key")
+    sp.add_argument("--expect-revision", type=int, metavar="N")
+    add("ls", cmd_atoms_ls, "list atoms", atoms).add_argument("prefix", nargs="?")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        with Client.connect(args.socket, client_name="codexctl", timeout=args.timeout) as c:
+            out = args.fn(c, args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"codexctl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DaemonUnreachable as exc:
+        _error(args, str(exc), None)
+        return EXIT_UNREACHABLE
+    except RpcError as exc:
+        _error(args, exc.message, exc.code, exc.data)
+        return EXIT_ERROR
+    except (ConnectionClosed, TimeoutError) as exc:
+        _error(args, f"lost the daemon: {exc}" if str(exc) else "timed out", None)
+        return EXIT_UNREACHABLE
+    if isinstance(out, int):
+        return out
+    if out is not None:
+        _print_json(out)
+    return EXIT_OK
+
+
+def _error(args: argparse.Namespace, message: str, code: int | None, data: Any = None) -> None:
+    if args.json:
+        err: dict[str, Any] = {"error": {"message": message}}
+        if code is not None:
+            err["error"]["code"] = code
+        if data is not None:
+            err["error"]["data"] = data
+        _print_json(err)
+    else:
+        print(f"codexctl: {message}" + (f" (code {code})" if code is not None else ""),
+              file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

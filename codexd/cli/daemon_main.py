@@ -1,0 +1,121 @@
+"""``codexd``: run the daemon in the foreground, or inspect its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from codexd import __version__, config, logs
+from codexd.errors import CodexdError, ConfigError
+from codexd.paths import default_config_file, default_socket, default_state_dir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="codexd",
+        description="A per-user daemon that supervises codex app-server and shares it "
+        "between many clients over one JSON-RPC socket.",
+    )
+    p.add_argument("--version", action="version", version=f"codexd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--socket", metavar="PATH", help="socket path (env CODEXD_SOCKET)")
+        sp.add_argument("--state-dir", metavar="DIR", help="state folder (env CODEXD_STATE_DIR)")
+        sp.add_argument("--config", metavar="FILE", help="config file (must exist if given)")
+        sp.add_argument("--log-format", choices=["auto", "json", "console"])
+        sp.add_argument(
+            "--log-level", type=str.lower,
+            choices=["debug", "info", "warning", "error", "critical"],
+        )
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    common(run)
+    cfg = sub.add_parser("config", help="print the effective configuration and paths")
+    common(cfg)
+    cfg.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _load(args: argparse.Namespace) -> tuple[config.Config, Path]:
+    config_file = Path(args.config).expanduser() if args.config else default_config_file()
+    cfg = config.load(config_file, required=bool(args.config))
+    cfg = config.with_overrides(
+        cfg, socket=args.socket, state_dir=args.state_dir,
+        log_format=args.log_format, log_level=args.log_level,
+    )
+    return cfg, config_file
+
+
+def _cmd_config(cfg: config.Config, config_file: Path, as_json: bool) -> int:
+    state_dir = Path(cfg.daemon.state_dir or default_state_dir())
+    info: dict[str, Any] = {
+        "configFile": str(config_file),
+        "configFileExists": config_file.exists(),
+        "socket": str(cfg.daemon.socket or default_socket(state_dir)),
+        "stateDir": str(state_dir),
+        "config": msgspec.to_builtins(cfg),
+    }
+    if as_json:
+        print(msgspec.json.encode(info).decode())
+        return EXIT_OK
+    print(f"# config file: {config_file}{'' if info['configFileExists'] else ' (absent)'}")
+    print(f"# socket:      {info['socket']}")
+    print(f"# state dir:   {info['stateDir']}")
+    import tomlkit
+
+    print(tomlkit.dumps(info["config"]), end="")
+    return EXIT_OK
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg, config_file = _load(args)
+    except ConfigError as exc:
+        print(f"codexd: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "config":
+        return _cmd_config(cfg, config_file, args.json)
+
+    import trio
+
+    from codexd.daemon import Daemon, Overrides
+
+    logs.configure(cfg.log.format, cfg.log.level)
+    daemon = Daemon(
+        cfg,
+        config_file=config_file,
+        overrides=Overrides(args.socket, args.state_dir, args.log_format, args.log_level),
+    )
+    try:
+        trio.run(daemon.run)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as group:
+        exc = _unwrap(group)
+        if isinstance(exc, CodexdError):
+            logs.get_logger("codexd").error("daemon_failed", error=str(exc))
+            print(f"codexd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The daemon's configuration: TOML read with tomlkit into frozen msgspec structs.
+
+Precedence, highest first: command-line flags, environment (``CODEXD_SOCKET``,
+``CODEXD_STATE_DIR``), the config file, the defaults below. Every key is documented in
+docs/configuration.md (a test checks the two agree). Unknown keys and bad values are errors that
+name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import tomlkit
+import tomlkit.exceptions
+
+from codexd.errors import ConfigError
+
+MiB = 1024 * 1024
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class DaemonSection(_Section):
+    #: Socket path; empty = the default (see docs/configuration.md). Not reloadable.
+    socket: str = ""
+    #: State directory holding codexd.db; empty = the default. Not reloadable.
+    state_dir: str = ""
+    #: Seconds in-flight work gets to finish at shutdown before it is cancelled.
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+
+
+class LogSection(_Section):
+    #: "auto" = console on a terminal, JSON otherwise.
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+    #: Log one line per RPC call (method, duration, outcome) at info level; otherwise at debug.
+    rpc_calls: bool = True
+
+
+class RpcSection(_Section):
+    #: Longest inbound message (one line) in bytes; longer ones are refused and discarded.
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MiB)] = 8 * MiB
+    #: Bytes queued for one client before it is disconnected as too slow.
+    client_queue_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024, le=4096 * MiB)] = 32 * MiB
+    #: Requests one client may have in progress; further input waits (backpressure).
+    max_inflight_per_client: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
+    #: Connected clients at most; more are refused with a message.
+    max_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1024
+    #: Notifications held for a client between initialize and initialized.
+    pending_notifications: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1000
+
+
+class StoreSection(_Section):
+    #: How long a write waits for a lock held by another process, in milliseconds.
+    busy_timeout_ms: Annotated[int, msgspec.Meta(ge=5000, le=600_000)] = 5000
+
+
+class Config(_Section):
+    daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
+    log: LogSection = msgspec.field(default_factory=LogSection)
+    rpc: RpcSection = msgspec.field(default_factory=RpcSection)
+    store: StoreSection = msgspec.field(default_factory=StoreSection)
+
+
+#: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
+NOT_RELOADABLE = ("daemon.socket", "daemon.state_dir", "store.busy_timeout_ms")
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def _error_key(msg: str) -> tuple[str, str]:
+    """Split a msgspec message into (dotted key, message without the path)."""
+    path = ""
+    if m := _AT.search(msg):
+        path = m.group(1)
+        msg = msg[: m.start()]
+    if f := _FIELD.search(msg):
+        path = f"{path}.{f.group(1)}" if path else f.group(1)
+    return path, msg
+
+
+def parse(text: str, *, source: str = "config.toml") -> Config:
+    """Parse TOML text into a :class:`Config`.
+
+    Raises:
+        ConfigError: the TOML is malformed, or a key is unknown or has a bad value; the message
+            names the file and the key.
+    """
+    try:
+        doc = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(doc, Config)
+    except msgspec.ValidationError as exc:
+        key, detail = _error_key(str(exc))
+        where = f"key `{key}`" if key else "top level"
+        raise ConfigError(f"{source}: {where}: {detail}") from None
+
+
+def load(path: Path | None, *, required: bool = False) -> Config:
+    """Read the config file; an absent file means defaults unless ``required``.
+
+    Raises:
+        ConfigError: unreadable, malformed or invalid.
+    """
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: config file not found") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse(text, source=str(path))
+
+
+def with_overrides(
+    cfg: Config,
+    *,
+    socket: str | None = None,
+    state_dir: str | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Apply environment overrides, then command-line flags (validated like the file)."""
+    env = os.environ if environ is None else environ
+    daemon: dict[str, object] = {}
+    log: dict[str, object] = {}
+    if v := env.get("CODEXD_SOCKET"):
+        daemon["socket"] = v
+    if v := env.get("CODEXD_STATE_DIR"):
+        daemon["state_dir"] = v
+    if socket:
+        daemon["socket"] = socket
+    if state_dir:
+        daemon["state_dir"] = state_dir
+    if log_format:
+        log["format"] = log_format
+    if log_level:
+        log["level"] = log_level.lower()
+    merged = msgspec.to_builtins(cfg)
+    merged["daemon"].update(daemon)
+    merged["log"].update(log)
+    try:
+        return msgspec.convert(merged, Config)
+    except msgspec.ValidationError as exc:
+        key, detail = _error_key(str(exc))
+        raise ConfigError(f"command line/environment: key `{key}`: {detail}") from None
+
+
+def reload_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
+    """Compare two configs; returns (changed reloadable keys, changed keys needing a restart)."""
+    a = _flatten(msgspec.to_builtins(old))
+    b = _flatten(msgspec.to_builtins(new))
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    restart = [k for k in changed if k in NOT_RELOADABLE]
+    return [k for k in changed if k not in NOT_RELOADABLE], restart
+
+
+def _flatten(d: dict[str, object], prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def documented_keys() -> dict[str, object]:
+    """Every ``section.key`` with its default (used by the docs test and ``codexd config``)."""
+    return _flatten(msgspec.to_builtins(Config()))

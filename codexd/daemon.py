@@ -1,0 +1,313 @@
+"""The daemon: owns the config, the store, the listener and every client session.
+
+Start order (each step only once the one before is really ready): take the single-instance lock →
+open and migrate the store → remove a stale socket and bind → accept clients → tell systemd
+READY=1. Stop order is the reverse: STOPPING=1 → stop accepting → tell every client
+``daemon/shuttingDown`` → give in-flight requests the grace period → close sessions → remove the
+socket file → close the store → release the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from codexd import __version__, config as config_mod, logs
+from codexd.api import ROUTES
+from codexd.config import Config
+from codexd.errors import ConfigError, ErrorCode
+from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
+from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
+from codexd.rpc import RpcConnection, encode_notification
+from codexd.sdnotify import Notifier
+from codexd.stats import Stats
+from codexd.store import Store, now_iso
+from codexd.transport.session import ClientSession
+from codexd.transport.unix import (
+    InstanceLock,
+    bind_listener,
+    check_peer,
+    prepare_socket_dir,
+    remove_stale_socket,
+)
+
+log = structlog.get_logger("codexd.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values that win over the config file, kept for SIGHUP reloads."""
+
+    socket: str | None = None
+    state_dir: str | None = None
+    log_format: str | None = None
+    log_level: str | None = None
+
+
+class Daemon:
+    """Everything one running codexd owns. Run it with ``await daemon.run()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_file: Path | None = None,
+        overrides: Overrides | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.config_file = config_file
+        self.overrides = overrides or Overrides()
+        self.state_dir = Path(config.daemon.state_dir or default_state_dir()).expanduser()
+        self.socket_path = Path(config.daemon.socket or default_socket(self.state_dir)).expanduser()
+        self.db_path = self.state_dir / DB_NAME
+        self.notifier = notifier or Notifier()
+        self.routes = ROUTES
+        self.stats = Stats()
+        self.sessions: set[ClientSession] = set()
+        self.started_monotonic = time.monotonic()
+        self.started_at_iso = now_iso()
+        self.shutting_down = False
+        self.shutdown_reason = ""
+        self._stop = trio.Event()
+        self._force = trio.Event()
+        self._store: Store | None = None
+        self._run_id: int | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "store used before the daemon started"
+        return self._store
+
+    # --------------------------------------------------------------------------- control
+
+    def request_shutdown(self, reason: str) -> None:
+        """Begin a graceful stop (idempotent); a second request while stopping forces it."""
+        if self._stop.is_set():
+            log.warning("shutdown_forced", reason=reason)
+            self._force.set()
+            return
+        self.shutdown_reason = reason
+        self._stop.set()
+
+    def broadcast(self, method: str, params: Any, *, exclude: ClientSession | None = None) -> None:
+        """Send a notification to every initialized client (encoded once; never waits)."""
+        data = encode_notification(method, params)
+        for session in list(self.sessions):
+            if session is not exclude:
+                session.notify(data)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file and apply what can change while running."""
+        try:
+            new = config_mod.with_overrides(
+                config_mod.load(self.config_file),
+                socket=self.overrides.socket,
+                state_dir=self.overrides.state_dir,
+                log_format=self.overrides.log_format,
+                log_level=self.overrides.log_level,
+            )
+        except ConfigError as exc:
+            log.error("config_reload_failed", error=str(exc), kept="previous config")
+            return
+        changed, restart = config_mod.reload_changes(self.config, new)
+        if restart:
+            log.warning("config_needs_restart", keys=restart)
+            # Keep the running values of what cannot change live.
+            new = msgspec.structs.replace(
+                new,
+                daemon=msgspec.structs.replace(
+                    new.daemon, socket=self.config.daemon.socket,
+                    state_dir=self.config.daemon.state_dir,
+                ),
+                store=self.config.store,
+            )
+        self.config = new
+        logs.configure(new.log.format, new.log.level)
+        for session in list(self.sessions):
+            session.reconfigure()
+        log.info("config_reloaded", changed=changed, needs_restart=restart)
+
+    # ------------------------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until a shutdown is requested; ``task_status.started`` once clients can connect.
+
+        Raises:
+            AlreadyRunning: another daemon holds this socket's lock.
+            SchemaTooNew, StoreError: the database cannot be used.
+            CodexdError: the socket cannot be created.
+        """
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            prepare_socket_dir(self.socket_path)
+            lock = InstanceLock(lock_file_for(self.socket_path))
+            lock.acquire(self.socket_path)
+            try:
+                await self._run_locked(signals, task_status)
+            finally:
+                lock.release()
+                self.notifier.close()
+
+    async def _run_locked(self, signals: Any, task_status: trio.TaskStatus[Daemon]) -> None:
+        self.notifier.status("opening the database")
+        self._store = await trio.to_thread.run_sync(
+            lambda: Store.open(self.db_path, busy_timeout_ms=self.config.store.busy_timeout_ms)
+        )
+        try:
+            await self._record_start()
+            remove_stale_socket(self.socket_path)
+            listener = await bind_listener(self.socket_path)
+            try:
+                await self._serve(listener, signals, task_status)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket_path.unlink()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._record_stop()
+                await trio.to_thread.run_sync(self.store.close)
+            log.info("daemon_stopped", reason=self.shutdown_reason or "cancelled")
+
+    async def _serve(
+        self, listener: trio.SocketListener, signals: Any, task_status: trio.TaskStatus[Daemon]
+    ) -> None:
+        async with trio.open_nursery() as services:
+            services.start_soon(self._signal_loop, signals)
+            if self.notifier.watchdog_seconds:
+                services.start_soon(self._watchdog_loop, self.notifier.watchdog_seconds)
+            async with trio.open_nursery() as clients:
+                accept_scope = trio.CancelScope()
+                clients.start_soon(self._accept_loop, listener, clients, accept_scope)
+                log.info(
+                    "daemon_started", version=__version__, pid=os.getpid(),
+                    socket=str(self.socket_path), db=str(self.db_path),
+                    schema_migrated_from=self.store.migrated_from,
+                )
+                self.notifier.ready(f"serving on {self.socket_path}")
+                task_status.started(self)
+                await self._stop.wait()
+
+                # Graceful stop: no new clients, tell the current ones, let work finish.
+                grace = self.config.daemon.shutdown_grace_seconds
+                self.shutting_down = True
+                self.notifier.stopping(f"stopping: {self.shutdown_reason}")
+                log.info("daemon_stopping", reason=self.shutdown_reason, grace_seconds=grace)
+                accept_scope.cancel()
+                self.broadcast(
+                    SHUTTING_DOWN.name,
+                    ShuttingDown(reason=self.shutdown_reason, grace_seconds=grace),
+                )
+                with trio.move_on_after(grace):
+                    await self._wait_sessions_idle()
+                clients.cancel_scope.cancel()
+            services.cancel_scope.cancel()
+
+    async def _wait_sessions_idle(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._wait_forced, nursery.cancel_scope)
+            while any(not s.idle for s in self.sessions):
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    async def _wait_forced(self, scope: trio.CancelScope) -> None:
+        await self._force.wait()
+        scope.cancel()
+
+    async def _accept_loop(
+        self, listener: trio.SocketListener, clients: trio.Nursery, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            async with listener:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        # EMFILE and friends: do not spin, do not die.
+                        log.error("accept_failed", error=str(exc))
+                        await trio.sleep(0.1)
+                        continue
+                    clients.start_soon(self._serve_client, stream)
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        ok, peer = check_peer(stream)
+        if not ok:
+            log.warning(
+                "peer_refused", peer_uid=peer.uid if peer else None,
+                peer_pid=peer.pid if peer else None, our_uid=os.getuid(),
+            )
+            await self._refuse(stream, ErrorCode.PEER_REFUSED,
+                               "connection refused: codexd serves only its own user")
+            return
+        if len(self.sessions) >= self.config.rpc.max_clients:
+            log.warning("client_refused", reason="max_clients", limit=self.config.rpc.max_clients)
+            await self._refuse(stream, ErrorCode.TOO_MANY_CLIENTS,
+                               f"too many clients (limit {self.config.rpc.max_clients})")
+            return
+        session = ClientSession(self, stream, peer)
+        self.sessions.add(session)
+        self.stats.clients_total += 1
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+    async def _refuse(self, stream: trio.SocketStream, code: ErrorCode, message: str) -> None:
+        data = RpcConnection(max_message_bytes=1024).send_error(None, code, message)
+        with trio.move_on_after(1):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(data)
+        await trio.aclose_forcefully(stream)
+
+    async def _signal_loop(self, signals: Any) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("signal_received", signal="SIGHUP")
+                self.reload()
+            else:
+                name = signal.Signals(signum).name
+                log.info("signal_received", signal=name)
+                self.request_shutdown(f"signal {name}")
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
+    # ------------------------------------------------------------------------ bookkeeping
+
+    async def _record_start(self) -> None:
+        def record(conn: Any) -> tuple[int, Any]:
+            prev = conn.execute(
+                "SELECT id, pid, started_at FROM daemon_runs "
+                "WHERE stopped_at IS NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            conn.execute("UPDATE daemon_runs SET stopped_at = '' WHERE stopped_at IS NULL")
+            cur = conn.execute(
+                "INSERT INTO daemon_runs (pid, version, started_at) VALUES (?, ?, ?) RETURNING id",
+                (os.getpid(), __version__, self.started_at_iso),
+            )
+            return int(cur.fetchone()[0]), prev
+
+        self._run_id, prev = await self.store.write(record)
+        if prev is not None:
+            log.warning("previous_run_unclean", pid=prev[1], started_at=prev[2])
+
+    async def _record_stop(self) -> None:
+        if self._run_id is None:
+            return
+        run_id = self._run_id
+        with contextlib.suppress(Exception):
+            await self.store.write(
+                lambda c: c.execute(
+                    "UPDATE daemon_runs SET stopped_at = ? WHERE id = ?", (now_iso(), run_id)
+                )
+            )

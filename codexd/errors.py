@@ -1,0 +1,93 @@
+"""Error types and the one table of JSON-RPC error codes codexd uses.
+
+Every code a client can receive is a member of :class:`ErrorCode`; docs/protocol.md documents each
+one and a test keeps the two in step. Foreign exceptions (apsw, OS errors) are mapped to these at
+the boundary where they occur, so a client sees a code and a clear message, never a traceback.
+
+This module imports nothing from trio, apsw or structlog: the sans-IO rpc core depends on it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ErrorCode(IntEnum):
+    """JSON-RPC error codes. Standard ones first, then codexd's own in -32000..-32099.
+
+    -32001 is deliberately unused: the app-server answers "Server overloaded" with it, and codexd
+    promises its clients never to pass that through, so the code must not mean anything else here.
+    """
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+
+    NOT_INITIALIZED = -32002
+    ALREADY_INITIALIZED = -32003
+    MESSAGE_TOO_LARGE = -32004
+    SHUTTING_DOWN = -32005
+    PEER_REFUSED = -32006
+    TOO_MANY_CLIENTS = -32007
+    CONFLICT = -32010
+    NOT_FOUND = -32011
+    STORE_BUSY = -32020
+    STORE_ERROR = -32021
+
+
+class CodexdError(Exception):
+    """Root of every exception codexd raises on purpose."""
+
+
+class RpcError(CodexdError):
+    """An error that is answered to a JSON-RPC peer as an error response.
+
+    Attributes:
+        code: the JSON-RPC error code.
+        message: one sentence for a human, saying what went wrong and what to do.
+        data: optional structured details (field names, current revision, limits).
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"RpcError({self.code}, {self.message!r}, data={self.data!r})"
+
+
+class ProtocolError(CodexdError):
+    """The JSON-RPC conversation broke a rule (h11's split between local and remote)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol does not allow (a bug on our side)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+
+class ConfigError(CodexdError):
+    """The configuration file or an override is invalid; the message names the key."""
+
+
+class StoreError(CodexdError):
+    """The database could not do what was asked."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked by another writer past the busy timeout."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer codexd than this one."""
+
+
+class AlreadyRunning(CodexdError):
+    """Another codexd holds the lock for this socket."""

@@ -1,0 +1,71 @@
+"""structlog set-up: JSON lines to stderr when it is not a terminal, console otherwise.
+
+Events are snake_case facts with key/values. Per-connection context (``conn``) is bound with
+contextvars. Values of keys that look like they hold secrets are replaced before rendering, as a
+last line of defence: code must not log secrets in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import msgspec
+import structlog
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|authorization)", re.I)
+_json = msgspec.json.Encoder()
+
+
+def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in event:
+        if _SECRET_KEY.search(key):
+            event[key] = "[redacted]"
+    return event
+
+
+def _json_dumps(obj: Any, **_kw: Any) -> str:
+    try:
+        return _json.encode(obj).decode()
+    except (TypeError, msgspec.EncodeError):
+        return _json.encode({k: repr(v) if not isinstance(v, str | int | float | bool | None)
+                             else v for k, v in obj.items()}).decode()
+
+
+def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """(Re)configure logging; safe to call again on SIGHUP."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

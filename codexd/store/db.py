@@ -1,0 +1,132 @@
+"""The SQLite store: one apsw connection for writes, one for reads, both off the event loop.
+
+WAL journal, ``synchronous=NORMAL`` (a committed transaction survives the process being killed at
+any point; only a power cut can lose the last few), a busy timeout, foreign keys on. Every write
+goes through one thread behind a ``CapacityLimiter(1)``, so writers are serialised without
+blocking the event loop. apsw's exceptions are mapped to :mod:`codexd.errors` here, at the
+boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import apsw
+import trio
+
+from codexd.errors import StoreBusy, StoreError
+from codexd.store.migrations import SCHEMA_VERSION, migrate
+
+T = TypeVar("T")
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def map_exceptions() -> Iterator[None]:
+    """Turn apsw's exceptions into codexd's (the boundary the rest of the code relies on)."""
+    try:
+        yield
+    except (apsw.BusyError, apsw.LockedError) as exc:
+        raise StoreBusy(f"database is locked by another writer: {exc}") from exc
+    except apsw.Error as exc:
+        raise StoreError(f"database error: {exc}") from exc
+
+
+def _connect(path: Path, busy_timeout_ms: int) -> apsw.Connection:
+    conn = apsw.Connection(str(path))
+    conn.set_busy_timeout(busy_timeout_ms)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Store:
+    """Owns the database connections. Create with :meth:`open` (blocking), close with :meth:`close`.
+
+    :meth:`write` and :meth:`read` are the only ways to touch the database from async code; each
+    runs its function in a worker thread with the connection as argument. Cancellation waits for
+    the function to finish (a transaction is never left half-done).
+    """
+
+    def __init__(self, path: Path, writer: apsw.Connection, reader: apsw.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+        self.migrated_from = 0
+
+    @classmethod
+    def open(cls, path: Path, *, busy_timeout_ms: int = 5000) -> Store:
+        """Open (creating if needed) and migrate the database. Blocks; call from a thread.
+
+        Raises:
+            SchemaTooNew: the file comes from a newer codexd.
+            StoreError: the file cannot be opened or is not a database.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = not path.exists()
+        with map_exceptions():
+            writer = _connect(path, busy_timeout_ms)
+            try:
+                before, _ = migrate(writer)
+                reader = _connect(path, busy_timeout_ms)
+            except BaseException:
+                writer.close()
+                raise
+        if fresh:
+            os.chmod(path, 0o600)
+        store = cls(path, writer, reader)
+        store.migrated_from = before
+        return store
+
+    @property
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    async def write(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one write transaction on the writer thread."""
+        return await trio.to_thread.run_sync(
+            self._in_transaction, fn, limiter=self._write_limiter
+        )
+
+    async def read(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the reader connection (a consistent snapshot)."""
+        return await trio.to_thread.run_sync(
+            self._in_transaction_read, fn, limiter=self._read_limiter
+        )
+
+    def _in_transaction(self, fn: Callable[[apsw.Connection], T]) -> T:
+        with map_exceptions(), self._writer:
+            return fn(self._writer)
+
+    def _in_transaction_read(self, fn: Callable[[apsw.Connection], T]) -> T:
+        with map_exceptions(), self._reader:
+            return fn(self._reader)
+
+    def write_sync(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Blocking :meth:`write` for start-up and shutdown paths that run before/after the loop."""
+        return self._in_transaction(fn)
+
+    def integrity_ok(self) -> bool:
+        """A cheap check used by ``daemon/health`` (blocking; call from a thread)."""
+        with map_exceptions():
+            row = self._reader.execute("PRAGMA quick_check(1)").fetchone()
+        return bool(row) and row[0] == "ok"
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close both connections (blocking)."""
+        with contextlib.suppress(apsw.Error):
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._reader.close()
+        self._writer.close()

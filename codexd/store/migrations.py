@@ -1,0 +1,71 @@
+"""Schema migrations as a ``PRAGMA user_version`` ladder.
+
+``MIGRATIONS[n]`` takes a database at version ``n`` to ``n + 1``. Each step runs in its own
+transaction together with the version bump, so a crash leaves the database at a whole version.
+Steps are append-only: once released, a step's SQL is never edited (tests open a checked-in
+version-1 database to keep that promise).
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from codexd.errors import SchemaTooNew
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: persisted atoms.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE atoms (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        revision   INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('atom_revision', 0);
+    """,
+    # 1 -> 2: the settings object (one row) and a record of daemon starts and stops.
+    """
+    CREATE TABLE settings (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE daemon_runs (
+        id         INTEGER PRIMARY KEY,
+        pid        INTEGER NOT NULL,
+        version    TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        stopped_at TEXT
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: apsw.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: apsw.Connection, *, target: int = SCHEMA_VERSION) -> tuple[int, int]:
+    """Bring the schema up to ``target``; returns (version before, version after).
+
+    Raises:
+        SchemaTooNew: the database was written by a newer codexd; nothing is changed.
+    """
+    before = user_version(conn)
+    if before > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database schema version {before} is newer than this codexd understands "
+            f"(up to {SCHEMA_VERSION}); upgrade codexd or point --state-dir elsewhere"
+        )
+    for version in range(before, target):
+        with conn:
+            conn.execute(MIGRATIONS[version])
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return before, max(before, target)

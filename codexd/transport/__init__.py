@@ -1,0 +1,1 @@
+"""The trio side of the socket: listener, peer check, per-client sessions and output queues."""

@@ -1,0 +1,298 @@
+"""One connected client: read requests, dispatch them, write responses and notifications.
+
+Each session owns its stream, a sans-IO :class:`RpcConnection`, a bounded :class:`OutputQueue`
+and a nursery of in-flight handlers. Fast synchronous handlers run inline in the read loop;
+async ones run as tasks, at most ``rpc.max_inflight_per_client`` at a time (beyond that the read
+loop waits, which pushes back on the client through the socket). Nothing a session does can block
+another session: its only shared actions (queueing bytes for others, store calls) never wait on a
+peer.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
+from codexd.protocol import MethodSpec
+from codexd.transport.outqueue import OutputQueue
+from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
+
+if TYPE_CHECKING:
+    from codexd.daemon import Daemon
+    from codexd.transport.peercred import PeerCred
+
+log = structlog.get_logger("codexd.session")
+
+_conn_ids = itertools.count(1)
+
+
+class SessionState(enum.Enum):
+    NEW = "new"  # connected, initialize not yet answered
+    INITIALIZED = "initialized"  # initialize answered; notifications are held
+    READY = "ready"  # the client sent `initialized`; notifications flow
+    CLOSED = "closed"
+
+
+class SessionInput(enum.Enum):
+    INITIALIZE = "initialize"
+    INITIALIZED = "initialized"
+    CLOSE = "close"
+
+
+S, I = SessionState, SessionInput  # noqa: E741
+_TRANSITIONS: dict[tuple[SessionState, SessionInput], SessionState] = {
+    (S.NEW, I.INITIALIZE): S.INITIALIZED,
+    (S.INITIALIZED, I.INITIALIZED): S.READY,
+    (S.NEW, I.CLOSE): S.CLOSED,
+    (S.INITIALIZED, I.CLOSE): S.CLOSED,
+    (S.READY, I.CLOSE): S.CLOSED,
+}
+
+
+class BadTransition(Exception):
+    pass
+
+
+def next_state(state: SessionState, event: SessionInput) -> SessionState:
+    """Apply the session table; edges not in it raise :class:`BadTransition`."""
+    try:
+        return _TRANSITIONS[(state, event)]
+    except KeyError:
+        raise BadTransition(f"{event.value} is not allowed in state {state.value}") from None
+
+
+Handler = Callable[["ClientSession", Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A method codexd owns: its spec, its handler and whether the handler is async."""
+
+    spec: MethodSpec[Any, Any]
+    fn: Handler
+    is_async: bool
+    #: Allowed while the daemon is shutting down (status and health stay answerable).
+    during_shutdown: bool = False
+
+
+def map_error(exc: Exception) -> RpcError:
+    """Map an exception from a handler to the error a client sees (never a traceback)."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, StoreBusy):
+        return RpcError(ErrorCode.STORE_BUSY, f"{exc}; retry shortly")
+    if isinstance(exc, StoreError):
+        return RpcError(ErrorCode.STORE_ERROR, str(exc))
+    return RpcError(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon log")
+
+
+class ClientSession:
+    """A client connection. Created and run by the server; never shared between tasks' owners."""
+
+    def __init__(self, daemon: Daemon, stream: trio.abc.Stream, peer: PeerCred | None) -> None:
+        cfg = daemon.config.rpc
+        self.daemon = daemon
+        self.stream = stream
+        self.peer = peer
+        self.id = next(_conn_ids)
+        self.rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes)
+        self.out = OutputQueue(cfg.client_queue_bytes)
+        self.state = SessionState.NEW
+        self.client_name = ""
+        self.client_version = ""
+        self.connected_at = time.time()
+        self._held: list[bytes] = []
+        self._held_limit = cfg.pending_notifications
+        self._inflight = trio.Semaphore(cfg.max_inflight_per_client)
+        self._inflight_count = 0
+        self._scope: trio.CancelScope | None = None
+        self._handlers: trio.Nursery | None = None
+        self._log_calls = daemon.config.log.rpc_calls
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Serve the client until it disconnects, overflows, or the daemon cancels us."""
+        log.debug("client_connected", conn=self.id, peer_pid=self.peer.pid if self.peer else None)
+        try:
+            async with trio.open_nursery() as outer:
+                self._scope = outer.cancel_scope
+                outer.start_soon(self._write_loop)
+                async with trio.open_nursery() as handlers:
+                    self._handlers = handlers
+                    await self._read_loop()
+                # Every handler has answered; let the writer flush, then stop.
+                self.out.close()
+        finally:
+            self.state = SessionState.CLOSED
+            self.out.close()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+            log.debug("client_disconnected", conn=self.id, client=self.client_name)
+
+    def disconnect(self, reason: str) -> None:
+        """Drop the client at once (overflow, shutdown); queued output is discarded."""
+        if self._scope is not None and not self._scope.cancel_called:
+            log.info("client_dropped", conn=self.id, client=self.client_name, reason=reason)
+            self._scope.cancel()
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress and nothing waiting to be written."""
+        return self._inflight_count == 0 and self.out.empty()
+
+    def reconfigure(self) -> None:
+        cfg = self.daemon.config
+        self.rpc.max_message_bytes = cfg.rpc.max_message_bytes
+        self.out.limit = cfg.rpc.client_queue_bytes
+        self._log_calls = cfg.log.rpc_calls
+
+    # ---------------------------------------------------------------------------- output
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the client; a client past its queue bound is disconnected."""
+        if not self.out.put(data) and self.out.overflowed:
+            self.disconnect("output_queue_overflow")
+
+    def notify(self, data: bytes) -> None:
+        """Queue an encoded notification, holding it until the client is ready for it."""
+        if self.state is SessionState.READY:
+            self.send(data)
+        elif self.state is not SessionState.CLOSED:
+            if len(self._held) >= self._held_limit:
+                self.disconnect("held_notifications_overflow")
+                return
+            self._held.append(data)
+
+    async def _write_loop(self) -> None:
+        try:
+            while data := await self.out.get_batch():
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client went away; the read side sees EOF too. Stop writing, quietly.
+            log.debug("client_write_failed", conn=self.id)
+            if self._scope is not None:
+                self._scope.cancel()
+
+    # ----------------------------------------------------------------------------- input
+
+    async def _read_loop(self) -> None:
+        receive = self.stream.receive_some
+        while True:
+            try:
+                data = await receive(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            for event in self.rpc.receive_data(data):
+                if isinstance(event, Request):
+                    await self._on_request(event)
+                elif isinstance(event, Notification):
+                    self._on_notification(event)
+                elif isinstance(event, BadMessage):
+                    self.daemon.stats.count("(invalid)", event.code)
+                    log.info("rpc_bad_message", conn=self.id, code=int(event.code), error=event.message)
+                    if event.reply is not None:
+                        self.send(event.reply)
+                elif isinstance(event, Response | ErrorResponse):
+                    log.info("rpc_unexpected_response", conn=self.id, id=event.id)
+
+    def _on_notification(self, event: Notification) -> None:
+        if event.method == "initialized":
+            try:
+                self.state = next_state(self.state, SessionInput.INITIALIZED)
+            except BadTransition as exc:
+                log.info("rpc_bad_notification", conn=self.id, method=event.method, error=str(exc))
+                return
+            held, self._held = self._held, []
+            for data in held:
+                self.send(data)
+        else:
+            log.debug("rpc_notification_ignored", conn=self.id, method=event.method)
+
+    async def _on_request(self, req: Request) -> None:
+        route = self.daemon.routes.get(req.method)
+        started = time.perf_counter()
+        if self.state is SessionState.NEW and req.method != "initialize":
+            self._fail(req, started, RpcError(
+                ErrorCode.NOT_INITIALIZED,
+                f"send initialize before {req.method!r}: the first request on a connection "
+                "must be initialize {clientInfo: {name, version}}",
+            ))
+            return
+        if route is None:
+            self._fail(req, started, RpcError(
+                ErrorCode.METHOD_NOT_FOUND,
+                f"unknown method {req.method!r}; see docs/protocol.md for the method list",
+                {"method": req.method},
+            ))
+            return
+        if self.daemon.shutting_down and not route.during_shutdown:
+            self._fail(req, started, RpcError(
+                ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; retry after it restarts"
+            ))
+            return
+        try:
+            params = route.spec.decode_params(req.params)
+        except RpcError as exc:
+            self._fail(req, started, exc)
+            return
+        if not route.is_async:
+            try:
+                result = route.fn(self, params)
+            except Exception as exc:
+                self._fail(req, started, exc)
+            else:
+                self._succeed(req, started, result)
+            return
+        await self._inflight.acquire()
+        self._inflight_count += 1
+        assert self._handlers is not None
+        self._handlers.start_soon(self._run_async, route.fn, req, params, started)
+
+    async def _run_async(
+        self, fn: Callable[[ClientSession, Any], Awaitable[Any]], req: Request, params: Any,
+        started: float,
+    ) -> None:
+        try:
+            result = await fn(self, params)
+        except Exception as exc:
+            self._fail(req, started, exc)
+        else:
+            self._succeed(req, started, result)
+        finally:
+            self._inflight_count -= 1
+            self._inflight.release()
+
+    def _succeed(self, req: Request, started: float, result: Any) -> None:
+        self.send(self.rpc.send_response(req.id, result))
+        self._record(req.method, started, None)
+
+    def _fail(self, req: Request, started: float, exc: Exception) -> None:
+        err = map_error(exc)
+        if err.code == ErrorCode.INTERNAL_ERROR and not isinstance(exc, RpcError):
+            log.error("rpc_handler_crashed", conn=self.id, method=req.method, exc_info=exc)
+        self.send(self.rpc.send_error(req.id, err.code, err.message, err.data))
+        self._record(req.method, started, err)
+
+    def _record(self, method: str, started: float, err: RpcError | None) -> None:
+        known = method in self.daemon.routes
+        self.daemon.stats.count(method if known else "(unknown)", err.code if err else None)
+        if self._log_calls:
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            if err is None:
+                log.info("rpc_call", conn=self.id, method=method, duration_ms=duration_ms,
+                         outcome="ok")
+            else:
+                log.info("rpc_call", conn=self.id, method=method if known else "(unknown)",
+                         duration_ms=duration_ms, outcome="error", code=err.code,
+                         error=err.message)
