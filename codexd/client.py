@@ -292,16 +292,23 @@ async def open_client(
     except OSError as exc:
         raise _unreachable(sock_path, exc) from None
     client = AsyncClient(stream, notification_buffer=notification_buffer)
-    async with stream, trio.open_nursery() as nursery:
-        nursery.start_soon(client._reader)
-        if initialize:
-            client.server_info = await client.call(
-                "initialize", _init_params(client_name, client_version)
-            )
-            await client.notify("initialized")
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            if initialize:
+                client.server_info = await client.call(
+                    "initialize", _init_params(client_name, client_version)
+                )
+                await client.notify("initialized")
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader task never fails, so a group holds the caller's own exception: give it back
+        # as it was raised rather than wrapped.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 

@@ -178,6 +178,12 @@ class RpcConnection:
 
     def decode_message(self, line: bytes) -> Event:
         """Classify one complete JSON text."""
+        if not line.isascii():
+            # msgspec skips unknown members without checking them; the whole line must be UTF-8.
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return self._bad(ErrorCode.PARSE_ERROR, f"invalid UTF-8: {exc}", None)
         try:
             env = _decoder.decode(line)
         except msgspec.ValidationError as exc:

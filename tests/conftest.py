@@ -1,0 +1,171 @@
+"""Shared fixtures: a real ``codexd run`` subprocess on a private socket and state dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from codexd.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def short_tempdir() -> Path:
+    # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
+    return Path(tempfile.mkdtemp(prefix="cxd-", dir="/tmp"))
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    path = short_tempdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def daemon_env(base: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEXD_", "NOTIFY_", "WATCHDOG_"))}
+    env["XDG_CONFIG_HOME"] = str(base / "config")
+    env["XDG_STATE_HOME"] = str(base / "xdgstate")
+    env["XDG_RUNTIME_DIR"] = str(base / "xdgrun")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class DaemonProc:
+    base: Path
+    socket: Path
+    state_dir: Path
+    log_path: Path
+    env: dict[str, str]
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codexd", "run", "--socket", str(self.socket),
+             "--state-dir", str(self.state_dir), "--log-format", "json", *self.args],
+            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"codexd exited with {self.proc.returncode}:\n{self.log()}")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.socket))
+                return
+            except OSError:
+                time.sleep(0.02)
+            finally:
+                s.close()
+        raise AssertionError(f"codexd did not start in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, **kw: object) -> Client:
+        return Client.connect(self.socket, **kw)  # type: ignore[arg-type]
+
+    def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "codexd.cli.codexctl", "--socket", str(self.socket), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+        return self.proc.returncode
+
+
+def make_daemon(base: Path, *, config: str | None = None, args: list[str] | None = None,
+                env: dict[str, str] | None = None) -> DaemonProc:
+    if config is not None:
+        (base / "config" / "codexd").mkdir(parents=True, exist_ok=True)
+        (base / "config" / "codexd" / "config.toml").write_text(config)
+    return DaemonProc(
+        base=base,
+        socket=base / "run" / "codexd.sock",
+        state_dir=base / "state",
+        log_path=base / "daemon.log",
+        env=daemon_env(base, env),
+        args=list(args or []),
+    )
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[DaemonProc]:
+    d = make_daemon(short_tmp).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def daemon_factory(short_tmp: Path) -> Iterator[object]:
+    made: list[DaemonProc] = []
+
+    def factory(**kw: object) -> DaemonProc:
+        d = make_daemon(short_tmp, **kw)  # type: ignore[arg-type]
+        made.append(d)
+        return d
+
+    yield factory
+    for d in made:
+        d.stop()
+
+
+@pytest.fixture
+def wire() -> Iterator[object]:
+    """Open raw line sockets to a daemon; all are closed at teardown."""
+    from tests.wire import Wire
+
+    opened: list[Wire] = []
+
+    def open_wire(d: DaemonProc, timeout: float = 10.0) -> Wire:
+        w = Wire(d.socket, timeout)
+        opened.append(w)
+        return w
+
+    yield open_wire
+    for w in opened:
+        w.close()
