@@ -55,6 +55,8 @@ class DaemonProc:
     _log_file: object = field(default=None, repr=False)
 
     def start(self, *, wait: bool = True, timeout: float = 15.0) -> DaemonProc:
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log
         self.proc = subprocess.Popen(
