@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -224,3 +225,34 @@ def test_socket_and_folder_permissions(daemon, wire):
     assert oct(daemon.socket.stat().st_mode & 0o777) == "0o600"
     assert oct(daemon.socket.parent.stat().st_mode & 0o777) == "0o700"
     assert os.stat(daemon.state_dir / "codexd.db").st_mode & 0o077 == 0
+
+
+def test_pipelined_requests_from_one_client_take_effect_in_order(daemon, wire):
+    w = wire(daemon)
+    w.initialize()
+    batch = [
+        ("atom/set", {"key": "p.a", "value": 1}),
+        ("atom/get", {"key": "p.a"}),
+        ("atom/set", {"key": "p.a", "value": 2, "expectedRevision": 999}),
+        ("atom/list", {"prefix": "p."}),
+        ("atom/delete", {"key": "p.a"}),
+        ("atom/list", {"prefix": "p."}),
+        ("daemon/status", None),
+        ("atom/get", {"key": "p.a"}),
+    ]
+    payload = b"".join(
+        json.dumps({"id": i, "method": m, **({"params": p} if p else {})}).encode() + b"\n"
+        for i, (m, p) in enumerate(batch)
+    )
+    for _ in range(20):
+        w.send(payload)
+        got = {}
+        while len(got) < len(batch):
+            msg = w.recv_response()
+            got[msg["id"]] = msg
+        assert got[1]["result"]["value"] == 1
+        assert got[2]["error"]["code"] == ErrorCode.CONFLICT
+        assert [a["key"] for a in got[3]["result"]["atoms"]] == ["p.a"]
+        assert got[4]["result"]["deleted"] is True
+        assert got[5]["result"]["atoms"] == []
+        assert got[7]["result"]["exists"] is False

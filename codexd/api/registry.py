@@ -14,11 +14,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 ROUTES: dict[str, Route] = {}
 
 
-def handles(spec: MethodSpec[Any, Any], *, during_shutdown: bool = False) -> Callable[[F], F]:
+def handles(
+    spec: MethodSpec[Any, Any], *, during_shutdown: bool = False, ordered: bool = True
+) -> Callable[[F], F]:
     """Register the decorated function as the handler of ``spec``.
 
     The handler is called as ``fn(session, params)``; an ``async def`` handler runs as its own
-    task, a plain function inline (use that only for work that never blocks).
+    task, a plain function inline (use that only for work that never blocks). ``ordered`` handlers
+    run in the order the client sent them; unordered ones may overtake (long waits).
     """
 
     def register(fn: F) -> F:
@@ -29,6 +32,7 @@ def handles(spec: MethodSpec[Any, Any], *, during_shutdown: bool = False) -> Cal
             fn=fn,
             is_async=inspect.iscoroutinefunction(fn),
             during_shutdown=during_shutdown,
+            ordered=ordered,
         )
         return fn
 

@@ -1,9 +1,12 @@
 """One connected client: read requests, dispatch them, write responses and notifications.
 
 Each session owns its stream, a sans-IO :class:`RpcConnection`, a bounded :class:`OutputQueue`
-and a nursery of in-flight handlers. Fast synchronous handlers run inline in the read loop;
-async ones run as tasks, at most ``rpc.max_inflight_per_client`` at a time (beyond that the read
-loop waits, which pushes back on the client through the socket). Nothing a session does can block
+and one worker task that runs the client's requests **in the order they arrived**, so a client
+that pipelines ``atom/set`` then ``atom/get`` reads its own write. A synchronous handler runs
+inline in the read loop when nothing is queued before it (the fast path, no task switch). At most
+``rpc.max_inflight_per_client`` requests wait; beyond that the read loop waits, which pushes back
+on the client through the socket. Routes marked ``ordered=False`` (long-running calls whose
+order does not matter) run as their own tasks under the same bound. Nothing a session does can block
 another session: its only shared actions (queueing bytes for others, store calls) never wait on a
 peer.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import enum
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +84,8 @@ class Route:
     is_async: bool
     #: Allowed while the daemon is shutting down (status and health stay answerable).
     during_shutdown: bool = False
+    #: Run in arrival order with the client's other requests (see the module docstring).
+    ordered: bool = True
 
 
 def map_error(exc: Exception) -> RpcError:
@@ -113,6 +118,10 @@ class ClientSession:
         self._held_limit = cfg.pending_notifications
         self._inflight = trio.Semaphore(cfg.max_inflight_per_client)
         self._inflight_count = 0
+        self._ordered_send, self._ordered_recv = trio.open_memory_channel[
+            tuple[Route, Request, Any, float]
+        ](cfg.max_inflight_per_client)
+        self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
         self._log_calls = daemon.config.log.rpc_calls
@@ -128,7 +137,9 @@ class ClientSession:
                 outer.start_soon(self._write_loop)
                 async with trio.open_nursery() as handlers:
                     self._handlers = handlers
-                    await self._read_loop()
+                    handlers.start_soon(self._ordered_worker)
+                    async with self._ordered_send:
+                        await self._read_loop()
                 # Every handler has answered; let the writer flush, then stop.
                 self.out.close()
         finally:
@@ -246,29 +257,50 @@ class ClientSession:
         except RpcError as exc:
             self._fail(req, started, exc)
             return
-        if not route.is_async:
-            try:
-                result = route.fn(self, params)
-            except Exception as exc:
-                self._fail(req, started, exc)
-            else:
-                self._succeed(req, started, result)
+        if not route.is_async and self._ordered_pending == 0:
+            self._call_sync(route, req, params, started)
             return
         await self._inflight.acquire()
         self._inflight_count += 1
-        assert self._handlers is not None
-        self._handlers.start_soon(self._run_async, route.fn, req, params, started)
+        if route.ordered:
+            self._ordered_pending += 1
+            await self._ordered_send.send((route, req, params, started))
+        else:
+            assert self._handlers is not None
+            self._handlers.start_soon(self._run_unordered, route, req, params, started)
 
-    async def _run_async(
-        self, fn: Callable[[ClientSession, Any], Awaitable[Any]], req: Request, params: Any,
-        started: float,
-    ) -> None:
+    def _call_sync(self, route: Route, req: Request, params: Any, started: float) -> None:
         try:
-            result = await fn(self, params)
+            result = route.fn(self, params)
         except Exception as exc:
             self._fail(req, started, exc)
         else:
             self._succeed(req, started, result)
+
+    async def _call_async(self, route: Route, req: Request, params: Any, started: float) -> None:
+        try:
+            result = await route.fn(self, params)
+        except Exception as exc:
+            self._fail(req, started, exc)
+        else:
+            self._succeed(req, started, result)
+
+    async def _ordered_worker(self) -> None:
+        """Runs this client's ordered requests one after another until its input ends."""
+        async for route, req, params, started in self._ordered_recv:
+            try:
+                if route.is_async:
+                    await self._call_async(route, req, params, started)
+                else:
+                    self._call_sync(route, req, params, started)
+            finally:
+                self._ordered_pending -= 1
+                self._inflight_count -= 1
+                self._inflight.release()
+
+    async def _run_unordered(self, route: Route, req: Request, params: Any, started: float) -> None:
+        try:
+            await self._call_async(route, req, params, started)
         finally:
             self._inflight_count -= 1
             self._inflight.release()
