@@ -29,7 +29,7 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
-class DaemonSection(_Section):
+class DaemonSection(_Section, frozen=True):
     #: Socket path; empty = the default (see docs/configuration.md). Not reloadable.
     socket: str = ""
     #: State directory holding codexd.db; empty = the default. Not reloadable.
@@ -38,7 +38,7 @@ class DaemonSection(_Section):
     shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
 
 
-class LogSection(_Section):
+class LogSection(_Section, frozen=True):
     #: "auto" = console on a terminal, JSON otherwise.
     format: LogFormat = "auto"
     level: LogLevel = "info"
@@ -46,7 +46,7 @@ class LogSection(_Section):
     rpc_calls: bool = True
 
 
-class RpcSection(_Section):
+class RpcSection(_Section, frozen=True):
     #: Longest inbound message (one line) in bytes; longer ones are refused and discarded.
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MiB)] = 8 * MiB
     #: Bytes queued for one client before it is disconnected as too slow.
@@ -59,12 +59,12 @@ class RpcSection(_Section):
     pending_notifications: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1000
 
 
-class StoreSection(_Section):
+class StoreSection(_Section, frozen=True):
     #: How long a write waits for a lock held by another process, in milliseconds.
     busy_timeout_ms: Annotated[int, msgspec.Meta(ge=5000, le=600_000)] = 5000
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     rpc: RpcSection = msgspec.field(default_factory=RpcSection)

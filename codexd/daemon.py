@@ -21,7 +21,8 @@ import msgspec
 import structlog
 import trio
 
-from codexd import __version__, config as config_mod, logs
+from codexd import __version__, logs
+from codexd import config as config_mod
 from codexd.api import ROUTES
 from codexd.config import Config
 from codexd.errors import ConfigError, ErrorCode
@@ -214,7 +215,8 @@ class Daemon:
     async def _wait_sessions_idle(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._wait_forced, nursery.cancel_scope)
-            while any(not s.idle for s in self.sessions):
+            # Shutdown-only: a short poll is simpler than wiring an event through every queue.
+            while any(not s.idle for s in self.sessions):  # noqa: ASYNC110
                 await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
 

@@ -34,7 +34,8 @@ def short_tmp() -> Iterator[Path]:
 
 
 def daemon_env(base: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEXD_", "NOTIFY_", "WATCHDOG_"))}
+    drop = ("CODEXD_", "NOTIFY_", "WATCHDOG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["XDG_CONFIG_HOME"] = str(base / "config")
     env["XDG_STATE_HOME"] = str(base / "xdgstate")
     env["XDG_RUNTIME_DIR"] = str(base / "xdgrun")

@@ -146,7 +146,7 @@ def test_acknowledged_writes_survive_kill_9_at_any_point(daemon):
         acked = -1
         stop = threading.Event()
 
-        def writer(round_: int = round_) -> None:
+        def writer(round_: int = round_, stop: threading.Event = stop) -> None:
             nonlocal acked
             try:
                 with daemon.client(timeout=5) as c:
@@ -254,5 +254,5 @@ def test_connections_from_another_uid_are_refused(daemon):
 
 
 def test_unreachable_daemon_error_says_how_to_start_it(short_tmp):
-    with pytest.raises(DaemonUnreachable, match="codexd run.*systemctl --user start codexd"):
+    with pytest.raises(DaemonUnreachable, match=r"codexd run.*systemctl --user start codexd"):
         make_daemon(short_tmp).client()

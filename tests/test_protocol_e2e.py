@@ -12,7 +12,6 @@ import trio
 
 from codexd.client import open_client
 from codexd.errors import ErrorCode
-
 from tests.wire import Wire
 
 
@@ -123,7 +122,8 @@ def test_default_limit_is_8_mib(daemon, wire):
     value = "y" * (7 * 1024 * 1024)
     ok = w.call("atom/set", {"key": "big", "value": value}, rid=1)
     assert ok["result"]["revision"] >= 1
-    w.send(b'{"id":2,"method":"atom/set","params":{"key":"k","value":"' + b"z" * (9 << 20) + b'"}}\n')
+    head = b'{"id":2,"method":"atom/set","params":{"key":"k","value":"'
+    w.send(head + b"z" * (9 << 20) + b'"}}\n')
     assert w.recv_response()["error"]["code"] == ErrorCode.MESSAGE_TOO_LARGE
     assert len(w.call("atom/get", {"key": "big"}, rid=3)["result"]["value"]) == len(value)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BaseException as group:
-        exc = _unwrap(group)
-        if isinstance(exc, CodexdError):
-            logs.get_logger("codexd").error("daemon_failed", error=str(exc))
-            print(f"codexd: {exc}", file=sys.stderr)
+        cause = _unwrap(group)
+        if isinstance(cause, CodexdError):
+            logs.get_logger("codexd").error("daemon_failed", error=str(cause))
+            print(f"codexd: {cause}", file=sys.stderr)
             return EXIT_FAILED
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(cause, KeyboardInterrupt):
             return 130
         raise
     return EXIT_OK

@@ -12,11 +12,11 @@ AtomKey = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Revision = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class AtomKeyParams(Params):
+class AtomKeyParams(Params, frozen=True):
     key: AtomKey
 
 
-class Atom(Struct):
+class Atom(Struct, frozen=True):
     key: str
     exists: bool
     value: msgspec.Raw
@@ -24,38 +24,38 @@ class Atom(Struct):
     updated_at: str | None = None
 
 
-class AtomSetParams(Params):
+class AtomSetParams(Params, frozen=True):
     key: AtomKey
     value: msgspec.Raw
     expected_revision: Revision | None = None
 
 
-class AtomRevision(Struct):
+class AtomRevision(Struct, frozen=True):
     key: str
     revision: int
     updated_at: str
 
 
-class AtomDeleteParams(Params):
+class AtomDeleteParams(Params, frozen=True):
     key: AtomKey
     expected_revision: Revision | None = None
 
 
-class AtomDeleted(Struct):
+class AtomDeleted(Struct, frozen=True):
     key: str
     deleted: bool
 
 
-class AtomListParams(Params):
+class AtomListParams(Params, frozen=True):
     prefix: Annotated[str, msgspec.Meta(max_length=512)] = ""
     include_values: bool = True
 
 
-class AtomList(Struct):
+class AtomList(Struct, frozen=True):
     atoms: list[Atom]
 
 
-class AtomChanged(Struct):
+class AtomChanged(Struct, frozen=True):
     key: str
     deleted: bool
     revision: int
@@ -73,7 +73,9 @@ ATOM_SET = method(
 ATOM_DELETE = method(
     "atom/delete", AtomDeleteParams, AtomDeleted, "Delete an atom (optionally compare-and-delete)."
 )
-ATOM_LIST = method("atom/list", AtomListParams, AtomList, "List atoms whose key starts with prefix.")
+ATOM_LIST = method(
+    "atom/list", AtomListParams, AtomList, "List atoms whose key starts with prefix."
+)
 
 ATOM_CHANGED = notification(
     "atom/changed", AtomChanged, "An atom was set or deleted by another client."

@@ -31,7 +31,7 @@ class Params(
     """Params codexd accepts: strict, so a typo in a field name is an error, not a no-op."""
 
 
-class NoParams(Params):
+class NoParams(Params, frozen=True):
     """For methods that take no params (absent, ``null``, ``{}`` and ``[]`` are accepted)."""
 
 
@@ -94,11 +94,12 @@ def decode_params(params_type: type[P], raw: msgspec.Raw | None) -> P:
     elif data.strip() == b"null":
         data = b"{}"
     try:
-        return dec.decode(data)
+        params: P = dec.decode(data)
     except msgspec.ValidationError as exc:
         raise invalid_params(str(exc)) from None
     except msgspec.DecodeError as exc:  # pragma: no cover - the envelope was valid JSON
         raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {exc}") from None
+    return params
 
 
 def invalid_params(detail: str) -> RpcError:

@@ -11,18 +11,18 @@ from codexd.protocol.base import NoParams, Params, Struct, method, notification
 PROTOCOL_VERSION = 1
 
 
-class ClientInfo(Params):
+class ClientInfo(Params, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     version: Annotated[str, msgspec.Meta(max_length=200)] = ""
     title: str | None = None
 
 
-class InitializeParams(Params):
+class InitializeParams(Params, frozen=True):
     client_info: ClientInfo
     capabilities: dict[str, object] | None = None
 
 
-class InitializeResult(Struct):
+class InitializeResult(Struct, frozen=True):
     server: str
     version: str
     protocol_version: int
@@ -31,12 +31,12 @@ class InitializeResult(Struct):
     connection_id: int
 
 
-class MethodCount(Struct):
+class MethodCount(Struct, frozen=True):
     calls: int
     errors: int
 
 
-class DaemonStatus(Struct):
+class DaemonStatus(Struct, frozen=True):
     version: str
     protocol_version: int
     pid: int
@@ -51,31 +51,31 @@ class DaemonStatus(Struct):
     methods: dict[str, MethodCount]
 
 
-class CheckResult(Struct):
+class CheckResult(Struct, frozen=True):
     ok: bool
     detail: str | None = None
 
 
-class DaemonHealth(Struct):
+class DaemonHealth(Struct, frozen=True):
     ok: bool
     checks: dict[str, CheckResult]
 
 
-class ShutdownParams(Params):
+class ShutdownParams(Params, frozen=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class ShutdownResult(Struct):
+class ShutdownResult(Struct, frozen=True):
     stopping: bool
     grace_seconds: float
 
 
-class ShuttingDown(Struct):
+class ShuttingDown(Struct, frozen=True):
     reason: str
     grace_seconds: float
 
 
-class Initialized(NoParams):
+class Initialized(NoParams, frozen=True):
     pass
 
 

@@ -21,7 +21,7 @@ ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=3650)]
 
 
-class Settings(Struct, forbid_unknown_fields=True):
+class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     """The settings object. Every field, its type and default are listed in docs/protocol.md."""
 
     default_model: ModelName | None = None
@@ -32,25 +32,25 @@ class Settings(Struct, forbid_unknown_fields=True):
     inbox_retention_days: RetentionDays = 30
 
 
-class SettingsPatch(Params):
-    default_model: ModelName | None | UnsetType = UNSET
-    default_reasoning_effort: ReasoningEffort | None | UnsetType = UNSET
-    default_sandbox: SandboxMode | None | UnsetType = UNSET
-    default_approval_policy: ApprovalPolicy | None | UnsetType = UNSET
-    notify_on_turn_complete: bool | None | UnsetType = UNSET
-    inbox_retention_days: RetentionDays | None | UnsetType = UNSET
+class SettingsPatch(Params, frozen=True):
+    default_model: ModelName | UnsetType | None = UNSET
+    default_reasoning_effort: ReasoningEffort | UnsetType | None = UNSET
+    default_sandbox: SandboxMode | UnsetType | None = UNSET
+    default_approval_policy: ApprovalPolicy | UnsetType | None = UNSET
+    notify_on_turn_complete: bool | UnsetType | None = UNSET
+    inbox_retention_days: RetentionDays | UnsetType | None = UNSET
 
 
-class SettingsUpdateParams(Params):
+class SettingsUpdateParams(Params, frozen=True):
     patch: SettingsPatch
 
 
-class SettingsResult(Struct):
+class SettingsResult(Struct, frozen=True):
     settings: Settings
     updated_at: str | None
 
 
-class SettingsGetParams(Params):
+class SettingsGetParams(Params, frozen=True):
     pass
 
 

@@ -27,7 +27,7 @@ NULL = Raw(b"null")
 
 class _Envelope(msgspec.Struct, omit_defaults=True):
     jsonrpc: str | UnsetType = UNSET
-    id: int | str | None | UnsetType = UNSET
+    id: int | str | UnsetType | None = UNSET
     method: str | UnsetType = UNSET
     params: Raw | UnsetType = UNSET
     result: Raw | UnsetType = UNSET

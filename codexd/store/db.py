@@ -107,12 +107,16 @@ class Store:
         )
 
     def _in_transaction(self, fn: Callable[[apsw.Connection], T]) -> T:
-        with map_exceptions(), self._writer:
-            return fn(self._writer)
+        with map_exceptions():
+            with self._writer:
+                result = fn(self._writer)
+            return result
 
     def _in_transaction_read(self, fn: Callable[[apsw.Connection], T]) -> T:
-        with map_exceptions(), self._reader:
-            return fn(self._reader)
+        with map_exceptions():
+            with self._reader:
+                result = fn(self._reader)
+            return result
 
     def write_sync(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Blocking :meth:`write` for start-up and shutdown paths that run before/after the loop."""
@@ -122,7 +126,7 @@ class Store:
         """A cheap check used by ``daemon/health`` (blocking; call from a thread)."""
         with map_exceptions():
             row = self._reader.execute("PRAGMA quick_check(1)").fetchone()
-        return bool(row) and row[0] == "ok"
+        return row is not None and row[0] == "ok"
 
     def close(self) -> None:
         """Checkpoint the WAL and close both connections (blocking)."""

@@ -25,8 +25,8 @@ import trio
 
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.protocol import MethodSpec
-from codexd.transport.outqueue import OutputQueue
 from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
+from codexd.transport.outqueue import OutputQueue
 
 if TYPE_CHECKING:
     from codexd.daemon import Daemon
@@ -96,7 +96,9 @@ def map_error(exc: Exception) -> RpcError:
         return RpcError(ErrorCode.STORE_BUSY, f"{exc}; retry shortly")
     if isinstance(exc, StoreError):
         return RpcError(ErrorCode.STORE_ERROR, str(exc))
-    return RpcError(ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon log")
+    return RpcError(
+        ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon log"
+    )
 
 
 class ClientSession:
@@ -204,14 +206,15 @@ class ClientSession:
                 return
             if not data:
                 return
-            for event in self.rpc.receive_data(data):
+            for event in self.rpc.receive_data(bytes(data)):
                 if isinstance(event, Request):
                     await self._on_request(event)
                 elif isinstance(event, Notification):
                     self._on_notification(event)
                 elif isinstance(event, BadMessage):
                     self.daemon.stats.count("(invalid)", event.code)
-                    log.info("rpc_bad_message", conn=self.id, code=int(event.code), error=event.message)
+                    log.info("rpc_bad_message", conn=self.id, code=int(event.code),
+                             error=event.message)
                     if event.reply is not None:
                         self.send(event.reply)
                 elif isinstance(event, Response | ErrorResponse):

@@ -19,7 +19,7 @@ import structlog
 import trio
 
 from codexd.errors import AlreadyRunning, CodexdError
-from codexd.paths import MAX_SOCKET_PATH, lock_file_for
+from codexd.paths import MAX_SOCKET_PATH
 from codexd.transport.peercred import PeerCred, peer_credentials
 
 log = structlog.get_logger("codexd.transport")
