@@ -127,6 +127,9 @@ class ClientSession:
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
         self._log_calls = daemon.config.log.rpc_calls
+        # Bound once (not a lazy proxy resolved per line): the per-call log line is on the
+        # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
+        self._call_log = log.bind(conn=self.id)
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -167,6 +170,7 @@ class ClientSession:
         self.rpc.max_message_bytes = cfg.rpc.max_message_bytes
         self.out.limit = cfg.rpc.client_queue_bytes
         self._log_calls = cfg.log.rpc_calls
+        self._call_log = log.bind(conn=self.id)
 
     # ---------------------------------------------------------------------------- output
 
@@ -325,9 +329,9 @@ class ClientSession:
         if self._log_calls:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if err is None:
-                log.info("rpc_call", conn=self.id, method=method, duration_ms=duration_ms,
-                         outcome="ok")
+                self._call_log.info("rpc_call", method=method, duration_ms=duration_ms,
+                                    outcome="ok")
             else:
-                log.info("rpc_call", conn=self.id, method=method if known else "(unknown)",
-                         duration_ms=duration_ms, outcome="error", code=err.code,
-                         error=err.message)
+                self._call_log.info("rpc_call", method=method if known else "(unknown)",
+                                    duration_ms=duration_ms, outcome="error", code=err.code,
+                                    error=err.message)
