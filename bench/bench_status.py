@@ -181,8 +181,9 @@ def main() -> int:
             ok = r > TARGETS["calls_per_s_10"]
             extra = f"   (target > {TARGETS['calls_per_s_10']:,}/s: {verdict(ok)})"
         print(f"{c:>3} concurrent clients  {r:>10,.0f} calls/s{extra}")
+    rss_ok = verdict(idle_rss < TARGETS["idle_rss_mb"])
     print(f"daemon RSS idle {idle_rss:.1f} MB, after load {loaded_rss:.1f} MB   "
-          f"(target idle < {TARGETS['idle_rss_mb']} MB: {verdict(idle_rss < TARGETS['idle_rss_mb'])})")
+          f"(target idle < {TARGETS['idle_rss_mb']} MB: {rss_ok})")
     return 0
 
 
