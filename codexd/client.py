@@ -239,10 +239,12 @@ class AsyncClient:
     async def notify(self, method: str, params: Any = None) -> None:
         await self._send(self._rpc.send_notification(method, _params(params)))
 
-    async def notifications(self) -> AsyncIterator[ReceivedNotification]:
-        """Notifications in arrival order, until the connection closes."""
-        async for note in self._note_recv:
-            yield note
+    def notifications(self) -> trio.MemoryReceiveChannel[ReceivedNotification]:
+        """Notifications in arrival order (``async for``), ending when the connection closes.
+
+        A plain channel rather than an async generator, so breaking out of the loop is safe.
+        """
+        return self._note_recv
 
     async def _send(self, data: bytes) -> None:
         if self._closed is not None:

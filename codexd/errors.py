@@ -33,7 +33,6 @@ class ErrorCode(IntEnum):
     PEER_REFUSED = -32006
     TOO_MANY_CLIENTS = -32007
     CONFLICT = -32010
-    NOT_FOUND = -32011
     STORE_BUSY = -32020
     STORE_ERROR = -32021
 

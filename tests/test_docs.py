@@ -1,0 +1,86 @@
+"""The docs are part of the contract: they must list exactly what the code defines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+
+from codexd import config
+from codexd.api import ROUTES
+from codexd.errors import ErrorCode
+from codexd.protocol import METHODS, NOTIFICATIONS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _sections(text: str, part: str) -> dict[str, str]:
+    body = text.split(f"\n## {part}\n", 1)[1].split("\n## ", 1)[0]
+    chunks = re.split(r"^### `([^`]+)`\n", body, flags=re.M)
+    return dict(zip(chunks[1::2], chunks[2::2], strict=True))
+
+
+def _example_lines(section: str, arrow: str) -> list[bytes]:
+    return [line[2:].strip().encode() for line in section.splitlines()
+            if line.startswith(arrow + " ")]
+
+
+class _Envelope(msgspec.Struct):
+    method: str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.Raw(b"")
+
+
+def test_every_method_is_documented_with_a_valid_example():
+    sections = _sections((DOCS / "protocol.md").read_text(), "Methods")
+    assert set(sections) == set(METHODS), "docs/protocol.md and the method registry differ"
+    for name, section in sections.items():
+        spec = METHODS[name]
+        (request,) = _example_lines(section, "→")
+        env = msgspec.json.decode(request, type=_Envelope)
+        assert env.method == name
+        spec.decode_params(env.params)  # raises if the example's params are invalid
+        (response,) = _example_lines(section, "←")
+        env = msgspec.json.decode(response, type=_Envelope)
+        assert bytes(env.result), name
+        msgspec.json.decode(env.result, type=spec.result)
+
+
+def test_every_notification_is_documented_with_a_valid_example():
+    sections = _sections((DOCS / "protocol.md").read_text(), "Notifications")
+    assert set(sections) == set(NOTIFICATIONS)
+    for name, section in sections.items():
+        (line,) = _example_lines(section, "←") or _example_lines(section, "→")
+        env = msgspec.json.decode(line, type=_Envelope)
+        assert env.method == name
+        params = b"{}" if bytes(env.params) == b"null" else env.params
+        msgspec.json.decode(params, type=NOTIFICATIONS[name].params)
+
+
+def test_every_method_has_a_handler():
+    assert set(ROUTES) == set(METHODS)
+
+
+def test_error_code_table_matches_the_enum():
+    text = (DOCS / "protocol.md").read_text()
+    rows = re.findall(r"^\| (-\d+) \| ([A-Z_]+) \|", text, flags=re.M)
+    assert {(int(code), name) for code, name in rows} == {(e.value, e.name) for e in ErrorCode}
+    assert all(-32768 <= e.value <= -32000 for e in ErrorCode)
+
+
+def test_every_config_key_is_documented_with_its_default():
+    text = (DOCS / "configuration.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \| `([^`]*)` \|", text, flags=re.M))
+    keys = config.documented_keys()
+    assert set(rows) == set(keys), "docs/configuration.md and config.Config differ"
+    for key, default in keys.items():
+        shown = msgspec.json.encode(default).decode() if not isinstance(default, str) \
+            else f'"{default}"'
+        assert rows[key] == shown.lower(), f"{key}: documented {rows[key]}, code has {shown}"
+
+
+def test_readme_starts_with_the_two_commands():
+    readme = (DOCS.parent / "README.md").read_text()
+    first_block = readme.split("```", 2)[1]
+    assert "make run" in first_block and "make test" in first_block
