@@ -67,6 +67,8 @@ class Daemon:
     ) -> None:
         self.config = config
         self.config_file = config_file
+        #: The file the running config came from; None when it was absent (defaults).
+        self.config_source = config_file if config_file and config_file.exists() else None
         self.overrides = overrides or Overrides()
         self.state_dir = Path(config.daemon.state_dir or default_state_dir()).expanduser()
         self.socket_path = Path(config.daemon.socket or default_socket(self.state_dir)).expanduser()
@@ -133,6 +135,9 @@ class Daemon:
                 store=self.config.store,
             )
         self.config = new
+        self.config_source = (
+            self.config_file if self.config_file and self.config_file.exists() else None
+        )
         logs.configure(new.log.format, new.log.level)
         for session in list(self.sessions):
             session.reconfigure()

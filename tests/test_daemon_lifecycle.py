@@ -19,6 +19,14 @@ from codexd.errors import ErrorCode
 from tests.conftest import make_daemon
 
 
+def test_version_flag():
+    out = subprocess.run([sys.executable, "-m", "codexd", "--version"], capture_output=True,
+                         text=True, timeout=30, check=True)
+    from codexd import __version__
+
+    assert out.stdout.strip() == f"codexd {__version__}"
+
+
 def test_second_instance_is_refused_naming_socket_and_pid(daemon):
     second = subprocess.run(
         [sys.executable, "-m", "codexd", "run", "--socket", str(daemon.socket),
@@ -173,6 +181,8 @@ def test_acknowledged_writes_survive_kill_9_at_any_point(daemon):
             got = c.call("atom/get", {"key": f"r{round_}"})["value"]
             # Every acknowledged write is there (one more may have landed unacknowledged).
             assert got in (acked, acked + 1), (got, acked)
+            days = c.call("settings/get")["settings"]["inboxRetentionDays"]
+            assert days in (1 + acked % 3000, 1 + (acked + 1) % 3000), (days, acked)
             assert c.call("daemon/health")["ok"]
 
 

@@ -174,6 +174,18 @@ def test_client_that_never_reads_is_dropped_and_others_are_not_slowed(daemon_fac
     assert "output_queue_overflow" in d.log()
 
 
+def test_connections_that_never_initialize_get_no_notifications(daemon, wire):
+    idle = wire(daemon)
+    with daemon.client() as writer:
+        for i in range(1500):  # more than rpc.pending_notifications
+            writer.call("atom/set", {"key": "noise", "value": i})
+    # The idle connection was neither flooded nor dropped: it can still start a session.
+    assert idle.initialize()["result"]["server"] == "codexd"
+    idle.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        idle.recv()
+
+
 def test_notifications_are_held_until_initialized(daemon, wire):
     w = wire(daemon)
     w.call("initialize", {"clientInfo": {"name": "slow-starter"}}, rid=0)

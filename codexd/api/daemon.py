@@ -61,7 +61,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         socket=str(d.socket_path),
         db_path=str(d.db_path),
         state_dir=str(d.state_dir),
-        config_file=str(d.config_file) if d.config_file else None,
+        config_file=str(d.config_source) if d.config_source else None,
         clients_connected=len(d.sessions),
         clients_total=d.stats.clients_total,
         methods=d.stats.methods(),

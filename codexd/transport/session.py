@@ -180,10 +180,14 @@ class ClientSession:
             self.disconnect("output_queue_overflow")
 
     def notify(self, data: bytes) -> None:
-        """Queue an encoded notification, holding it until the client is ready for it."""
+        """Queue an encoded notification for an initialized client.
+
+        Between ``initialize`` and ``initialized`` notifications are held (bounded) and flushed in
+        order afterwards; before ``initialize`` the connection is nobody's yet and gets none.
+        """
         if self.state is SessionState.READY:
             self.send(data)
-        elif self.state is not SessionState.CLOSED:
+        elif self.state is SessionState.INITIALIZED:
             if len(self._held) >= self._held_limit:
                 self.disconnect("held_notifications_overflow")
                 return
