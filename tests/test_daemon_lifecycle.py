@@ -266,3 +266,22 @@ def test_connections_from_another_uid_are_refused(daemon):
 def test_unreachable_daemon_error_says_how_to_start_it(short_tmp):
     with pytest.raises(DaemonUnreachable, match=r"codexd run.*systemctl --user start codexd"):
         make_daemon(short_tmp).client()
+
+
+def test_database_locked_by_another_process_is_a_clear_retryable_error(daemon):
+    import apsw
+
+    holder = apsw.Connection(str(daemon.state_dir / "codexd.db"))
+    holder.execute("BEGIN IMMEDIATE")  # e.g. a sqlite3 shell holding a write transaction
+    try:
+        with daemon.client() as c:
+            with pytest.raises(Exception) as info:
+                c.call("atom/set", {"key": "k", "value": 1})  # waits busy_timeout_ms (5 s)
+            assert getattr(info.value, "code", None) == ErrorCode.STORE_BUSY
+            assert "retry" in str(info.value)
+            # Reads are not blocked by the writer's lock (WAL).
+            assert c.call("atom/get", {"key": "k"})["exists"] is False
+            holder.execute("ROLLBACK")
+            assert c.call("atom/set", {"key": "k", "value": 1})["revision"] >= 1
+    finally:
+        holder.close()

@@ -99,12 +99,16 @@ def cmd_atoms_get(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
-def cmd_atoms_set(c: Client, a: argparse.Namespace) -> Any:
-    value = a.value if a.string else _json_arg(a.value, "VALUE")
-    params: dict[str, Any] = {"key": a.key, "value": value}
+def _atom_params(a: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"key": a.key, **extra}
     if a.expect_revision is not None:
         params["expectedRevision"] = a.expect_revision
-    out = c.call("atom/set", params)
+    return params
+
+
+def cmd_atoms_set(c: Client, a: argparse.Namespace) -> Any:
+    value = a.value if a.string else _json_arg(a.value, "VALUE")
+    out = c.call("atom/set", _atom_params(a, value=value))
     if a.json:
         return out
     print(f"{out['key']} = {_show_value(value)} (revision {out['revision']})")
@@ -112,10 +116,7 @@ def cmd_atoms_set(c: Client, a: argparse.Namespace) -> Any:
 
 
 def cmd_atoms_rm(c: Client, a: argparse.Namespace) -> Any:
-    params: dict[str, Any] = {"key": a.key}
-    if a.expect_revision is not None:
-        params["expectedRevision"] = a.expect_revision
-    out = c.call("atom/delete", params)
+    out = c.call("atom/delete", _atom_params(a))
     if a.json:
         return out
     print(f"{a.key}: {'deleted' if out['deleted'] else 'was not set'}")
