@@ -46,6 +46,7 @@ __all__ = [
     "ConnectionClosed",
     "DaemonUnreachable",
     "ReceivedNotification",
+    "ReceivedRequest",
     "RpcError",
     "open_client",
 ]
@@ -64,6 +65,15 @@ class ConnectionClosed(CodexdError):
 
 @dataclass(frozen=True, slots=True)
 class ReceivedNotification:
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """A request from the daemon (a server request such as an approval); answer it by ``id``."""
+
+    id: int | str
     method: str
     params: Any
 
@@ -106,6 +116,7 @@ class Client:
         self._rpc = RpcConnection(max_message_bytes=_MAX_INBOUND)
         self._results: dict[int | str, Response | ErrorResponse] = {}
         self._notes: deque[ReceivedNotification] = deque()
+        self._requests: deque[ReceivedRequest] = deque()
         self.server_info: dict[str, Any] = {}
 
     @classmethod
@@ -170,19 +181,31 @@ class Client:
 
     def next_notification(self, timeout: float | None = None) -> ReceivedNotification:
         """The next notification; raises ``TimeoutError`` after ``timeout`` seconds."""
+        self._wait_for(self._notes, timeout)
+        return self._notes.popleft()
+
+    def next_request(self, timeout: float | None = None) -> ReceivedRequest:
+        """The next request from the daemon (approvals need ``capabilities.serverRequests``)."""
+        self._wait_for(self._requests, timeout)
+        return self._requests.popleft()
+
+    def respond(self, rid: int | str, result: Any) -> None:
+        """Answer a request from :meth:`next_request`."""
+        self._sock.sendall(self._rpc.send_response(rid, result))
+
+    def _wait_for(self, queue: deque[Any], timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         old = self._sock.gettimeout()
         try:
-            while not self._notes:
+            while not queue:
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise TimeoutError("no notification arrived in time")
+                        raise TimeoutError("nothing arrived in time")
                     self._sock.settimeout(left)
                 self._pump()
         finally:
             self._sock.settimeout(old)
-        return self._notes.popleft()
 
     def _pump(self) -> None:
         try:
@@ -201,8 +224,11 @@ class Client:
             elif isinstance(ev, Notification):
                 params = msgspec.json.decode(ev.params) if ev.params is not None else None
                 self._notes.append(ReceivedNotification(ev.method, params))
-            elif isinstance(ev, Request | BadMessage):
-                pass  # codexd sends no requests to clients yet; ignore rather than fail
+            elif isinstance(ev, Request):
+                params = msgspec.json.decode(ev.params) if ev.params is not None else None
+                self._requests.append(ReceivedRequest(ev.id, ev.method, params))
+            elif isinstance(ev, BadMessage):
+                pass
 
 
 class AsyncClient:

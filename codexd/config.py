@@ -64,15 +64,83 @@ class StoreSection(_Section, frozen=True):
     busy_timeout_ms: Annotated[int, msgspec.Meta(ge=5000, le=600_000)] = 5000
 
 
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+
+
+class AppServerSection(_Section, frozen=True):
+    #: Run and supervise `codex app-server`; false = codexd's own methods only.
+    enabled: bool = True
+    #: The codex executable; empty = `codex` on PATH, else the project-local install.
+    command: str = ""
+    #: Arguments after the executable.
+    args: list[str] = msgspec.field(default_factory=lambda: ["app-server"])
+    #: Extra `-c key=value` overrides passed to codex.
+    config_overrides: list[str] = msgspec.field(default_factory=list)
+    #: CODEX_HOME for the app-server; empty = inherited (codex's default ~/.codex).
+    codex_home: str = ""
+    #: How long a request waits for the app-server to become ready before failing.
+    ready_wait_seconds: Seconds = 10.0
+    #: Requests in flight to the app-server at most; the rest queue fairly inside codexd.
+    max_inflight: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    #: How long an overloaded app-server's requests are retried before codexd gives up.
+    overload_retry_seconds: Seconds = 60.0
+    handshake_timeout_seconds: Seconds = 30.0
+    backoff_initial_seconds: Seconds = 0.5
+    backoff_max_seconds: Seconds = 30.0
+    #: A run healthy this long resets the backoff ladder.
+    backoff_reset_after_seconds: Seconds = 60.0
+    #: This many failures within breaker_window_seconds → state failed until restarted by hand.
+    breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    breaker_window_seconds: Seconds = 300.0
+    #: How often a cheap request checks a ready app-server, and how long it may take.
+    health_interval_seconds: Seconds = 30.0
+    health_timeout_seconds: Seconds = 10.0
+    #: After stdin closes and SIGTERM, how long before SIGKILL of the process group.
+    stop_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: Longest line accepted from the app-server.
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=4096 * MiB)] = 256 * MiB
+    #: stderr lines logged per second at most (all are kept in the status tail).
+    stderr_log_per_second: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 20
+
+
+class EventsSection(_Section, frozen=True):
+    #: Notifications kept for replay after a reconnect.
+    ring_size: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000
+
+
+class ApprovalsSection(_Section, frozen=True):
+    #: Answer a server request nobody answered after this many seconds; 0 = wait forever.
+    timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)] = 0.0
+    #: Per-method answer used at the timeout, as a decision string (e.g. "decline"); methods
+    #: without one get a JSON-RPC error upstream.
+    defaults: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     rpc: RpcSection = msgspec.field(default_factory=RpcSection)
     store: StoreSection = msgspec.field(default_factory=StoreSection)
+    appserver: AppServerSection = msgspec.field(default_factory=AppServerSection)
+    events: EventsSection = msgspec.field(default_factory=EventsSection)
+    approvals: ApprovalsSection = msgspec.field(default_factory=ApprovalsSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
-NOT_RELOADABLE = ("daemon.socket", "daemon.state_dir", "store.busy_timeout_ms")
+NOT_RELOADABLE = (
+    "daemon.socket",
+    "daemon.state_dir",
+    "store.busy_timeout_ms",
+    "events.ring_size",
+)
+#: Keys that take effect at the app-server's next (re)start.
+APPLIED_ON_APPSERVER_RESTART = (
+    "appserver.enabled",
+    "appserver.command",
+    "appserver.args",
+    "appserver.config_overrides",
+    "appserver.codex_home",
+)
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _FIELD = re.compile(r"field `([^`]+)`")
@@ -171,14 +239,9 @@ def reload_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
     return [k for k in changed if k not in NOT_RELOADABLE], restart
 
 
-def _flatten(d: dict[str, object], prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def _flatten(d: dict[str, dict[str, object]]) -> dict[str, object]:
+    """``{section: {key: value}}`` → ``{"section.key": value}`` (values may be tables)."""
+    return {f"{section}.{key}": value for section, keys in d.items() for key, value in keys.items()}
 
 
 def documented_keys() -> dict[str, object]:

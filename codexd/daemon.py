@@ -24,14 +24,20 @@ import trio
 from codexd import __version__, logs
 from codexd import config as config_mod
 from codexd.api import ROUTES
+from codexd.approvals import ApprovalBook, thread_refs
+from codexd.appserver.states import State
+from codexd.appserver.supervisor import AppServer, ServerRequestIn
 from codexd.config import Config
 from codexd.errors import ConfigError, ErrorCode
+from codexd.events import EventHub
 from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
+from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
-from codexd.rpc import RpcConnection, encode_notification
+from codexd.rpc import RpcConnection
 from codexd.sdnotify import Notifier
 from codexd.stats import Stats
 from codexd.store import Store, now_iso
+from codexd.store import approvals as approvals_repo
 from codexd.transport.session import ClientSession
 from codexd.transport.unix import (
     InstanceLock,
@@ -42,6 +48,16 @@ from codexd.transport.unix import (
 )
 
 log = structlog.get_logger("codexd.daemon")
+
+#: Method prefixes codexd answers itself; everything else goes to the app-server.
+OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/")
+
+
+async def _guarded(coro: Any) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("background_task_failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +101,17 @@ class Daemon:
         self._force = trio.Event()
         self._store: Store | None = None
         self._run_id: int | None = None
+        self._services: trio.Nursery | None = None
+        self.events = EventHub(config.events.ring_size)
+        self.approvals = ApprovalBook(self)
+        self.appserver = AppServer(
+            config.appserver,
+            on_state=self._on_appserver_state,
+            on_notification=self._on_appserver_notification,
+            on_server_request=self._on_server_request,
+            on_generation_end=self.approvals.expire_generation,
+            next_generation=self._next_generation,
+        )
 
     @property
     def store(self) -> Store:
@@ -102,12 +129,46 @@ class Daemon:
         self.shutdown_reason = reason
         self._stop.set()
 
-    def broadcast(self, method: str, params: Any, *, exclude: ClientSession | None = None) -> None:
-        """Send a notification to every initialized client (encoded once; never waits)."""
-        data = encode_notification(method, params)
-        for session in list(self.sessions):
-            if session is not exclude:
-                session.notify(data)
+    def publish(
+        self, method: str, params: Any, *, thread_id: str | None = None,
+        exclude: ClientSession | None = None,
+    ) -> None:
+        """Number and send a notification to every client that wants it (never waits)."""
+        self.events.publish(method, params, self.sessions, thread_id=thread_id, exclude=exclude)
+
+    def forwards(self, method: str) -> bool:
+        """Whether ``method`` goes to the app-server (outside codexd's namespaces, and enabled)."""
+        return (self.config.appserver.enabled and not method.startswith(OWN_NAMESPACES)
+                and method not in ("initialize", "initialized"))
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine as a daemon service task; its failure is logged, never fatal."""
+        assert self._services is not None, "spawn() before the daemon started"
+        self._services.start_soon(_guarded, coro)
+
+    # --------------------------------------------------------------------- app-server hooks
+
+    def _on_appserver_state(self, state: State, previous: State, reason: str) -> None:
+        log.info("appserver_state", state=state.value, previous=previous.value, reason=reason,
+                 generation=self.appserver.generation)
+        self.notifier.status(f"serving on {self.socket_path}; app-server {state.value}")
+        self.publish(APPSERVER_STATE_CHANGED.name, AppServerStateChanged(
+            state=state.value, previous=previous.value, reason=reason,
+            generation=self.appserver.generation, pid=self.appserver.pid))
+
+    def _on_appserver_notification(self, method: str, params: msgspec.Raw | None) -> None:
+        if method == "serverRequest/resolved":
+            # codexd announces resolutions itself, with the ids its clients know.
+            self.approvals.on_upstream_resolved(params, self.appserver.generation)
+            return
+        thread_id = None if method == "thread/started" else thread_refs(params)[0]
+        self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id)
+
+    def _on_server_request(self, req: ServerRequestIn) -> None:
+        self.spawn(self.approvals.on_request(req))
+
+    async def _next_generation(self) -> int:
+        return await self.store.write(approvals_repo.next_generation)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file and apply what can change while running."""
@@ -135,6 +196,7 @@ class Daemon:
                 store=self.config.store,
             )
         self.config = new
+        self.appserver.reconfigure(new.appserver)
         self.config_source = (
             self.config_file if self.config_file and self.config_file.exists() else None
         )
@@ -187,9 +249,14 @@ class Daemon:
         self, listener: trio.SocketListener, signals: Any, task_status: trio.TaskStatus[Daemon]
     ) -> None:
         async with trio.open_nursery() as services:
+            self._services = services
             services.start_soon(self._signal_loop, signals)
             if self.notifier.watchdog_seconds:
                 services.start_soon(self._watchdog_loop, self.notifier.watchdog_seconds)
+            await self.approvals.expire_leftovers()
+            services.start_soon(self.approvals.run_timeouts)
+            if self.config.appserver.enabled:
+                await services.start(self.appserver.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 clients.start_soon(self._accept_loop, listener, clients, accept_scope)
@@ -208,7 +275,7 @@ class Daemon:
                 self.notifier.stopping(f"stopping: {self.shutdown_reason}")
                 log.info("daemon_stopping", reason=self.shutdown_reason, grace_seconds=grace)
                 accept_scope.cancel()
-                self.broadcast(
+                self.publish(
                     SHUTTING_DOWN.name,
                     ShuttingDown(reason=self.shutdown_reason, grace_seconds=grace),
                 )

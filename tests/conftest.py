@@ -123,9 +123,13 @@ class DaemonProc:
 
 def make_daemon(base: Path, *, config: str | None = None, args: list[str] | None = None,
                 env: dict[str, str] | None = None) -> DaemonProc:
-    if config is not None:
-        (base / "config" / "codexd").mkdir(parents=True, exist_ok=True)
-        (base / "config" / "codexd" / "config.toml").write_text(config)
+    """A daemon on a private socket and state dir. Without an [appserver] section in ``config``
+    the app-server is disabled: tests of codexd's own methods need no codex process."""
+    config = config or ""
+    if "[appserver]" not in config:
+        config = "[appserver]\nenabled = false\n" + config
+    (base / "config" / "codexd").mkdir(parents=True, exist_ok=True)
+    (base / "config" / "codexd" / "config.toml").write_text(config)
     return DaemonProc(
         base=base,
         socket=base / "run" / "codexd.sock",
@@ -172,3 +176,42 @@ def wire() -> Iterator[object]:
     yield open_wire
     for w in opened:
         w.close()
+
+
+@dataclass
+class Bridge:
+    """A daemon supervising the real `codex app-server` against a fake model server."""
+
+    daemon: DaemonProc
+    model: object
+    codex_home: Path
+    workspace: Path
+
+    def client(self, *, server_requests: bool = False, name: str = "test") -> Client:
+        c = Client.connect(self.daemon.socket, client_name=name, initialize=False)
+        caps = {"serverRequests": True} if server_requests else {}
+        c.server_info = c.call("initialize", {"clientInfo": {"name": name},
+                                              "capabilities": caps})
+        c.notify("initialized")
+        return c
+
+
+def make_bridge(base: Path, extra_config: str = "") -> Bridge:
+    from tests.fake_model import FakeModel, write_codex_home
+
+    model = FakeModel().start()
+    home = write_codex_home(base / "codex-home", model.base_url)
+    workspace = base / "ws"
+    workspace.mkdir()
+    d = make_daemon(base, config=(
+        f'[appserver]\nenabled = true\ncodex_home = "{home}"\n{extra_config}'))
+    return Bridge(daemon=d, model=model, codex_home=home, workspace=workspace)
+
+
+@pytest.fixture
+def bridge(short_tmp: Path) -> Iterator[Bridge]:
+    b = make_bridge(short_tmp)
+    b.daemon.start()
+    yield b
+    b.daemon.stop()
+    b.model.stop()  # type: ignore[attr-defined]

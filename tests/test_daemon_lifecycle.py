@@ -228,7 +228,8 @@ def test_sighup_reloads_limits_for_live_connections(short_tmp, wire):
         big = {"key": "k", "value": "x" * 4000}
         assert w.call("atom/set", big, rid=1)["error"]["code"] == ErrorCode.MESSAGE_TOO_LARGE
         (short_tmp / "config" / "codexd" / "config.toml").write_text(
-            "[rpc]\nmax_message_bytes = 65536\n[store]\nbusy_timeout_ms = 9000\n")
+            "[appserver]\nenabled = false\n[rpc]\nmax_message_bytes = 65536\n"
+            "[store]\nbusy_timeout_ms = 9000\n")
         d.signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "config_reloaded" not in d.log() and time.monotonic() < deadline:

@@ -84,3 +84,12 @@ def test_readme_starts_with_the_two_commands():
     readme = (DOCS.parent / "README.md").read_text()
     first_block = readme.split("```", 2)[1]
     assert "make run" in first_block and "make test" in first_block
+
+
+def test_appserver_state_table_matches_the_code():
+    from codexd.appserver.states import TABLE
+
+    text = (DOCS / "appserver-states.md").read_text().split("## Transitions", 1)[1]
+    rows = re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \|$", text, flags=re.M)
+    documented = {(a, b, c) for a, b, c in rows if a != "from"}
+    assert documented == {(s.value, i.value, t.value) for (s, i), t in TABLE.items()}

@@ -64,7 +64,7 @@ async def set_(session: ClientSession, p: AtomSetParams) -> AtomRevision:
     )
     if isinstance(out, repo.Conflict):
         raise _conflict(p.key, out.current, p.expected_revision)
-    session.daemon.broadcast(
+    session.daemon.publish(
         ATOM_CHANGED.name,
         AtomChanged(key=p.key, deleted=False, revision=out.revision, value=p.value,
                     updated_at=out.updated_at),
@@ -80,7 +80,7 @@ async def delete(session: ClientSession, p: AtomDeleteParams) -> AtomDeleted:
         raise _conflict(p.key, out.current, p.expected_revision)
     if out is None:
         return AtomDeleted(key=p.key, deleted=False)
-    session.daemon.broadcast(
+    session.daemon.publish(
         ATOM_CHANGED.name,
         AtomChanged(key=p.key, deleted=True, revision=out, value=NULL, updated_at=now_iso()),
         exclude=session,

@@ -22,6 +22,7 @@ from codexd.protocol.daemon import (
     DaemonStatus,
     InitializeParams,
     InitializeResult,
+    ReplayInfo,
     ShutdownParams,
     ShutdownResult,
 )
@@ -38,7 +39,15 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
         ) from None
     session.client_name = params.client_info.name
     session.client_version = params.client_info.version
+    session.server_requests = bool(params.capabilities and params.capabilities.server_requests)
     d = session.daemon
+    replay = None
+    if params.after_seq is not None or params.epoch is not None:
+        # Missed events are held with anything newer and flushed at `initialized`, in order.
+        events, gap = d.events.replay(params.after_seq or 0, params.epoch, session)
+        session.hold(events)
+        replay = ReplayInfo(gap=gap, count=len(events))
+    init = d.appserver.init_result
     return InitializeResult(
         server="codexd",
         version=__version__,
@@ -46,6 +55,14 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
         pid=os.getpid(),
         started_at=d.started_at_iso,
         connection_id=session.id,
+        epoch=d.events.epoch,
+        last_seq=d.events.seq,
+        app_server_state=d.appserver.state.value,
+        user_agent=init.get("userAgent"),
+        codex_home=init.get("codexHome"),
+        platform_os=init.get("platformOs"),
+        platform_family=init.get("platformFamily"),
+        replay=replay,
     )
 
 

@@ -31,5 +31,5 @@ async def update(session: ClientSession, p: SettingsUpdateParams) -> SettingsRes
 
     settings, updated_at = await session.daemon.store.write(apply)
     result = SettingsResult(settings=settings, updated_at=updated_at)
-    session.daemon.broadcast(SETTINGS_CHANGED.name, result, exclude=session)
+    session.daemon.publish(SETTINGS_CHANGED.name, result, exclude=session)
     return result

@@ -4,7 +4,7 @@ Used alike by the daemon, codexctl and the Python client. Importing this package
 method and notification in :data:`METHODS` and :data:`NOTIFICATIONS`.
 """
 
-from codexd.protocol import atoms, daemon, settings
+from codexd.protocol import approvals, appserver, atoms, daemon, events, settings
 from codexd.protocol.base import (
     METHODS,
     NOTIFICATIONS,
@@ -24,8 +24,11 @@ __all__ = [
     "NotificationSpec",
     "Params",
     "Struct",
+    "approvals",
+    "appserver",
     "atoms",
     "daemon",
     "decode_params",
+    "events",
     "settings",
 ]

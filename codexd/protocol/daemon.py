@@ -17,9 +17,24 @@ class ClientInfo(Params, frozen=True):
     title: str | None = None
 
 
+class ClientCapabilities(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Lenient: app-server frontends send their own capability flags; unknown ones are kept out."""
+
+    #: The client answers server requests (approvals, questions) sent to it.
+    server_requests: bool = False
+
+
 class InitializeParams(Params, frozen=True):
     client_info: ClientInfo
-    capabilities: dict[str, object] | None = None
+    capabilities: ClientCapabilities | None = None
+    #: Resume after a reconnect: the epoch and last seq the client saw.
+    epoch: str | None = None
+    after_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class ReplayInfo(Struct, frozen=True):
+    gap: bool
+    count: int
 
 
 class InitializeResult(Struct, frozen=True):
@@ -29,6 +44,14 @@ class InitializeResult(Struct, frozen=True):
     pid: int
     started_at: str
     connection_id: int
+    epoch: str
+    last_seq: int
+    app_server_state: str
+    user_agent: str | None = None
+    codex_home: str | None = None
+    platform_os: str | None = None
+    platform_family: str | None = None
+    replay: ReplayInfo | None = None
 
 
 class MethodCount(Struct, frozen=True):

@@ -159,7 +159,7 @@ class RpcConnection:
         """Our requests still waiting for a response."""
         return len(self._pending)
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray) -> list[Event]:
         """Feed bytes received from the peer; return the events they complete, in order."""
         events: list[Event] = []
         for line in self._framer.feed(data):
@@ -255,6 +255,13 @@ class RpcConnection:
         self._pending[rid] = method
         msg = _OutRequest(jsonrpc=self._jsonrpc, id=rid, method=method, params=params)
         return rid, _encoder.encode(msg) + b"\n"
+
+    def send_request_with_id(self, rid: RequestId, method: str, params: Any = UNSET) -> bytes:
+        """Encode a request whose id the caller chose (it must not clash with ours)."""
+        self._pending[rid] = method
+        return _encoder.encode(
+            _OutRequest(jsonrpc=self._jsonrpc, id=rid, method=method, params=params)
+        ) + b"\n"
 
     def forget_request(self, rid: RequestId) -> None:
         """Stop waiting for a response (it will be reported as unknown if it still comes)."""

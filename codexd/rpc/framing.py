@@ -40,7 +40,7 @@ class LineFramer:
         """Bytes held for an incomplete line."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes | OversizedLine]:
+    def feed(self, data: bytes | bytearray) -> list[bytes | OversizedLine]:
         """Add ``data`` and return the lines it completed, in order."""
         out: list[bytes | OversizedLine] = []
         if self._discarding:

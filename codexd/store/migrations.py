@@ -42,6 +42,27 @@ MIGRATIONS: list[str] = [
         stopped_at TEXT
     );
     """,
+    # 2 -> 3: durable server requests from the app-server (approvals, questions, tool calls).
+    """
+    CREATE TABLE approvals (
+        id          INTEGER PRIMARY KEY,
+        generation  INTEGER NOT NULL,
+        upstream_id TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        thread_id   TEXT,
+        turn_id     TEXT,
+        params      TEXT NOT NULL,
+        status      TEXT NOT NULL
+                    CHECK (status IN ('pending', 'resolved', 'expired', 'timedOut')),
+        result      TEXT,
+        resolved_by TEXT,
+        reason      TEXT,
+        created_at  TEXT NOT NULL,
+        resolved_at TEXT
+    );
+    CREATE INDEX approvals_by_status ON approvals (status, thread_id);
+    INSERT INTO meta (key, value) VALUES ('appserver_generation', 0);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -40,6 +40,13 @@ class OutputQueue:
         self._wakeup.set()
         return True
 
+    def replace_with(self, data: bytes) -> None:
+        """Drop everything queued, queue ``data`` as the last message, and close."""
+        self._items.clear()
+        self._items.append(data)
+        self._bytes = len(data)
+        self.close()
+
     def close(self) -> None:
         """No more puts; :meth:`get_batch` returns what is left, then ``b""``."""
         self._closed = True

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 import trio
 
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.protocol import MethodSpec
+from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
 from codexd.transport.outqueue import OutputQueue
 
@@ -88,6 +90,35 @@ class Route:
     ordered: bool = True
 
 
+#: Methods whose caller is subscribed to the thread they name (result or params).
+AUTO_SUBSCRIBE = frozenset({"thread/start", "thread/resume", "thread/fork", "thread/read"})
+
+
+class _ThreadResult(msgspec.Struct):
+    class _T(msgspec.Struct):
+        id: str
+
+    thread: _T | None = None
+
+
+class _ThreadParams(msgspec.Struct):
+    threadId: str | None = None
+
+
+def subscribed_thread(method: str, params: Any, result: msgspec.Raw) -> str | None:
+    """The thread a successful thread/start|resume|fork|read is about."""
+    try:
+        if method != "thread/read":
+            found = msgspec.json.decode(result, type=_ThreadResult).thread
+            if found is not None:
+                return found.id
+        if params is not None:
+            return msgspec.json.decode(params, type=_ThreadParams).threadId
+    except msgspec.DecodeError:
+        pass
+    return None
+
+
 def map_error(exc: Exception) -> RpcError:
     """Map an exception from a handler to the error a client sees (never a traceback)."""
     if isinstance(exc, RpcError):
@@ -121,8 +152,13 @@ class ClientSession:
         self._inflight = trio.Semaphore(cfg.max_inflight_per_client)
         self._inflight_count = 0
         self._ordered_send, self._ordered_recv = trio.open_memory_channel[
-            tuple[Route, Request, Any, float]
+            tuple[Route | None, Request, Any, float]
         ](cfg.max_inflight_per_client)
+        #: Threads whose notifications this client receives (or every thread's).
+        self.subscriptions: set[str] = set()
+        self.subscribed_all = False
+        #: The client answers server requests (declared in initialize capabilities).
+        self.server_requests = False
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
@@ -174,10 +210,41 @@ class ClientSession:
 
     # ---------------------------------------------------------------------------- output
 
+    @property
+    def ready(self) -> bool:
+        return self.state is SessionState.READY
+
+    def wants(self, thread_id: str | None) -> bool:
+        """Whether a notification about ``thread_id`` (None = not thread-scoped) is for us."""
+        return thread_id is None or self.subscribed_all or thread_id in self.subscriptions
+
+    def subscribe(self, thread_id: str) -> None:
+        if thread_id not in self.subscriptions:
+            self.subscriptions.add(thread_id)
+            self.daemon.approvals.deliver_pending(self)
+
     def send(self, data: bytes) -> None:
-        """Queue bytes for the client; a client past its queue bound is disconnected."""
+        """Queue bytes for the client; a client past its queue bound is told and disconnected."""
         if not self.out.put(data) and self.out.overflowed:
-            self.disconnect("output_queue_overflow")
+            self._overflow()
+
+    def _overflow(self) -> None:
+        if self.state is SessionState.CLOSED or (self._scope and self._scope.cancel_called):
+            return
+        queued, limit = self.out.queued_bytes, self.out.limit
+        log.warning("client_dropped", conn=self.id, client=self.client_name,
+                    reason="output_queue_overflow", queued_bytes=queued)
+        # Drop what is queued, tell the client why (if it ever reads again), then close.
+        self.out.replace_with(self.daemon.events.encode(
+            EVENTS_OVERFLOW.name, Overflow(queued_bytes=queued, limit_bytes=limit),
+            self.daemon.events.seq))
+        self.state = SessionState.CLOSED
+        if self._scope is not None:
+            self._scope.deadline = trio.current_time() + 1.0
+
+    def hold(self, data: list[bytes]) -> None:
+        """Queue notifications to be flushed at ``initialized`` (replay after a reconnect)."""
+        self._held.extend(data)
 
     def notify(self, data: bytes) -> None:
         """Queue an encoded notification for an initialized client.
@@ -214,7 +281,9 @@ class ClientSession:
                 return
             if not data:
                 return
-            for event in self.rpc.receive_data(bytes(data)):
+            for event in self.rpc.receive_data(data):
+                if self.state is SessionState.CLOSED:
+                    return
                 if isinstance(event, Request):
                     await self._on_request(event)
                 elif isinstance(event, Notification):
@@ -225,8 +294,15 @@ class ClientSession:
                              error=event.message)
                     if event.reply is not None:
                         self.send(event.reply)
-                elif isinstance(event, Response | ErrorResponse):
-                    log.info("rpc_unexpected_response", conn=self.id, id=event.id)
+                elif isinstance(event, Response):
+                    self.daemon.spawn(self.daemon.approvals.answer_from_client(
+                        self, event.id, event.result, None))
+                elif isinstance(event, ErrorResponse):
+                    if event.method is None:
+                        log.info("rpc_unexpected_response", conn=self.id, id=event.id)
+                    else:
+                        self.daemon.spawn(self.daemon.approvals.answer_from_client(
+                            self, event.id, None, event.error))
 
     def _on_notification(self, event: Notification) -> None:
         if event.method == "initialized":
@@ -238,6 +314,10 @@ class ClientSession:
             held, self._held = self._held, []
             for data in held:
                 self.send(data)
+            self.daemon.approvals.deliver_pending(self)
+        elif self.state is not SessionState.NEW and self.daemon.forwards(event.method):
+            # Client notifications the app-server understands pass through unchanged.
+            self.daemon.spawn(self.daemon.appserver.notify(event.method, event.params))
         else:
             log.debug("rpc_notification_ignored", conn=self.id, method=event.method)
 
@@ -251,12 +331,21 @@ class ClientSession:
                 "must be initialize {clientInfo: {name, version}}",
             ))
             return
-        if route is None:
+        if route is None and not self.daemon.forwards(req.method):
+            hint = ("" if self.daemon.config.appserver.enabled else
+                    " (app-server methods are unavailable: appserver.enabled = false)")
             self._fail(req, started, RpcError(
                 ErrorCode.METHOD_NOT_FOUND,
-                f"unknown method {req.method!r}; see docs/protocol.md for the method list",
+                f"unknown method {req.method!r}{hint}; see docs/protocol.md for the method list",
                 {"method": req.method},
             ))
+            return
+        if route is None:
+            # The app-server's method: forwarded in arrival order, answered whenever it answers.
+            await self._inflight.acquire()
+            self._inflight_count += 1
+            self._ordered_pending += 1
+            await self._ordered_send.send((None, req, None, started))
             return
         if self.daemon.shutting_down and not route.during_shutdown:
             self._fail(req, started, RpcError(
@@ -299,6 +388,13 @@ class ClientSession:
     async def _ordered_worker(self) -> None:
         """Runs this client's ordered requests one after another until its input ends."""
         async for route, req, params, started in self._ordered_recv:
+            if route is None:
+                sent = trio.Event()
+                assert self._handlers is not None
+                self._handlers.start_soon(self._forward, req, started, sent)
+                await sent.wait()
+                self._ordered_pending -= 1
+                continue
             try:
                 if route.is_async:
                     await self._call_async(route, req, params, started)
@@ -308,6 +404,21 @@ class ClientSession:
                 self._ordered_pending -= 1
                 self._inflight_count -= 1
                 self._inflight.release()
+
+    async def _forward(self, req: Request, started: float, sent: trio.Event) -> None:
+        try:
+            result = await self.daemon.appserver.call(req.method, req.params, self.id, sent=sent)
+        except Exception as exc:
+            self._fail(req, started, exc)
+        else:
+            self._succeed(req, started, result)
+            if req.method in AUTO_SUBSCRIBE:
+                thread_id = subscribed_thread(req.method, req.params, result)
+                if thread_id:
+                    self.subscribe(thread_id)
+        finally:
+            self._inflight_count -= 1
+            self._inflight.release()
 
     async def _run_unordered(self, route: Route, req: Request, params: Any, started: float) -> None:
         try:
@@ -328,7 +439,13 @@ class ClientSession:
         self._record(req.method, started, err)
 
     def _record(self, method: str, started: float, err: RpcError | None) -> None:
-        known = method in self.daemon.routes
+        # Count forwarded methods by name unless the app-server did not know them either, so a
+        # client sending random names cannot grow the table without bound.
+        known = method in self.daemon.routes or (
+            self.daemon.forwards(method)
+            and (err is None or err.code not in (ErrorCode.METHOD_NOT_FOUND,
+                                                 ErrorCode.INVALID_REQUEST))
+        )
         self.daemon.stats.count(method if known else "(unknown)", err.code if err else None)
         if self._log_calls:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,62 @@
+"""Handlers for ``events/*`` and codexd's own ``thread/unsubscribe``."""
+
+from __future__ import annotations
+
+import msgspec
+
+from codexd.api.registry import handles
+from codexd.protocol.events import (
+    EVENTS_REPLAY,
+    EVENTS_SUBSCRIBE,
+    EVENTS_UNSUBSCRIBE,
+    THREAD_UNSUBSCRIBE,
+    Replay,
+    ReplayParams,
+    SubscribeParams,
+    Subscriptions,
+    ThreadUnsubscribeParams,
+    ThreadUnsubscribeResult,
+)
+from codexd.transport.session import ClientSession
+
+
+def _current(session: ClientSession) -> Subscriptions:
+    return Subscriptions(thread_ids=sorted(session.subscriptions), all=session.subscribed_all)
+
+
+@handles(EVENTS_SUBSCRIBE)
+def subscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
+    if p.all:
+        session.subscribed_all = True
+    for thread_id in p.thread_ids:
+        session.subscriptions.add(thread_id)
+    session.daemon.approvals.deliver_pending(session)
+    return _current(session)
+
+
+@handles(EVENTS_UNSUBSCRIBE)
+def unsubscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
+    if p.all is False or (p.all and not p.thread_ids):
+        session.subscribed_all = False
+    for thread_id in p.thread_ids:
+        session.subscriptions.discard(thread_id)
+    return _current(session)
+
+
+@handles(EVENTS_REPLAY)
+def replay(session: ClientSession, p: ReplayParams) -> Replay:
+    hub = session.daemon.events
+    events, gap = hub.replay(p.after_seq, p.epoch, session)
+    return Replay(epoch=hub.epoch, gap=gap, last_seq=hub.seq,
+                  events=[msgspec.Raw(e.rstrip(b"\n")) for e in events])
+
+
+@handles(THREAD_UNSUBSCRIBE)
+def thread_unsubscribe(
+    session: ClientSession, p: ThreadUnsubscribeParams
+) -> ThreadUnsubscribeResult:
+    # Never forwarded: codexd's one upstream connection stays subscribed for the other clients.
+    if p.thread_id in session.subscriptions:
+        session.subscriptions.discard(p.thread_id)
+        return ThreadUnsubscribeResult(status="unsubscribed")
+    return ThreadUnsubscribeResult(status="notSubscribed")

@@ -1,0 +1,256 @@
+"""Durable server requests: approvals (and every other request the app-server sends us).
+
+Each request is written to SQLite before any client sees it, then sent to every connected client
+that declared ``capabilities.serverRequests`` and wants the thread, with ``id`` = the approval id
+(the same for all clients, so ``serverRequest/resolved`` means the same thing to everybody). The
+first answer wins, from a client's response or from ``approval/respond``; it goes upstream and
+everyone is told. Requests nobody answers wait, optionally until ``approvals.timeout_seconds``,
+when a configured default answer (or a JSON-RPC error) goes upstream so no turn hangs forever.
+When the app-server process they belong to ends, pending requests become expired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+import trio
+
+from codexd.appserver.supervisor import ServerRequestIn
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.approvals import SERVER_REQUEST_RESOLVED, Approval, ServerRequestResolved
+from codexd.rpc import ErrorObject
+from codexd.store import approvals as repo
+
+if TYPE_CHECKING:
+    from codexd.daemon import Daemon
+    from codexd.transport.session import ClientSession
+
+log = structlog.get_logger("codexd.approvals")
+
+
+class _Refs(msgspec.Struct):
+    threadId: str | None = None
+    turnId: str | None = None
+
+
+_refs = msgspec.json.Decoder(_Refs)
+
+
+def thread_refs(params: msgspec.Raw | None) -> tuple[str | None, str | None]:
+    if params is None:
+        return None, None
+    try:
+        r = _refs.decode(params)
+    except msgspec.DecodeError:
+        return None, None
+    return r.threadId, r.turnId
+
+
+@dataclass
+class _Live:
+    row: repo.ApprovalRow
+    upstream_id: Any
+    params: msgspec.Raw
+    deadline: float = math.inf
+    sent_to: set[int] = field(default_factory=set)
+
+
+def to_wire(row: repo.ApprovalRow) -> Approval:
+    return Approval(
+        approval_id=row.id, method=row.method, status=row.status,  # type: ignore[arg-type]
+        params=msgspec.Raw(row.params.encode()), created_at=row.created_at,
+        thread_id=row.thread_id, turn_id=row.turn_id,
+        result=msgspec.Raw(row.result.encode()) if row.result else None,
+        resolved_by=row.resolved_by, resolved_at=row.resolved_at, reason=row.reason,
+    )
+
+
+class ApprovalBook:
+    """Owned by the daemon; all methods run on the event loop."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._live: dict[int, _Live] = {}
+        self._by_upstream: dict[tuple[int, str], int] = {}
+        self._timer_wake = trio.Event()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._live)
+
+    async def expire_leftovers(self) -> None:
+        """At start-up: requests pending when codexd last stopped can never be answered now."""
+        n = await self.daemon.store.write(
+            lambda c: repo.expire_all_pending(c, "codexd restarted; the app-server process that "
+                                                 "asked is gone"))
+        if n:
+            log.warning("approvals_expired_at_startup", count=n)
+
+    # -------------------------------------------------------------------------- arrivals
+
+    async def on_request(self, req: ServerRequestIn) -> None:
+        params = req.params if req.params is not None else msgspec.Raw(b"null")
+        thread_id, turn_id = thread_refs(req.params)
+        upstream = msgspec.json.encode(req.upstream_id).decode()
+        row = await self.daemon.store.write(lambda c: repo.insert(
+            c, generation=req.generation, upstream_id=upstream, method=req.method,
+            thread_id=thread_id, turn_id=turn_id, params=bytes(params).decode()))
+        live = _Live(row=row, upstream_id=req.upstream_id, params=params)
+        timeout = self.daemon.config.approvals.timeout_seconds
+        if timeout > 0:
+            live.deadline = trio.current_time() + timeout
+            self._timer_wake.set()
+        self._live[row.id] = live
+        self._by_upstream[(req.generation, upstream)] = row.id
+        log.info("server_request_pending", approval_id=row.id, method=req.method,
+                 thread_id=thread_id)
+        for session in list(self.daemon.sessions):
+            self._deliver(live, session)
+
+    def _deliver(self, live: _Live, session: ClientSession) -> None:
+        if (session.id in live.sent_to or not session.server_requests
+                or not session.ready or not session.wants(live.row.thread_id)):
+            return
+        live.sent_to.add(session.id)
+        session.send(session.rpc.send_request_with_id(live.row.id, live.row.method, live.params))
+
+    def deliver_pending(self, session: ClientSession) -> None:
+        """Send ``session`` the pending requests it wants and has not had (late subscribers)."""
+        for live in list(self._live.values()):
+            self._deliver(live, session)
+
+    # --------------------------------------------------------------------------- answers
+
+    async def answer(self, approval_id: int, result: msgspec.Raw | None,
+                     error: ErrorObject | None, by: str) -> str:
+        """Resolve a request; the first answer wins. Returns the final status.
+
+        Raises:
+            RpcError: NOT_FOUND for an unknown id, ALREADY_RESOLVED when it is not pending.
+        """
+        live = self._live.pop(approval_id, None)
+        if live is None:
+            row = await self.daemon.store.read(lambda c: repo.get(c, approval_id))
+            if row is None:
+                raise RpcError(ErrorCode.NOT_FOUND, f"no server request {approval_id}",
+                               {"approvalId": approval_id})
+            raise RpcError(ErrorCode.ALREADY_RESOLVED,
+                           f"server request {approval_id} is already {row.status}"
+                           + (f" (by {row.resolved_by})" if row.resolved_by else ""),
+                           {"approvalId": approval_id, "status": row.status,
+                            "resolvedBy": row.resolved_by})
+        self._forget(live)
+        appserver = self.daemon.appserver
+        delivered = await appserver.respond(live.row.generation, live.upstream_id, result, error)
+        status = "resolved" if delivered else "expired"
+        reason = None if delivered else "the app-server process that asked is gone"
+        stored = (bytes(result).decode() if result is not None
+                  else msgspec.json.encode({"error": error}).decode())
+        await self.daemon.store.write(lambda c: repo.finish(
+            c, approval_id, status=status, result=stored, resolved_by=by, reason=reason))
+        log.info("server_request_answered", approval_id=approval_id, by=by, status=status)
+        self._announce(live, status, by, reason)
+        return status
+
+    async def answer_from_client(self, session: ClientSession, approval_id: Any,
+                                 result: msgspec.Raw | None, error: ErrorObject | None) -> None:
+        """A client answered a request we sent it (a JSON-RPC response)."""
+        if not isinstance(approval_id, int):
+            return
+        who = f"{session.client_name or 'client'}#{session.id}"
+        try:
+            await self.answer(approval_id, result, error, who)
+        except RpcError as exc:
+            # A response cannot be answered with an error; the client already got (or gets)
+            # serverRequest/resolved. Log it for whoever wonders why nothing happened.
+            log.info("server_request_late_answer", approval_id=approval_id, by=who,
+                     error=exc.message)
+
+    def on_upstream_resolved(self, params: msgspec.Raw | None, generation: int) -> bool:
+        """The app-server resolved a request itself (e.g. the turn was interrupted).
+
+        Returns True if it was one of ours still pending (codexd then announces it).
+        """
+        class _R(msgspec.Struct):
+            requestId: Any = None
+
+        try:
+            rid = msgspec.json.decode(params or b"{}", type=_R).requestId
+        except msgspec.DecodeError:
+            return False
+        key = (generation, msgspec.json.encode(rid).decode())
+        approval_id = self._by_upstream.get(key)
+        live = self._live.pop(approval_id, None) if approval_id is not None else None
+        if live is None:
+            return False
+        self._forget(live)
+        self.daemon.spawn(self._finish(live, "resolved", "app-server", "resolved upstream"))
+        return True
+
+    async def expire_generation(self, generation: int, reason: str) -> None:
+        """The app-server process ``generation`` ended: its pending requests can't be answered."""
+        gone = [live for live in self._live.values() if live.row.generation == generation]
+        for live in gone:
+            self._live.pop(live.row.id, None)
+            self._forget(live)
+        for live in gone:
+            await self._finish(live, "expired", None, f"the app-server {reason}")
+
+    async def _finish(self, live: _Live, status: str, by: str | None, reason: str | None) -> None:
+        await self.daemon.store.write(lambda c: repo.finish(
+            c, live.row.id, status=status, result=None, resolved_by=by, reason=reason))
+        log.info("server_request_closed", approval_id=live.row.id, status=status, reason=reason)
+        self._announce(live, status, by, reason)
+
+    def _forget(self, live: _Live) -> None:
+        self._by_upstream.pop((live.row.generation, live.row.upstream_id), None)
+
+    def _announce(self, live: _Live, status: str, by: str | None, reason: str | None) -> None:
+        self.daemon.publish(
+            SERVER_REQUEST_RESOLVED.name,
+            ServerRequestResolved(request_id=live.row.id, approval_id=live.row.id,
+                                  status=status, thread_id=live.row.thread_id,  # type: ignore[arg-type]
+                                  resolved_by=by, reason=reason),
+            thread_id=live.row.thread_id,
+        )
+
+    # -------------------------------------------------------------------------- timeouts
+
+    async def run_timeouts(self) -> None:
+        """Answer requests past their deadline; sleeps until the next one (no polling)."""
+        while True:
+            self._timer_wake = trio.Event()
+            nearest = min((live.deadline for live in self._live.values()), default=math.inf)
+            with trio.move_on_at(nearest):
+                await self._timer_wake.wait()
+                continue
+            now = trio.current_time()
+            for live in [lv for lv in self._live.values() if lv.deadline <= now]:
+                await self._time_out(live)
+
+    async def _time_out(self, live: _Live) -> None:
+        if self._live.pop(live.row.id, None) is None:
+            return
+        self._forget(live)
+        decision = self.daemon.config.approvals.defaults.get(live.row.method)
+        result: msgspec.Raw | None = None
+        error: ErrorObject | None = None
+        timeout = self.daemon.config.approvals.timeout_seconds
+        if decision is not None:
+            result = msgspec.Raw(msgspec.json.encode({"decision": decision}))
+            reason = f"nobody answered within {timeout:g} s; answered {decision!r} by default"
+        else:
+            error = ErrorObject(code=int(ErrorCode.INTERNAL_ERROR),
+                                message=f"no client answered within {timeout:g} s")
+            reason = f"nobody answered within {timeout:g} s; answered with an error"
+        await self.daemon.appserver.respond(live.row.generation, live.upstream_id, result, error)
+        stored = bytes(result).decode() if result is not None else None
+        await self.daemon.store.write(lambda c: repo.finish(
+            c, live.row.id, status="timedOut", result=stored, resolved_by="codexd", reason=reason))
+        log.warning("server_request_timed_out", approval_id=live.row.id, method=live.row.method,
+                    decision=decision)
+        self._announce(live, "timedOut", "codexd", reason)

@@ -1,0 +1,568 @@
+"""Supervising `codex app-server`: spawn, handshake, health, restart with backoff, stop.
+
+One :class:`AppServer` owns the child process and the upstream :class:`RpcConnection`. Its
+:meth:`run` loop goes through the states in :mod:`codexd.appserver.states`; every change is
+reported through ``on_state`` (the daemon turns it into a notification and a log line).
+
+Requests from clients go through :meth:`call`: it waits (bounded) for the ready state, takes a
+slot from a limiter that is fair between clients, sends the request with params as raw bytes, and
+waits for the answer. An upstream "Server overloaded" (-32001) is retried here with backoff; a
+process that dies answers every request in flight with ``APPSERVER_RESTARTED`` at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from codexd import __version__
+from codexd.appserver.backoff import Backoff, Breaker
+from codexd.appserver.limiter import FairLimiter
+from codexd.appserver.process import stop_process
+from codexd.appserver.states import Input, State, transition
+from codexd.config import AppServerSection
+from codexd.errors import CodexdError, ErrorCode, RpcError
+from codexd.protocol.appserver import AppServerStatus
+from codexd.rpc import (
+    BadMessage,
+    ErrorObject,
+    ErrorResponse,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    RpcConnection,
+)
+
+log = structlog.get_logger("codexd.appserver")
+
+OVERLOADED = -32001
+#: The request the health probe sends: cheap, read-only, answered from memory.
+HEALTH_METHOD = "thread/loaded/list"
+_PROJECT_CODEX = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def resolve_command(cfg: AppServerSection) -> list[str]:
+    """The argv to start the app-server with (raises when no codex can be found)."""
+    exe = cfg.command
+    if not exe:
+        exe = shutil.which("codex") or ""
+        if not exe and (_PROJECT_CODEX / "codex").exists():
+            exe = str(_PROJECT_CODEX / "codex")
+    elif os.sep not in exe:
+        exe = shutil.which(exe) or exe
+    if not exe:
+        raise CodexdError(
+            "codex not found: install it (npm install -g @openai/codex) or set "
+            "appserver.command in config.toml"
+        )
+    argv = [exe, *cfg.args]
+    for override in cfg.config_overrides:
+        argv += ["-c", override]
+    return argv
+
+
+def child_env(cfg: AppServerSection) -> dict[str, str]:
+    env = dict(os.environ)
+    if cfg.codex_home:
+        env["CODEX_HOME"] = os.path.expanduser(cfg.codex_home)
+    return env
+
+
+class _Exit(Exception):
+    """Ends one generation of the process (exit, hang, failed handshake, restart request)."""
+
+    def __init__(self, reason: str, *, failure: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failure = failure
+
+
+@dataclass
+class _Pending:
+    done: trio.Event = field(default_factory=trio.Event)
+    result: msgspec.Raw | None = None
+    error: ErrorObject | None = None
+    lost: str | None = None  # the process went away before answering
+
+
+@dataclass
+class ServerRequestIn:
+    """A request the app-server sent us (an approval, a question, a tool call)."""
+
+    generation: int
+    upstream_id: RequestId
+    method: str
+    params: msgspec.Raw | None
+
+
+StateHook = Callable[[State, State, str], None]
+NotificationHook = Callable[[str, msgspec.Raw | None], None]
+ServerRequestHook = Callable[[ServerRequestIn], None]
+GenerationEndHook = Callable[[int, str], Awaitable[None]]
+
+
+class AppServer:
+    """Owns the `codex app-server` child. Create, then ``await nursery.start(appserver.run)``."""
+
+    def __init__(
+        self,
+        cfg: AppServerSection,
+        *,
+        on_state: StateHook,
+        on_notification: NotificationHook,
+        on_server_request: ServerRequestHook,
+        on_generation_end: GenerationEndHook,
+        next_generation: Callable[[], Awaitable[int]],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.state = State.STOPPED
+        self.generation = 0
+        self.pid: int | None = None
+        self.version: str | None = None
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self.last_error: str | None = None
+        self.since = time.time()
+        self.next_start_at: float | None = None
+        self.init_result: dict[str, Any] = {}
+        self.stderr_tail: deque[str] = deque(maxlen=200)
+        self._on_state = on_state
+        self._on_notification = on_notification
+        self._on_server_request = on_server_request
+        self._on_generation_end = on_generation_end
+        self._next_generation = next_generation
+        self._backoff = Backoff(cfg.backoff_initial_seconds, cfg.backoff_max_seconds,
+                                cfg.backoff_reset_after_seconds, rng or random.Random())
+        self._breaker = Breaker(cfg.breaker_failures, cfg.breaker_window_seconds)
+        self._limiter = FairLimiter(cfg.max_inflight)
+        self._rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes,
+                                  send_jsonrpc_member=False)
+        self._pending: dict[RequestId, _Pending] = {}
+        self._stdin: trio.abc.SendStream | None = None
+        self._send_lock = trio.StrictFIFOLock()
+        self._ready = trio.Event()
+        self._wake = trio.Event()  # restart requested or config changed
+        self._restart_requested = False
+        self._generation_scope: trio.CancelScope | None = None
+        self._stderr_budget = (0.0, 0)
+
+    # ---------------------------------------------------------------------------- status
+
+    def status(self) -> AppServerStatus:
+        try:
+            command = resolve_command(self.cfg)
+        except CodexdError:
+            command = [self.cfg.command or "codex", *self.cfg.args]
+        init = self.init_result
+        return AppServerStatus(
+            state=self.state.value,
+            enabled=self.cfg.enabled,
+            command=command,
+            pid=self.pid,
+            version=self.version,
+            generation=self.generation,
+            restarts=self.restarts,
+            recent_failures=self._breaker.recent,
+            last_exit_code=self.last_exit_code,
+            last_error=self.last_error,
+            since=_iso(self.since),
+            next_start_at=_iso(self.next_start_at) if self.next_start_at else None,
+            user_agent=init.get("userAgent"),
+            codex_home=init.get("codexHome"),
+            platform_os=init.get("platformOs"),
+            platform_family=init.get("platformFamily"),
+            inflight=self._limiter.in_use,
+            queued=self._limiter.waiting,
+            stderr_tail=list(self.stderr_tail),
+        )
+
+    @property
+    def is_ready(self) -> bool:
+        return self.state is State.READY
+
+    def _set(self, event: Input, reason: str) -> None:
+        previous = self.state
+        self.state = transition(self.state, event)
+        if self.state is previous and event is not Input.RESTART:
+            return
+        self.since = time.time()
+        if self.state is State.READY:
+            self._ready.set()
+        elif previous is State.READY:
+            self._ready = trio.Event()
+        self._on_state(self.state, previous, reason)
+
+    # ------------------------------------------------------------------------ supervision
+
+    def request_restart(self, reason: str = "restart requested") -> None:
+        """Restart now: from ready (a clean stop first), backoff or failed (clears the breaker)."""
+        self._restart_requested = True
+        self._breaker.reset()
+        self._backoff.reset()
+        self.last_error = None
+        if self._generation_scope is not None:
+            self._generation_scope.cancel()
+        self._wake.set()
+        log.info("appserver_restart_requested", reason=reason)
+
+    def reconfigure(self, cfg: AppServerSection) -> None:
+        """New limits apply at once; command changes apply at the next start."""
+        self.cfg = cfg
+        self._limiter.total = cfg.max_inflight
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep an app-server running until cancelled; started as soon as supervision begins."""
+        task_status.started()
+        try:
+            while True:
+                await self._one_generation()
+                if not self._consume_restart():
+                    await self._after_failure()
+        finally:
+            if self.state is not State.STOPPED:
+                self._set(Input.STOP, "codexd stopping")
+
+    async def _after_failure(self) -> None:
+        now = time.monotonic()
+        if self._breaker.record_failure(now):
+            self._set(Input.BREAKER_TRIPPED,
+                      f"{self._breaker.failures} failures within "
+                      f"{self._breaker.window:g} s: {self.last_error}")
+            log.error("appserver_failed", reason=self.last_error,
+                      hint="codexctl appserver restart, after fixing the cause")
+            await self._wait_for_restart()
+            self._consume_restart()
+            return
+        delay = self._backoff.next_delay(healthy_for=self._healthy_for)
+        self.next_start_at = time.time() + delay
+        self._set(Input.EXITED, f"{self.last_error}; restarting in {delay:.1f} s")
+        with trio.move_on_after(delay):
+            await self._wait_for_restart()
+        self.next_start_at = None
+        if not self._consume_restart():
+            self._set(Input.BACKOFF_DONE, "backoff over")
+
+    def _consume_restart(self) -> bool:
+        if not self._restart_requested:
+            return False
+        self._restart_requested = False
+        self._set(Input.RESTART, "restart requested")
+        return True
+
+    async def _wait_for_restart(self) -> None:
+        self._wake = trio.Event()
+        while not self._restart_requested:
+            await self._wake.wait()
+            self._wake = trio.Event()
+
+    _healthy_for = 0.0
+
+    async def _one_generation(self) -> None:
+        if self.state is State.STOPPED:
+            self._set(Input.START, "starting")
+        self.generation = await self._next_generation()
+        self._healthy_for = 0.0
+        ready_at: float | None = None
+        reason = "exited"
+        try:
+            argv = resolve_command(self.cfg)
+        except CodexdError as exc:
+            self.last_error = str(exc)
+            log.error("appserver_spawn_failed", error=str(exc))
+            await self._on_generation_end(self.generation, str(exc))
+            return
+        env = child_env(self.cfg)
+        try:
+            process = await trio.lowlevel.open_process(
+                argv, stdin=-1, stdout=-1, stderr=-1, env=env, start_new_session=True,
+            )
+        except OSError as exc:
+            self.last_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
+            log.error("appserver_spawn_failed", argv=argv, error=self.last_error)
+            await self._on_generation_end(self.generation, self.last_error)
+            return
+        self.pid = process.pid
+        self._rpc = RpcConnection(max_message_bytes=self.cfg.max_message_bytes,
+                                  send_jsonrpc_member=False)
+        self._stdin = process.stdin
+        log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
+        try:
+            with trio.CancelScope() as scope:
+                self._generation_scope = scope
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._read_stdout, process)
+                        nursery.start_soon(self._read_stderr, process)
+                        nursery.start_soon(self._watch_exit, process)
+                        nursery.start_soon(self._read_version, argv[0])
+                        await self._handshake()
+                        ready_at = time.monotonic()
+                        self._set(Input.HANDSHAKE_OK, "handshake done")
+                        log.info("appserver_ready", pid=process.pid,
+                                 user_agent=self.init_result.get("userAgent"))
+                        nursery.start_soon(self._health_loop)
+                except* _Exit as group:
+                    first = group.exceptions[0]
+                    assert isinstance(first, _Exit)
+                    reason = first.reason
+            if scope.cancelled_caught:
+                reason = "restart requested"
+        finally:
+            self._generation_scope = None
+            if ready_at is not None:
+                self._healthy_for = time.monotonic() - ready_at
+            with trio.CancelScope(shield=True):
+                self._stdin = None
+                self._fail_pending(f"the app-server {reason}")
+                code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
+                self.last_exit_code = code
+                self.pid = None
+                self.restarts += 1
+                if reason != "restart requested":
+                    self.last_error = f"{reason} (exit code {code})"
+                log.warning("appserver_exited", reason=reason, exit_code=code,
+                            generation=self.generation)
+                await self._on_generation_end(self.generation, reason)
+
+    async def _handshake(self) -> None:
+        params = {"clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
+        with trio.move_on_after(self.cfg.handshake_timeout_seconds):
+            try:
+                result = await self._request_now("initialize", params)
+                self.init_result = msgspec.json.decode(result)
+                await self._send(self._rpc.send_notification("initialized"))
+            except (RpcError, msgspec.DecodeError) as exc:
+                raise _Exit(f"failed the handshake: {exc}") from None
+            return
+        raise _Exit(f"did not answer initialize within {self.cfg.handshake_timeout_seconds:g} s")
+
+    async def _health_loop(self) -> None:
+        while True:
+            await trio.sleep(self.cfg.health_interval_seconds)
+            with trio.move_on_after(self.cfg.health_timeout_seconds):
+                with contextlib.suppress(RpcError):  # any answer means it is alive
+                    await self._request_now(HEALTH_METHOD, {})
+                continue
+            log.error("appserver_hung", timeout=self.cfg.health_timeout_seconds)
+            raise _Exit(f"did not answer a health probe within "
+                        f"{self.cfg.health_timeout_seconds:g} s")
+
+    async def _watch_exit(self, process: trio.Process) -> None:
+        code = await process.wait()
+        raise _Exit(f"exited with code {code}")
+
+    async def _read_version(self, exe: str) -> None:
+        with contextlib.suppress(OSError, trio.TooSlowError):
+            with trio.fail_after(10):
+                out = await trio.run_process([exe, "--version"], capture_stdout=True,
+                                             capture_stderr=True, check=False)
+            text = out.stdout.decode(errors="replace").strip()
+            self.version = text.split()[-1] if text else None
+
+    async def _read_stdout(self, process: trio.Process) -> None:
+        assert process.stdout is not None
+        while data := await process.stdout.receive_some(262144):
+            for ev in self._rpc.receive_data(data):
+                if isinstance(ev, Response | ErrorResponse):
+                    slot = self._pending.pop(ev.id, None) if ev.id is not None else None
+                    if slot is None:
+                        log.warning("appserver_unexpected_response", id=ev.id)
+                        continue
+                    if isinstance(ev, Response):
+                        slot.result = ev.result
+                    else:
+                        slot.error = ev.error
+                    slot.done.set()
+                elif isinstance(ev, Notification):
+                    self._on_notification(ev.method, ev.params)
+                elif isinstance(ev, Request):
+                    self._on_server_request(
+                        ServerRequestIn(self.generation, ev.id, ev.method, ev.params)
+                    )
+                elif isinstance(ev, BadMessage):
+                    log.warning("appserver_bad_message", code=int(ev.code), error=ev.message)
+        raise _Exit("closed its stdout")
+
+    async def _read_stderr(self, process: trio.Process) -> None:
+        assert process.stderr is not None
+        buf = b""
+        while data := await process.stderr.receive_some(65536):
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip()[:2000]
+                if line:
+                    self.stderr_tail.append(line)
+                    self._log_stderr(line)
+            if len(buf) > 65536:
+                buf = b""
+
+    def _log_stderr(self, line: str) -> None:
+        second = int(time.monotonic())
+        start, count = self._stderr_budget
+        if start != second:
+            if count > self.cfg.stderr_log_per_second:
+                log.warning("appserver_stderr_suppressed",
+                            lines=count - self.cfg.stderr_log_per_second)
+            self._stderr_budget = (second, 1)
+        else:
+            self._stderr_budget = (start, count + 1)
+        if self._stderr_budget[1] <= self.cfg.stderr_log_per_second:
+            log.info("appserver_stderr", line=line)
+
+    # ---------------------------------------------------------------------------- requests
+
+    async def _send(self, data: bytes) -> None:
+        stdin = self._stdin
+        if stdin is None:
+            raise RpcError(ErrorCode.APPSERVER_RESTARTED, "the app-server is not running")
+        async with self._send_lock:
+            try:
+                await stdin.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise RpcError(ErrorCode.APPSERVER_RESTARTED,
+                               f"the app-server stopped reading: {exc}") from None
+
+    async def _request_now(self, method: str, params: Any) -> msgspec.Raw:
+        """Send one request on the current process and wait; no ready wait, no limiter."""
+        rid, data = self._rpc.send_request(method, params)
+        slot = self._pending[rid] = _Pending()
+        try:
+            await self._send(data)
+            await slot.done.wait()
+        finally:
+            self._pending.pop(rid, None)
+        if slot.lost is not None:
+            raise RpcError(ErrorCode.APPSERVER_RESTARTED, slot.lost)
+        if slot.error is not None:
+            e = slot.error
+            raise RpcError(e.code, e.message, None if e.data is msgspec.UNSET else e.data)
+        assert slot.result is not None
+        return slot.result
+
+    def _fail_pending(self, why: str) -> None:
+        for slot in self._pending.values():
+            slot.lost = why
+            slot.done.set()
+        self._pending.clear()
+
+    async def wait_ready(self, deadline: float) -> None:
+        """Wait until ready or ``deadline`` (trio time); then fail with the state and a hint."""
+        if self.state is State.READY:
+            return
+        if not self.cfg.enabled:
+            raise RpcError(ErrorCode.APPSERVER_NOT_READY,
+                           "the app-server is disabled (appserver.enabled = false in config.toml)",
+                           {"state": self.state.value})
+        with trio.move_on_at(deadline):
+            while not self.is_ready:
+                await self._ready.wait()
+            return
+        data: dict[str, Any] = {"state": self.state.value}
+        if self.state is State.FAILED:
+            hint = "the app-server keeps crashing; fix the cause, then codexctl appserver restart"
+            data["lastError"] = self.last_error
+        elif not self.cfg.enabled:
+            hint = "the app-server is disabled (appserver.enabled = false)"
+        else:
+            retry = 1.0
+            if self.next_start_at:
+                retry = max(0.5, self.next_start_at - time.time() + 1.0)
+            data["retryAfterSeconds"] = round(retry, 1)
+            hint = f"retry in {retry:.0f} s"
+        raise RpcError(ErrorCode.APPSERVER_NOT_READY,
+                       f"the app-server is {self.state.value}; {hint}", data)
+
+    async def call(
+        self, method: str, params: msgspec.Raw | None, owner: Hashable,
+        *, sent: trio.Event | None = None,
+    ) -> msgspec.Raw:
+        """Forward one request and return the raw result; upstream errors are re-raised as-is.
+
+        ``sent`` is set once the request is written upstream (callers use it to keep the order
+        in which one client's requests reach the app-server).
+        """
+        deadline = trio.current_time() + self.cfg.ready_wait_seconds
+        retry_until = trio.current_time() + self.cfg.overload_retry_seconds
+        delay = 0.05
+        payload: Any = msgspec.UNSET if params is None else params
+        try:
+            while True:
+                await self.wait_ready(deadline)
+                async with self._limiter.slot(owner):
+                    if self.state is not State.READY:
+                        continue
+                    rid, data = self._rpc.send_request(method, payload)
+                    slot = self._pending[rid] = _Pending()
+                    try:
+                        await self._send(data)
+                        if sent is not None:
+                            sent.set()
+                        await slot.done.wait()
+                    finally:
+                        self._pending.pop(rid, None)
+                if slot.lost is not None:
+                    raise RpcError(ErrorCode.APPSERVER_RESTARTED,
+                                   f"{slot.lost} while {method} was in flight; retry it",
+                                   {"method": method})
+                if slot.error is not None:
+                    e = slot.error
+                    if e.code == OVERLOADED and trio.current_time() < retry_until:
+                        await trio.sleep(delay * (0.5 + random.random()))
+                        delay = min(delay * 2, 2.0)
+                        deadline = trio.current_time() + self.cfg.ready_wait_seconds
+                        continue
+                    if e.code == OVERLOADED:
+                        raise RpcError(ErrorCode.APPSERVER_BUSY,
+                                       f"the app-server stayed overloaded for "
+                                       f"{self.cfg.overload_retry_seconds:g} s; retry later")
+                    raise RpcError(e.code, e.message,
+                                   None if e.data is msgspec.UNSET else e.data)
+                assert slot.result is not None
+                return slot.result
+        finally:
+            if sent is not None:
+                sent.set()
+
+    async def notify(self, method: str, params: msgspec.Raw | None) -> None:
+        """Forward a client notification (dropped when the app-server is not ready)."""
+        if self.state is not State.READY:
+            return
+        payload: Any = msgspec.UNSET if params is None else params
+        with contextlib.suppress(RpcError):
+            await self._send(self._rpc.send_notification(method, payload))
+
+    async def respond(self, generation: int, upstream_id: RequestId, result: msgspec.Raw | None,
+                      error: ErrorObject | None = None) -> bool:
+        """Answer a server request of ``generation``; False if that process is gone."""
+        if generation != self.generation or self._stdin is None:
+            return False
+        if error is not None:
+            data = self._rpc.send_error(upstream_id, error.code, error.message,
+                                        error.data if error.data is not msgspec.UNSET else None)
+        else:
+            data = self._rpc.send_response(upstream_id, result)
+        try:
+            await self._send(data)
+        except RpcError:
+            return False
+        return True

@@ -1,0 +1,99 @@
+"""Numbered notifications: fan-out by thread subscription, and a ring buffer for replay.
+
+Every notification codexd sends to clients goes through :meth:`EventHub.publish`: it gets the next
+``seq`` and the daemon's ``epoch`` as top-level members, is encoded once, kept in a bounded ring,
+and queued for every session that wants it. A client that reconnects names the last ``seq`` it
+saw and receives what it missed, or learns that the ring no longer holds it (``gap``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class _Out(msgspec.Struct, omit_defaults=True):
+    jsonrpc: str
+    method: str
+    params: Any = UNSET
+    seq: int = 0
+    epoch: str = ""
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class Subscriber(Protocol):
+    id: int
+
+    def wants(self, thread_id: str | None) -> bool: ...
+
+    def notify(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    seq: int
+    thread_id: str | None
+    exclude: int | None
+    data: bytes
+
+
+class EventHub:
+    """Owned by the daemon; used from the event loop only (no locking)."""
+
+    def __init__(self, ring_size: int) -> None:
+        self.epoch = secrets.token_hex(8)
+        self.seq = 0
+        self._ring: deque[_Entry] = deque(maxlen=ring_size or None)
+        self._ring_size = ring_size
+
+    def encode(self, method: str, params: Any | UnsetType, seq: int) -> bytes:
+        return _encoder.encode(
+            _Out(jsonrpc="2.0", method=method, params=params, seq=seq, epoch=self.epoch)
+        ) + b"\n"
+
+    def publish(
+        self,
+        method: str,
+        params: Any,
+        sessions: Iterable[Subscriber],
+        *,
+        thread_id: str | None = None,
+        exclude: Subscriber | None = None,
+    ) -> int:
+        """Number, record and send a notification; returns its seq. Never waits."""
+        self.seq += 1
+        data = self.encode(method, params, self.seq)
+        exclude_id = exclude.id if exclude is not None else None
+        if self._ring_size:
+            self._ring.append(_Entry(self.seq, thread_id, exclude_id, data))
+        for session in sessions:
+            if session.id != exclude_id and session.wants(thread_id):
+                session.notify(data)
+        return self.seq
+
+    def replay(
+        self, after_seq: int, epoch: str | None, session: Subscriber
+    ) -> tuple[list[bytes], bool]:
+        """What ``session`` missed after ``after_seq``: (encoded notifications, gap)."""
+        if epoch is not None and epoch != self.epoch:
+            # Another daemon life: its seqs mean nothing here; the client must re-read state.
+            return [], True
+        oldest = self._ring[0].seq if self._ring else self.seq + 1
+        gap = after_seq < self.seq and after_seq + 1 < oldest
+        events = [
+            e.data for e in self._ring
+            if e.seq > after_seq and e.exclude != session.id and session.wants(e.thread_id)
+        ]
+        return events, gap
+
+    @property
+    def oldest_seq(self) -> int | None:
+        return self._ring[0].seq if self._ring else None

@@ -1,0 +1,68 @@
+"""``events/*``: thread subscriptions and replay of missed notifications."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from codexd.protocol.base import Params, Struct, method, notification
+
+ThreadId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class SubscribeParams(Params, frozen=True):
+    thread_ids: list[ThreadId] = []
+    all: bool | None = None
+
+
+class Subscriptions(Struct, frozen=True):
+    thread_ids: list[str]
+    all: bool
+
+
+class ReplayParams(Params, frozen=True):
+    after_seq: Annotated[int, msgspec.Meta(ge=0)]
+    epoch: str | None = None
+
+
+class Replay(Struct, frozen=True):
+    epoch: str
+    gap: bool
+    last_seq: int
+    events: list[msgspec.Raw]
+
+
+class Overflow(Struct, frozen=True):
+    queued_bytes: int
+    limit_bytes: int
+
+
+class ThreadUnsubscribeParams(Params, frozen=True):
+    thread_id: ThreadId
+
+
+class ThreadUnsubscribeResult(Struct, frozen=True):
+    status: str
+
+
+EVENTS_SUBSCRIBE = method(
+    "events/subscribe", SubscribeParams, Subscriptions,
+    "Receive a thread's notifications (or every thread's with all=true).",
+)
+EVENTS_UNSUBSCRIBE = method(
+    "events/unsubscribe", SubscribeParams, Subscriptions,
+    "Stop receiving a thread's notifications (all=false ends an all-threads subscription).",
+)
+EVENTS_REPLAY = method(
+    "events/replay", ReplayParams, Replay,
+    "The notifications after afterSeq still in the ring buffer, or gap=true.",
+)
+THREAD_UNSUBSCRIBE = method(
+    "thread/unsubscribe", ThreadUnsubscribeParams, ThreadUnsubscribeResult,
+    "Owned by codexd: ends this client's subscription; the shared upstream one stays.",
+)
+EVENTS_OVERFLOW = notification(
+    "events/overflow", Overflow,
+    "Sent just before codexd disconnects a client that stopped reading.",
+)

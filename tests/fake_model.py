@@ -1,0 +1,128 @@
+"""A fake OpenAI Responses API server on 127.0.0.1 for running real Codex turns offline.
+
+Each POST to ``/v1/responses`` takes the next scripted reply (a list of output items) from a
+queue; when the queue is empty it answers with one assistant message ``"done"``. Replies are
+streamed as Server-Sent Events the way Codex reads them (see ../shared/CODEX-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+def message(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "id": f"msg_{next(_ids)}",
+            "content": [{"type": "output_text", "text": text}]}
+
+
+def shell_call(cmd: str, justification: str = "run a command") -> dict[str, Any]:
+    """A function call that makes Codex ask for approval (it wants escalated permissions)."""
+    args = {"cmd": cmd, "sandbox_permissions": "require_escalated",
+            "justification": justification}
+    return {"type": "function_call", "name": "exec_command", "call_id": f"call_{next(_ids)}",
+            "arguments": json.dumps(args)}
+
+
+class FakeModel:
+    """Start with :meth:`start`; ``base_url`` goes into the Codex config. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.replies: deque[list[dict[str, Any]]] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.delay_event: threading.Event | None = None
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def script(self, *replies: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.replies.extend(replies)
+
+    def hold(self) -> threading.Event:
+        """Make the next requests wait until the returned event is set (a turn in progress)."""
+        self.delay_event = threading.Event()
+        return self.delay_event
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> FakeModel:
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with model._lock:
+                    model.requests.append(body)
+                    items = model.replies.popleft() if model.replies else [message("done")]
+                if model.delay_event is not None:
+                    model.delay_event.wait(60)
+                rid = f"resp_{next(_ids)}"
+                events = [("response.created", {"type": "response.created",
+                                                 "response": {"id": rid}})]
+                for item in items:
+                    events.append(("response.output_item.done",
+                                   {"type": "response.output_item.done", "item": item}))
+                events.append(("response.completed", {"type": "response.completed", "response": {
+                    "id": rid, "usage": {"input_tokens": 10, "output_tokens": 5,
+                                         "total_tokens": 15, "input_tokens_details": None,
+                                         "output_tokens_details": None}}}))
+                payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"
+                                  for name, data in events).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.delay_event is not None:
+            self.delay_event.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def write_codex_home(home: Path, base_url: str) -> Path:
+    """A CODEX_HOME whose config sends every turn to the fake model."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        'model = "mock-model"\n'
+        'model_provider = "mock"\n'
+        'approval_policy = "on-request"\n'
+        'sandbox_mode = "read-only"\n'
+        "[model_providers.mock]\n"
+        'name = "mock"\n'
+        f'base_url = "{base_url}"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+        "supports_websockets = false\n"
+    )
+    return home

@@ -1,0 +1,124 @@
+"""The app-server bridge against the real `codex` binary and a fake model server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from codexd.client import Client, ReceivedNotification
+from codexd.errors import ErrorCode, RpcError
+from tests.fake_model import message, shell_call
+
+
+def wait_ready(c: Client, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while c.call("daemon/appServer/status")["state"] != "ready":
+        assert time.monotonic() < deadline, c.call("daemon/appServer/status")
+        time.sleep(0.05)
+
+
+def until(c: Client, pred: Any, timeout: float = 30) -> list[ReceivedNotification]:
+    """Notifications up to and including the first that satisfies ``pred``."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        note = c.next_notification(timeout=max(0.1, deadline - time.monotonic()))
+        seen.append(note)
+        if pred(note):
+            return seen
+
+
+def start_thread(c: Client, cwd: Any) -> str:
+    return c.call("thread/start", {"cwd": str(cwd)})["thread"]["id"]
+
+
+def start_turn(c: Client, thread_id: str, text: str) -> str:
+    out = c.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}]})
+    return out["turn"]["id"]
+
+
+def agent_texts(notes: list[ReceivedNotification]) -> list[str]:
+    return [n.params["item"]["text"] for n in notes
+            if n.method == "item/completed" and n.params["item"]["type"] == "agentMessage"]
+
+
+def test_passthrough_and_initialize_merge(bridge):
+    with bridge.client() as c:
+        wait_ready(c)
+        with bridge.client() as c2:
+            info = c2.server_info
+            assert info["server"] == "codexd"
+            assert info["appServerState"] == "ready"
+            assert info["codexHome"] == str(bridge.codex_home)
+            assert info["userAgent"].startswith("codexd/")
+            assert info["platformOs"] == "linux"
+        listed = c.call("thread/list", {})
+        assert listed["data"] == []
+        # An app-server error passes through unchanged.
+        with pytest.raises(RpcError) as err:
+            c.call("thread/read", {"threadId": "no-such-thread"})
+        assert err.value.code not in (ErrorCode.APPSERVER_NOT_READY, ErrorCode.INTERNAL_ERROR)
+        with pytest.raises(RpcError) as err:  # the app-server's own answer, unchanged
+            c.call("no/such/method", {})
+        assert err.value.code == ErrorCode.INVALID_REQUEST
+        assert "unknown variant `no/such/method`" in err.value.message
+        methods = c.call("daemon/status")["methods"]
+        assert "no/such/method" not in methods and methods["thread/list"]["calls"] == 1
+        status = c.call("daemon/appServer/status")
+        assert status["version"] == "0.169.0"
+        assert status["pid"] > 0 and status["generation"] >= 1
+
+
+def test_turn_streams_to_two_subscribed_clients(bridge):
+    bridge.model.script([message("hello from the model")])
+    with bridge.client(name="a") as a, bridge.client(name="b") as b, \
+            bridge.client(name="bystander") as bystander:
+        wait_ready(a)
+        thread_id = start_thread(a, bridge.workspace)  # a is subscribed by starting it
+        assert b.call("events/subscribe", {"threadIds": [thread_id]})["threadIds"] == [thread_id]
+        start_turn(a, thread_id, "say hello")
+        done = lambda n: n.method == "turn/completed"  # noqa: E731
+        seen_a, seen_b = until(a, done), until(b, done)
+        assert agent_texts(seen_a) == agent_texts(seen_b) == ["hello from the model"]
+        thread_notes_a = [n for n in seen_a if n.params and n.params.get("threadId") == thread_id]
+        thread_notes_b = [n for n in seen_b if n.params and n.params.get("threadId") == thread_id]
+        assert [n.method for n in thread_notes_a] == [n.method for n in thread_notes_b]
+        # The bystander never subscribed: no thread-scoped notification reached it.
+        bystander.call("daemon/status")
+        leaked = []
+        try:
+            while True:
+                note = bystander.next_notification(timeout=0.5)
+                if (note.params or {}).get("threadId"):
+                    leaked.append(note.method)
+        except TimeoutError:
+            pass
+        assert leaked == []
+
+
+def test_approval_answered_by_second_client_first_sees_it_resolved(bridge):
+    bridge.model.script([shell_call("echo approved > out.txt")], [message("wrote it")])
+    with bridge.client(name="a", server_requests=True) as a, \
+            bridge.client(name="b", server_requests=True) as b:
+        wait_ready(a)
+        thread_id = start_thread(a, bridge.workspace)
+        b.call("events/subscribe", {"threadIds": [thread_id]})
+        start_turn(a, thread_id, "write the file")
+        # Both capable clients receive the request with the same id (the approval id).
+        req_b = b.next_request(timeout=30)
+        req_a = a.next_request(timeout=30)
+        assert req_a.method == req_b.method == "item/commandExecution/requestApproval"
+        assert req_a.id == req_b.id
+        b.respond(req_b.id, {"decision": "accept"})
+        resolved = until(a, lambda n: n.method == "serverRequest/resolved")[-1]
+        assert resolved.params["requestId"] == req_a.id
+        assert resolved.params["status"] == "resolved"
+        assert resolved.params["resolvedBy"] == f"b#{b.server_info['connectionId']}"
+        until(a, lambda n: n.method == "turn/completed")
+        assert (bridge.workspace / "out.txt").read_text() == "approved\n"
+        # A second answer is refused.
+        with pytest.raises(RpcError) as err:
+            a.call("approval/respond", {"approvalId": req_a.id, "result": {"decision": "decline"}})
+        assert err.value.code == ErrorCode.ALREADY_RESOLVED
