@@ -203,8 +203,12 @@ def make_bridge(base: Path, extra_config: str = "") -> Bridge:
     home = write_codex_home(base / "codex-home", model.base_url)
     workspace = base / "ws"
     workspace.mkdir()
+    # The agent's commands run in login shells (bash -lc): give them a clean HOME so the
+    # machine's own profile (pyenv init, ...) cannot slow or hang them.
+    (base / "home").mkdir()
     d = make_daemon(base, config=(
-        f'[appserver]\nenabled = true\ncodex_home = "{home}"\n{extra_config}'))
+        f'[appserver]\nenabled = true\ncodex_home = "{home}"\n{extra_config}'),
+        env={"HOME": str(base / "home")})
     return Bridge(daemon=d, model=model, codex_home=home, workspace=workspace)
 
 
