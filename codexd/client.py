@@ -115,8 +115,7 @@ class Client:
         self._sock.settimeout(timeout)
         self._rpc = RpcConnection(max_message_bytes=_MAX_INBOUND)
         self._results: dict[int | str, Response | ErrorResponse] = {}
-        self._notes: deque[ReceivedNotification] = deque()
-        self._requests: deque[ReceivedRequest] = deque()
+        self._inbox: deque[ReceivedNotification | ReceivedRequest] = deque()
         self.server_info: dict[str, Any] = {}
 
     @classmethod
@@ -128,8 +127,13 @@ class Client:
         client_version: str = __version__,
         timeout: float | None = 30.0,
         initialize: bool = True,
+        server_requests: bool = False,
     ) -> Client:
-        """Connect (and by default initialize). Raises :class:`DaemonUnreachable`."""
+        """Connect (and by default initialize). Raises :class:`DaemonUnreachable`.
+
+        ``server_requests=True`` declares that this client answers approvals and other server
+        requests (they then arrive through :meth:`next_request` / :meth:`next_message`).
+        """
         sock_path = Path(path) if path else default_socket()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -141,9 +145,10 @@ class Client:
         client = cls(sock, timeout=timeout)
         if initialize:
             try:
-                client.server_info = client.call(
-                    "initialize", _init_params(client_name, client_version)
-                )
+                params = _init_params(client_name, client_version)
+                if server_requests:
+                    params["capabilities"] = {"serverRequests": True}
+                client.server_info = client.call("initialize", params)
                 client.notify("initialized")
             except BaseException:
                 client.close()
@@ -179,25 +184,41 @@ class Client:
     def notify(self, method: str, params: Any = None) -> None:
         self._sock.sendall(self._rpc.send_notification(method, _params(params)))
 
+    def next_message(self, timeout: float | None = None) -> ReceivedNotification | ReceivedRequest:
+        """The next notification or server request, in arrival order."""
+        self._wait_for(lambda: bool(self._inbox), timeout)
+        return self._inbox.popleft()
+
     def next_notification(self, timeout: float | None = None) -> ReceivedNotification:
-        """The next notification; raises ``TimeoutError`` after ``timeout`` seconds."""
-        self._wait_for(self._notes, timeout)
-        return self._notes.popleft()
+        """The next notification (requests stay queued); ``TimeoutError`` after ``timeout``."""
+        return self._take(ReceivedNotification, timeout)  # type: ignore[no-any-return]
 
     def next_request(self, timeout: float | None = None) -> ReceivedRequest:
-        """The next request from the daemon (approvals need ``capabilities.serverRequests``)."""
-        self._wait_for(self._requests, timeout)
-        return self._requests.popleft()
+        """The next request from the daemon (approvals need ``server_requests=True``)."""
+        return self._take(ReceivedRequest, timeout)  # type: ignore[no-any-return]
+
+    def _take(self, kind: type, timeout: float | None) -> Any:
+        def find() -> bool:
+            return any(isinstance(m, kind) for m in self._inbox)
+
+        self._wait_for(find, timeout)
+        for i, m in enumerate(self._inbox):
+            if isinstance(m, kind):
+                del self._inbox[i]
+                return m
+        raise AssertionError("unreachable")
 
     def respond(self, rid: int | str, result: Any) -> None:
         """Answer a request from :meth:`next_request`."""
         self._sock.sendall(self._rpc.send_response(rid, result))
 
-    def _wait_for(self, queue: deque[Any], timeout: float | None) -> None:
+    def _wait_for(self, ready: Any, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         old = self._sock.gettimeout()
+        if deadline is None:
+            self._sock.settimeout(None)  # wait as long as it takes
         try:
-            while not queue:
+            while not ready():
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -223,10 +244,10 @@ class Client:
                 raise _raise(ev)  # an error the daemon could not attribute to a request
             elif isinstance(ev, Notification):
                 params = msgspec.json.decode(ev.params) if ev.params is not None else None
-                self._notes.append(ReceivedNotification(ev.method, params))
+                self._inbox.append(ReceivedNotification(ev.method, params))
             elif isinstance(ev, Request):
                 params = msgspec.json.decode(ev.params) if ev.params is not None else None
-                self._requests.append(ReceivedRequest(ev.id, ev.method, params))
+                self._inbox.append(ReceivedRequest(ev.id, ev.method, params))
             elif isinstance(ev, BadMessage):
                 pass
 

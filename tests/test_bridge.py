@@ -122,3 +122,67 @@ def test_approval_answered_by_second_client_first_sees_it_resolved(bridge):
         with pytest.raises(RpcError) as err:
             a.call("approval/respond", {"approvalId": req_a.id, "result": {"decision": "decline"}})
         assert err.value.code == ErrorCode.ALREADY_RESOLVED
+
+
+def test_approval_with_nobody_connected_answered_later_by_codexctl(bridge):
+    bridge.model.script([shell_call("echo later > later.txt", "write later.txt")],
+                        [message("all done")])
+    # A client without serverRequests capability starts the turn and leaves.
+    with bridge.client(name="starter") as c:
+        wait_ready(c)
+        thread_id = start_thread(c, bridge.workspace)
+        start_turn(c, thread_id, "write later.txt")
+        until(c, lambda n: n.method == "thread/status/changed"
+              and "waitingOnApproval" in n.params["status"].get("activeFlags", []))
+    # Nobody is connected now; the request waits in the database.
+    out = bridge.daemon.ctl("approvals", "ls")
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip().splitlines()[0]
+    approval_id = int(line.split()[0])
+    assert "pending" in line and "echo later > later.txt" in line
+    assert not (bridge.workspace / "later.txt").exists()
+    out = bridge.daemon.ctl("approvals", "accept", str(approval_id))
+    assert out.returncode == 0, out.stderr
+    assert f"approval {approval_id}: accept (resolved)" in out.stdout
+    deadline = time.monotonic() + 30
+    while not (bridge.workspace / "later.txt").exists():
+        assert time.monotonic() < deadline, "the approved command never ran"
+        time.sleep(0.1)
+    assert (bridge.workspace / "later.txt").read_text() == "later\n"
+    again = bridge.daemon.ctl("approvals", "decline", str(approval_id))
+    assert again.returncode == 1 and "already resolved" in again.stderr
+    listed = bridge.daemon.ctl("approvals", "ls", "--all", "--json")
+    assert '"resolvedBy": "codexctl#' in listed.stdout
+
+
+def test_late_subscriber_gets_pending_requests(bridge):
+    bridge.model.script([shell_call("echo x > x.txt")], [message("ok")])
+    with bridge.client(name="starter") as c:
+        wait_ready(c)
+        thread_id = start_thread(c, bridge.workspace)
+        start_turn(c, thread_id, "go")
+        until(c, lambda n: n.method == "thread/status/changed"
+              and "waitingOnApproval" in n.params["status"].get("activeFlags", []))
+    with bridge.client(name="late", server_requests=True) as late:
+        late.call("events/subscribe", {"threadIds": [thread_id]})
+        req = late.next_request(timeout=10)
+        assert req.method == "item/commandExecution/requestApproval"
+        assert req.params["threadId"] == thread_id
+        late.respond(req.id, {"decision": "decline"})
+        until(late, lambda n: n.method == "turn/completed")
+    assert not (bridge.workspace / "x.txt").exists()
+
+
+def test_codexctl_ask_streams_and_approves(bridge):
+    bridge.model.script([shell_call("echo asked > asked.txt")], [message("the file is written")])
+    with bridge.client() as c:
+        wait_ready(c)
+    out = bridge.daemon.ctl("ask", "write asked.txt", "--cwd", str(bridge.workspace),
+                            "--approve", "all", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "the file is written" in out.stdout
+    assert (bridge.workspace / "asked.txt").read_text() == "asked\n"
+    threads = bridge.daemon.ctl("threads")
+    assert threads.returncode == 0 and str(bridge.workspace) in threads.stdout
+    status = bridge.daemon.ctl("appserver", "status")
+    assert "state     ready" in status.stdout

@@ -14,14 +14,14 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
+from codexd.cli import agent
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
-class UsageError(Exception):
-    pass
+UsageError = agent.UsageError
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("key")
     sp.add_argument("--expect-revision", type=int, metavar="N")
     add("ls", cmd_atoms_ls, "list atoms", atoms).add_argument("prefix", nargs="?")
+    agent.add_commands(add, sub)
     return p
 
 
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
     try:
-        with Client.connect(args.socket, client_name="codexctl", timeout=args.timeout) as c:
+        with Client.connect(args.socket, client_name="codexctl", timeout=args.timeout,
+                            server_requests=getattr(args, "server_requests", False)) as c:
             out = args.fn(c, args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)

@@ -1,0 +1,253 @@
+"""codexctl commands for the app-server: threads, ask, approvals, appserver."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from codexd.client import Client, ReceivedNotification, ReceivedRequest
+from codexd.errors import RpcError
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+#: Server requests that are yes/no approvals, with the words each method uses for yes and no.
+APPROVAL_DECISIONS: dict[str, tuple[str, str]] = {
+    "item/commandExecution/requestApproval": ("accept", "decline"),
+    "item/fileChange/requestApproval": ("accept", "decline"),
+    "applyPatchApproval": ("approved", "denied"),
+    "execCommandApproval": ("approved", "denied"),
+}
+
+
+def _ts(value: Any) -> str:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M")
+    return str(value or "")
+
+
+def describe(method: str, params: dict[str, Any]) -> str:
+    """One line a person can decide on."""
+    if "command" in params:
+        cmd = params["command"]
+        cmd = " ".join(cmd) if isinstance(cmd, list) else cmd
+        where = f" in {params['cwd']}" if params.get("cwd") else ""
+        why = f" ({params['reason']})" if params.get("reason") else ""
+        return f"run `{cmd}`{where}{why}"
+    if method in ("item/fileChange/requestApproval", "applyPatchApproval"):
+        files = params.get("fileChanges") or params.get("changes") or {}
+        names = ", ".join(list(files)[:5]) if isinstance(files, dict) else ""
+        return f"change files {names}".strip() + (f" ({params['reason']})"
+                                                  if params.get("reason") else "")
+    if params.get("reason"):
+        return str(params["reason"])
+    return method
+
+
+def cmd_threads(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("thread/list", {})
+    if a.json:
+        return out
+    for t in out.get("data", []):
+        env = (t.get("environments") or [{}])[0]
+        preview = (t.get("preview") or "").replace("\n", " ")[:60]
+        print(f"{t['id']}  {_ts(t.get('updatedAt'))}  {env.get('cwd', '')}  {preview}")
+    if not out.get("data"):
+        print("no threads", file=sys.stderr)
+    return None
+
+
+def cmd_appserver(c: Client, a: argparse.Namespace) -> Any:
+    if a.action == "restart":
+        out = c.call("daemon/appServer/restart")
+        if a.json:
+            return out
+        print(f"restarting the app-server (generation {out['generation']} stops)")
+        return None
+    st = c.call("daemon/appServer/status")
+    if a.json:
+        return st
+    print(f"state     {st['state']}" + (f" since {st['since']}" if st.get("since") else ""))
+    print(f"command   {' '.join(st['command'])}")
+    print(f"pid       {st.get('pid') or '-'}   version {st.get('version') or '-'}   "
+          f"generation {st['generation']}   restarts {st['restarts']}")
+    if st.get("lastError"):
+        print(f"last      {st['lastError']}")
+    if st.get("nextStartAt"):
+        print(f"next try  {st['nextStartAt']}")
+    if st.get("codexHome"):
+        print(f"home      {st['codexHome']}")
+    for line in st.get("stderrTail", [])[-5:]:
+        print(f"stderr    {line}")
+    if st["state"] == "failed":
+        print("hint      fix the cause above, then: codexctl appserver restart", file=sys.stderr)
+    return None
+
+
+def cmd_approvals(c: Client, a: argparse.Namespace) -> Any:
+    if a.action in ("accept", "decline"):
+        if a.id is None:
+            raise UsageError(f"approvals {a.action} needs an ID (see codexctl approvals ls)")
+        listed = c.call("approval/list", {"limit": 10000})["approvals"]
+        match = next((x for x in listed if x["approvalId"] == a.id), None)
+        method = match["method"] if match else ""
+        if match and method not in APPROVAL_DECISIONS:
+            raise RpcError(1, f"request {a.id} is a {method}, not a yes/no approval; answer it "
+                              "with: codexctl call approval/respond "
+                              f"'{{\"approvalId\": {a.id}, \"result\": {{...}}}}'")
+        yes, no = APPROVAL_DECISIONS.get(method, ("accept", "decline"))
+        decision = yes if a.action == "accept" else no
+        out = c.call("approval/respond",
+                     {"approvalId": a.id, "result": {"decision": decision}})
+        if a.json:
+            return out
+        print(f"approval {a.id}: {decision} ({out['status']})")
+        return None
+    params: dict[str, Any] = {} if a.all else {"status": "pending"}
+    out = c.call("approval/list", params)
+    if a.json:
+        return out
+    for x in out["approvals"]:
+        params_ = x.get("params") or {}
+        print(f"{x['approvalId']:>5}  {x['status']:<8}  {x.get('threadId') or '-'}  "
+              f"{describe(x['method'], params_ if isinstance(params_, dict) else {})}")
+    if not out["approvals"]:
+        print("no pending approvals" if not a.all else "no approvals", file=sys.stderr)
+    return None
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Asker:
+    """Streams one turn and answers its approvals per --approve."""
+
+    def __init__(self, c: Client, a: argparse.Namespace) -> None:
+        self.c = c
+        self.a = a
+        self.thread_id = ""
+        self.turn_id = ""
+        self.text: list[str] = []
+        self.streamed: set[str] = set()
+        self.tty = sys.stdin.isatty() and sys.stderr.isatty()
+
+    def run(self) -> int:
+        a, c = self.a, self.c
+        if a.thread:
+            c.call("thread/resume", {"threadId": a.thread})
+            self.thread_id = a.thread
+        else:
+            params: dict[str, Any] = {"cwd": os.path.abspath(a.cwd or os.getcwd())}
+            if a.model:
+                params["model"] = a.model
+            self.thread_id = c.call("thread/start", params)["thread"]["id"]
+        turn: dict[str, Any] = {"threadId": self.thread_id,
+                                "input": [{"type": "text", "text": a.prompt}]}
+        if a.model:
+            turn["model"] = a.model
+        self.turn_id = c.call("turn/start", turn)["turn"]["id"]
+        if not a.json:
+            print(f"thread {self.thread_id}", file=sys.stderr)
+        while True:
+            msg = c.next_message(timeout=None)
+            if isinstance(msg, ReceivedRequest):
+                self._on_request(msg)
+                continue
+            status = self._on_notification(msg)
+            if status is not None:
+                return self._finish(status)
+
+    def _mine(self, params: Any) -> bool:
+        return isinstance(params, dict) and params.get("threadId") == self.thread_id
+
+    def _on_notification(self, n: ReceivedNotification) -> dict[str, Any] | None:
+        p = n.params
+        if not self._mine(p):
+            return None
+        if n.method == "item/agentMessage/delta":
+            self.streamed.add(p.get("itemId", ""))
+            self._out(p.get("delta", ""))
+        elif n.method == "item/completed" and p["item"].get("type") == "agentMessage":
+            item = p["item"]
+            self.text.append(item.get("text", ""))
+            if item.get("id") not in self.streamed:
+                self._out(item.get("text", ""))
+            self._out("\n")
+        elif n.method == "serverRequest/resolved" and not self.a.json:
+            print(f"[approval {p['approvalId']} {p['status']}"
+                  + (f" by {p['resolvedBy']}" if p.get("resolvedBy") else "") + "]",
+                  file=sys.stderr)
+        elif n.method == "turn/completed" and p["turn"].get("id") == self.turn_id:
+            return p["turn"]  # type: ignore[no-any-return]
+        return None
+
+    def _out(self, text: str) -> None:
+        if not self.a.json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def _on_request(self, r: ReceivedRequest) -> None:
+        params = r.params if isinstance(r.params, dict) else {}
+        if params.get("threadId") not in (None, self.thread_id):
+            return
+        decisions = APPROVAL_DECISIONS.get(r.method)
+        what = describe(r.method, params)
+        if decisions is None:
+            print(f"[request {r.id}: {r.method} left pending; answer it with "
+                  f"codexctl call approval/respond]", file=sys.stderr)
+            return
+        mode = self.a.approve
+        if mode == "ask" and not self.tty:
+            print(f"[approval {r.id}: {what} — waiting; answer with "
+                  f"codexctl approvals accept|decline {r.id}]", file=sys.stderr)
+            return
+        if mode == "ask":
+            answer = input(f"\nallow: {what}? [y/N] ").strip().lower()
+            yes = answer in ("y", "yes")
+        else:
+            yes = mode == "all"
+        decision = decisions[0] if yes else decisions[1]
+        try:
+            self.c.call("approval/respond", {"approvalId": r.id, "result": {"decision": decision}})
+        except RpcError as exc:  # someone else answered first
+            print(f"[approval {r.id}: {exc.message}]", file=sys.stderr)
+
+    def _finish(self, turn: dict[str, Any]) -> int:
+        status = turn.get("status", "")
+        error = turn.get("error")
+        if self.a.json:
+            from codexd.cli.codexctl import _print_json
+
+            _print_json({"threadId": self.thread_id, "turnId": self.turn_id, "status": status,
+                         "text": "\n".join(self.text), "error": error})
+        elif status != "completed":
+            msg = (error or {}).get("message") if isinstance(error, dict) else error
+            print(f"turn {status}" + (f": {msg}" if msg else ""), file=sys.stderr)
+        return EXIT_OK if status == "completed" else EXIT_ERROR
+
+
+def cmd_ask(c: Client, a: argparse.Namespace) -> Any:
+    return _Asker(c, a).run()
+
+
+def add_commands(add: Any, sub: Any) -> None:
+    """Register these commands on codexctl's parser (``add`` is codexctl's helper)."""
+    add("threads", cmd_threads, "list the app-server's threads")
+    sp = add("ask", cmd_ask, "start or continue a thread with a prompt and stream the answer")
+    sp.add_argument("prompt")
+    sp.add_argument("--cwd", metavar="DIR", help="working folder for a new thread (default .)")
+    sp.add_argument("--thread", metavar="ID", help="continue this thread")
+    sp.add_argument("--model", metavar="M")
+    sp.add_argument("--approve", choices=["ask", "all", "none"], default="ask",
+                    help="approvals: ask on a terminal (default; left pending otherwise), "
+                    "accept all, or decline all")
+    sp.set_defaults(server_requests=True)
+    sp = add("approvals", cmd_approvals, "list or answer pending approvals")
+    sp.add_argument("action", nargs="?", choices=["ls", "accept", "decline"], default="ls")
+    sp.add_argument("id", nargs="?", type=int)
+    sp.add_argument("--all", action="store_true", help="ls: include closed ones")
+    sp = add("appserver", cmd_appserver, "show or restart the supervised app-server")
+    sp.add_argument("action", nargs="?", choices=["status", "restart"], default="status")
