@@ -30,6 +30,15 @@ def until(c: Client, pred: Any, timeout: float = 30) -> list[ReceivedNotificatio
             return seen
 
 
+def wait_pending(c: Client, timeout: float = 30) -> list[dict[str, Any]]:
+    """The pending server requests, once there is at least one."""
+    deadline = time.monotonic() + timeout
+    while not (pending := c.call("approval/list", {"status": "pending"})["approvals"]):
+        assert time.monotonic() < deadline, "no server request arrived"
+        time.sleep(0.05)
+    return pending  # type: ignore[no-any-return]
+
+
 def start_thread(c: Client, cwd: Any) -> str:
     return c.call("thread/start", {"cwd": str(cwd)})["thread"]["id"]
 
@@ -132,8 +141,7 @@ def test_approval_with_nobody_connected_answered_later_by_codexctl(bridge):
         wait_ready(c)
         thread_id = start_thread(c, bridge.workspace)
         start_turn(c, thread_id, "write later.txt")
-        until(c, lambda n: n.method == "thread/status/changed"
-              and "waitingOnApproval" in n.params["status"].get("activeFlags", []))
+        wait_pending(c)
     # Nobody is connected now; the request waits in the database.
     out = bridge.daemon.ctl("approvals", "ls")
     assert out.returncode == 0, out.stderr
@@ -161,8 +169,7 @@ def test_late_subscriber_gets_pending_requests(bridge):
         wait_ready(c)
         thread_id = start_thread(c, bridge.workspace)
         start_turn(c, thread_id, "go")
-        until(c, lambda n: n.method == "thread/status/changed"
-              and "waitingOnApproval" in n.params["status"].get("activeFlags", []))
+        wait_pending(c)
     with bridge.client(name="late", server_requests=True) as late:
         late.call("events/subscribe", {"threadIds": [thread_id]})
         req = late.next_request(timeout=10)

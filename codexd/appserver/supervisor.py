@@ -164,6 +164,7 @@ class AppServer:
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
         self._stderr_budget = (0.0, 0)
+        self._stderr_buf = b""
 
     # ---------------------------------------------------------------------------- status
 
@@ -334,6 +335,10 @@ class AppServer:
                 self._stdin = None
                 self._fail_pending(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
+                # Its last words (why it died) are often still in the pipe.
+                with trio.move_on_after(0.5), contextlib.suppress(trio.BrokenResourceError,
+                                                                   trio.ClosedResourceError):
+                    await self._read_stderr(process)
                 self.last_exit_code = code
                 self.pid = None
                 self.restarts += 1
@@ -403,18 +408,24 @@ class AppServer:
         raise _Exit("closed its stdout")
 
     async def _read_stderr(self, process: trio.Process) -> None:
+        """Keep stderr lines (the partial last line survives a cancelled read)."""
         assert process.stderr is not None
-        buf = b""
         while data := await process.stderr.receive_some(65536):
-            buf += data
-            *lines, buf = buf.split(b"\n")
+            self._stderr_buf += data
+            *lines, self._stderr_buf = self._stderr_buf.split(b"\n")
             for raw in lines:
-                line = raw.decode(errors="replace").rstrip()[:2000]
-                if line:
-                    self.stderr_tail.append(line)
-                    self._log_stderr(line)
-            if len(buf) > 65536:
-                buf = b""
+                self._stderr_line(raw)
+            if len(self._stderr_buf) > 65536:
+                self._stderr_buf = b""
+        if self._stderr_buf:
+            self._stderr_line(self._stderr_buf)
+            self._stderr_buf = b""
+
+    def _stderr_line(self, raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip()[:2000]
+        if line:
+            self.stderr_tail.append(line)
+            self._log_stderr(line)
 
     def _log_stderr(self, line: str) -> None:
         second = int(time.monotonic())

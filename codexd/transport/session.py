@@ -90,6 +90,9 @@ class Route:
     ordered: bool = True
 
 
+#: How long a client dropped for not reading gets to read the events/overflow notice.
+OVERFLOW_NOTICE_SECONDS = 2.0
+
 #: Methods whose caller is subscribed to the thread they name (result or params).
 AUTO_SUBSCRIBE = frozenset({"thread/start", "thread/resume", "thread/fork", "thread/read"})
 
@@ -240,7 +243,8 @@ class ClientSession:
             self.daemon.events.seq))
         self.state = SessionState.CLOSED
         if self._scope is not None:
-            self._scope.deadline = trio.current_time() + 1.0
+            # A last chance to read the notice; a client that still does not read is cut off.
+            self._scope.deadline = trio.current_time() + OVERFLOW_NOTICE_SECONDS
 
     def hold(self, data: list[bytes]) -> None:
         """Queue notifications to be flushed at ``initialized`` (replay after a reconnect)."""
