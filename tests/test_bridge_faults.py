@@ -16,7 +16,7 @@ from codexd.appserver.process import descendants
 from codexd.client import open_client
 from codexd.errors import ErrorCode, RpcError
 from tests.conftest import make_bridge, make_daemon
-from tests.fake_model import shell_call
+from tests.fake_model import message, shell_call
 from tests.test_bridge import start_thread, start_turn, until, wait_pending, wait_ready
 
 
@@ -305,3 +305,50 @@ def test_reconnect_with_after_seq_receives_exactly_the_missed_events(bridge):
         assert out["gap"] is True and out["events"] == []
     finally:
         back.close()
+
+
+def test_hung_app_server_is_restarted_by_the_health_probe(short_tmp):
+    script = short_tmp / "hung-appserver.sh"
+    script.write_text("#!/bin/sh\n"
+                      "read line\n"
+                      'echo \'{"id":1,"result":{"userAgent":"hung/0"}}\'\n'
+                      "cat > /dev/null\n")
+    script.chmod(0o755)
+    d = make_daemon(short_tmp, config=(
+        f'[appserver]\ncommand = "{script}"\nargs = []\nbackoff_initial_seconds = 0.1\n'
+        "health_interval_seconds = 0.3\nhealth_timeout_seconds = 0.3\n"))
+    d.start()
+    try:
+        with d.client() as c:
+            deadline = time.monotonic() + 20
+            while (st := c.call("daemon/appServer/status"))["restarts"] < 1:
+                assert time.monotonic() < deadline, st
+                time.sleep(0.05)
+            assert "health probe" in st["lastError"]
+        assert "appserver_hung" in d.log()
+    finally:
+        d.stop()
+
+
+def test_unanswered_approval_times_out_with_the_configured_default(short_tmp):
+    b = make_bridge(short_tmp, '[approvals]\ntimeout_seconds = 1\n'
+                               'defaults = { "item/commandExecution/requestApproval" = "decline" }\n')
+    b.daemon.start()
+    try:
+        b.model.script([shell_call("echo no > no.txt")], [message("declined, fine")])
+        with b.client(name="watcher") as c:
+            wait_ready(c)
+            thread_id = start_thread(c, b.workspace)
+            start_turn(c, thread_id, "try")
+            seen = until(c, lambda n: n.method == "turn/completed")
+            resolved = [n for n in seen if n.method == "serverRequest/resolved"]
+            assert len(resolved) == 1
+            assert resolved[0].params["status"] == "timedOut"
+            assert "decline" in resolved[0].params["reason"]
+            (row,) = c.call("approval/list", {})["approvals"]
+            assert row["status"] == "timedOut" and row["result"] == {"decision": "decline"}
+            assert row["resolvedBy"] == "codexd"
+        assert not (b.workspace / "no.txt").exists()
+    finally:
+        b.daemon.stop()
+        b.model.stop()

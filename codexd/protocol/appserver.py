@@ -9,7 +9,9 @@ from codexd.protocol.base import NoParams, Struct, method, notification
 AppServerState = Literal["stopped", "starting", "ready", "backoff", "failed"]
 
 
-class AppServerStatus(Struct, frozen=True):
+class AppServerStatus(Struct, frozen=True, omit_defaults=False):
+    """Every field is always present (null when unknown), so clients need no defaults."""
+
     state: AppServerState
     enabled: bool
     command: list[str]
