@@ -332,7 +332,8 @@ def test_hung_app_server_is_restarted_by_the_health_probe(short_tmp):
 
 def test_unanswered_approval_times_out_with_the_configured_default(short_tmp):
     b = make_bridge(short_tmp, '[approvals]\ntimeout_seconds = 1\n'
-                               'defaults = { "item/commandExecution/requestApproval" = "decline" }\n')
+                               'defaults = { "item/commandExecution/requestApproval" = '
+                               '"decline" }\n')
     b.daemon.start()
     try:
         b.model.script([shell_call("echo no > no.txt")], [message("declined, fine")])
