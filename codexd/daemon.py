@@ -131,10 +131,11 @@ class Daemon:
 
     def publish(
         self, method: str, params: Any, *, thread_id: str | None = None,
-        exclude: ClientSession | None = None,
+        exclude: ClientSession | None = None, emitted_at_ms: int | None = None,
     ) -> None:
         """Number and send a notification to every client that wants it (never waits)."""
-        self.events.publish(method, params, self.sessions, thread_id=thread_id, exclude=exclude)
+        self.events.publish(method, params, self.sessions, thread_id=thread_id, exclude=exclude,
+                            emitted_at_ms=emitted_at_ms)
 
     def forwards(self, method: str) -> bool:
         """Whether ``method`` goes to the app-server (outside codexd's namespaces, and enabled)."""
@@ -156,13 +157,16 @@ class Daemon:
             state=state.value, previous=previous.value, reason=reason,
             generation=self.appserver.generation, pid=self.appserver.pid))
 
-    def _on_appserver_notification(self, method: str, params: msgspec.Raw | None) -> None:
+    def _on_appserver_notification(
+        self, method: str, params: msgspec.Raw | None, emitted_at_ms: int | None
+    ) -> None:
         if method == "serverRequest/resolved":
             # codexd announces resolutions itself, with the ids its clients know.
             self.approvals.on_upstream_resolved(params, self.appserver.generation)
             return
         thread_id = None if method == "thread/started" else thread_refs(params)[0]
-        self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id)
+        self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id,
+                     emitted_at_ms=emitted_at_ms)
 
     def _on_server_request(self, req: ServerRequestIn) -> None:
         self.spawn(self.approvals.on_request(req))

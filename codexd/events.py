@@ -22,6 +22,7 @@ class _Out(msgspec.Struct, omit_defaults=True):
     jsonrpc: str
     method: str
     params: Any = UNSET
+    emittedAtMs: int | UnsetType = UNSET  # the app-server's stamp, passed on
     seq: int = 0
     epoch: str = ""
 
@@ -54,10 +55,11 @@ class EventHub:
         self._ring: deque[_Entry] = deque(maxlen=ring_size or None)
         self._ring_size = ring_size
 
-    def encode(self, method: str, params: Any | UnsetType, seq: int) -> bytes:
-        return _encoder.encode(
-            _Out(jsonrpc="2.0", method=method, params=params, seq=seq, epoch=self.epoch)
-        ) + b"\n"
+    def encode(self, method: str, params: Any | UnsetType, seq: int,
+               emitted_at_ms: int | None = None) -> bytes:
+        stamp: int | UnsetType = UNSET if emitted_at_ms is None else emitted_at_ms
+        return _encoder.encode(_Out(jsonrpc="2.0", method=method, params=params,
+                                    emittedAtMs=stamp, seq=seq, epoch=self.epoch)) + b"\n"
 
     def publish(
         self,
@@ -67,10 +69,11 @@ class EventHub:
         *,
         thread_id: str | None = None,
         exclude: Subscriber | None = None,
+        emitted_at_ms: int | None = None,
     ) -> int:
         """Number, record and send a notification; returns its seq. Never waits."""
         self.seq += 1
-        data = self.encode(method, params, self.seq)
+        data = self.encode(method, params, self.seq, emitted_at_ms)
         exclude_id = exclude.id if exclude is not None else None
         if self._ring_size:
             self._ring.append(_Entry(self.seq, thread_id, exclude_id, data))

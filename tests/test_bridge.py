@@ -94,6 +94,10 @@ def test_turn_streams_to_two_subscribed_clients(bridge):
         thread_notes_a = [n for n in seen_a if n.params and n.params.get("threadId") == thread_id]
         thread_notes_b = [n for n in seen_b if n.params and n.params.get("threadId") == thread_id]
         assert [n.method for n in thread_notes_a] == [n.method for n in thread_notes_b]
+        # The app-server's top-level emittedAtMs stamp is passed on with seq and epoch.
+        raw = a.call("events/replay", {"afterSeq": 0})["events"]
+        stamped = [e for e in raw if e["method"] == "turn/completed"]
+        assert stamped and stamped[0]["emittedAtMs"] > 0 and stamped[0]["seq"] > 0
         # The bystander never subscribed: no thread-scoped notification reached it.
         bystander.call("daemon/status")
         leaked = []

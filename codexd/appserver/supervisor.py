@@ -114,7 +114,7 @@ class ServerRequestIn:
 
 
 StateHook = Callable[[State, State, str], None]
-NotificationHook = Callable[[str, msgspec.Raw | None], None]
+NotificationHook = Callable[[str, msgspec.Raw | None, int | None], None]
 ServerRequestHook = Callable[[ServerRequestIn], None]
 GenerationEndHook = Callable[[int, str], Awaitable[None]]
 
@@ -398,7 +398,7 @@ class AppServer:
                         slot.error = ev.error
                     slot.done.set()
                 elif isinstance(ev, Notification):
-                    self._on_notification(ev.method, ev.params)
+                    self._on_notification(ev.method, ev.params, ev.emitted_at_ms)
                 elif isinstance(ev, Request):
                     self._on_server_request(
                         ServerRequestIn(self.generation, ev.id, ev.method, ev.params)

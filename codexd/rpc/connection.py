@@ -32,6 +32,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
     params: Raw | UnsetType = UNSET
     result: Raw | UnsetType = UNSET
     error: Raw | UnsetType = UNSET
+    # The app-server stamps its notifications; kept so a proxy can pass the stamp on.
+    emittedAtMs: int | UnsetType = UNSET
 
 
 class ErrorObject(msgspec.Struct, omit_defaults=True):
@@ -85,6 +87,8 @@ class Notification:
 
     method: str
     params: Raw | None
+    #: The sender's top-level ``emittedAtMs`` stamp, when it sent one.
+    emitted_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +220,8 @@ class RpcConnection:
                     rid,
                 )
             if env.id is UNSET:
-                return Notification(env.method, params)
+                stamp = None if env.emittedAtMs is UNSET else env.emittedAtMs
+                return Notification(env.method, params, stamp)
             if env.id is None:
                 return self._bad(
                     ErrorCode.INVALID_REQUEST, "request id must be a string or an integer", None
