@@ -31,6 +31,13 @@ class FairLimiter:
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody waits (no checkpoint)."""
+        if self.in_use < self.total and not self._queues:
+            self.in_use += 1
+            return True
+        return False
+
     async def acquire(self, owner: Hashable) -> None:
         if self.in_use < self.total and not self._queues:
             self.in_use += 1

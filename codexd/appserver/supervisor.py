@@ -101,6 +101,10 @@ class _Pending:
     result: msgspec.Raw | None = None
     error: ErrorObject | None = None
     lost: str | None = None  # the process went away before answering
+    #: Called with a successful result straight from the reader (saves a task switch on the
+    #: hot path); ``delivered`` records that it ran.
+    on_result: Callable[[msgspec.Raw], None] | None = None
+    delivered: bool = False
 
 
 @dataclass
@@ -164,6 +168,9 @@ class AppServer:
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
         self._stderr_budget = (0.0, 0)
+        self._stdin_fd = -1
+        self._backlog = b""
+        self._generation_nursery: trio.Nursery | None = None
         self._stderr_buf = b""
 
     # ---------------------------------------------------------------------------- status
@@ -305,12 +312,15 @@ class AppServer:
         self._rpc = RpcConnection(max_message_bytes=self.cfg.max_message_bytes,
                                   send_jsonrpc_member=False)
         self._stdin = process.stdin
+        self._stdin_fd = process.stdin.fileno() if process.stdin is not None else -1  # type: ignore[attr-defined]
+        self._backlog = b""
         log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
         try:
             with trio.CancelScope() as scope:
                 self._generation_scope = scope
                 try:
                     async with trio.open_nursery() as nursery:
+                        self._generation_nursery = nursery
                         nursery.start_soon(self._read_stdout, process)
                         nursery.start_soon(self._read_stderr, process)
                         nursery.start_soon(self._watch_exit, process)
@@ -333,6 +343,8 @@ class AppServer:
                 self._healthy_for = time.monotonic() - ready_at
             with trio.CancelScope(shield=True):
                 self._stdin = None
+                self._stdin_fd = -1
+                self._generation_nursery = None
                 self._fail_pending(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
                 # Its last words (why it died) are often still in the pipe.
@@ -394,6 +406,9 @@ class AppServer:
                         continue
                     if isinstance(ev, Response):
                         slot.result = ev.result
+                        if slot.on_result is not None:
+                            slot.on_result(ev.result)
+                            slot.delivered = True
                     else:
                         slot.error = ev.error
                     slot.done.set()
@@ -448,10 +463,43 @@ class AppServer:
             raise RpcError(ErrorCode.APPSERVER_RESTARTED, "the app-server is not running")
         async with self._send_lock:
             try:
-                await stdin.send_all(data)
+                if self._backlog:  # the rest of a fast-path write goes first
+                    backlog, self._backlog = self._backlog, b""
+                    await stdin.send_all(backlog)
+                if data:
+                    await stdin.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RpcError(ErrorCode.APPSERVER_RESTARTED,
                                f"the app-server stopped reading: {exc}") from None
+
+    def try_send_now(
+        self, method: str, params: msgspec.Raw | None, owner: Hashable
+    ) -> tuple[RequestId, _Pending] | None:
+        """Write a request upstream without waiting, if that can be done right now.
+
+        The hot path of forwarding: ready, a free slot, nobody else writing. Returns the
+        pending slot to pass to :meth:`call` as ``presend``; None means use :meth:`call`.
+        """
+        if (not self.is_ready or self._stdin_fd < 0 or self._send_lock.locked()
+                or self._backlog or not self._limiter.try_acquire()):
+            return None
+        payload: Any = msgspec.UNSET if params is None else params
+        rid, data = self._rpc.send_request(method, payload)
+        try:
+            written = os.write(self._stdin_fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._rpc.forget_request(rid)
+            self._limiter.release()
+            return None
+        slot = self._pending[rid] = _Pending()
+        if written < len(data):
+            # The pipe is full: the rest is written (before anything else) by a flusher task.
+            self._backlog = data[written:]
+            assert self._generation_nursery is not None
+            self._generation_nursery.start_soon(self._send, b"")
+        return rid, slot
 
     async def _request_now(self, method: str, params: Any) -> msgspec.Raw:
         """Send one request on the current process and wait; no ready wait, no limiter."""
@@ -506,11 +554,13 @@ class AppServer:
     async def call(
         self, method: str, params: msgspec.Raw | None, owner: Hashable,
         *, sent: trio.Event | None = None,
+        presend: tuple[RequestId, _Pending] | None = None,
     ) -> msgspec.Raw:
         """Forward one request and return the raw result; upstream errors are re-raised as-is.
 
         ``sent`` is set once the request is written upstream (callers use it to keep the order
-        in which one client's requests reach the app-server).
+        in which one client's requests reach the app-server). ``presend`` is a request
+        :meth:`try_send_now` already wrote; its slot is waited for first.
         """
         deadline = trio.current_time() + self.cfg.ready_wait_seconds
         retry_until = trio.current_time() + self.cfg.overload_retry_seconds
@@ -518,19 +568,28 @@ class AppServer:
         payload: Any = msgspec.UNSET if params is None else params
         try:
             while True:
-                await self.wait_ready(deadline)
-                async with self._limiter.slot(owner):
-                    if self.state is not State.READY:
-                        continue
-                    rid, data = self._rpc.send_request(method, payload)
-                    slot = self._pending[rid] = _Pending()
+                if presend is not None:
+                    rid, slot = presend
+                    presend = None
                     try:
-                        await self._send(data)
-                        if sent is not None:
-                            sent.set()
                         await slot.done.wait()
                     finally:
                         self._pending.pop(rid, None)
+                        self._limiter.release()
+                else:
+                    await self.wait_ready(deadline)
+                    async with self._limiter.slot(owner):
+                        if not self.is_ready:
+                            continue
+                        rid, data = self._rpc.send_request(method, payload)
+                        slot = self._pending[rid] = _Pending()
+                        try:
+                            await self._send(data)
+                            if sent is not None:
+                                sent.set()
+                            await slot.done.wait()
+                        finally:
+                            self._pending.pop(rid, None)
                 if slot.lost is not None:
                     raise RpcError(ErrorCode.APPSERVER_RESTARTED,
                                    f"{slot.lost} while {method} was in flight; retry it",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +167,9 @@ class ClientSession:
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
         self._log_calls = daemon.config.log.rpc_calls
+        # The socket's fd for the direct-write fast path in send() (-1: always queue).
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._writing = False
         # Bound once (not a lazy proxy resolved per line): the per-call log line is on the
         # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
         self._call_log = log.bind(conn=self.id)
@@ -188,6 +192,7 @@ class ClientSession:
                 self.out.close()
         finally:
             self.state = SessionState.CLOSED
+            self._fd = -1
             self.out.close()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
@@ -227,7 +232,24 @@ class ClientSession:
             self.daemon.approvals.deliver_pending(self)
 
     def send(self, data: bytes) -> None:
-        """Queue bytes for the client; a client past its queue bound is told and disconnected."""
+        """Send or queue bytes for the client; never waits.
+
+        When nothing is queued or being written, the bytes go straight to the socket with one
+        non-blocking write (no task switch on the hot path); what the socket does not take is
+        queued for the writer task. A client past its queue bound is told and disconnected.
+        """
+        if self.state is SessionState.CLOSED:
+            return
+        if self._fd >= 0 and not self._writing and self.out.empty():
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = len(data)  # the peer is gone; the read side will notice
+            if sent == len(data):
+                return
+            data = data[sent:]
         if not self.out.put(data) and self.out.overflowed:
             self._overflow()
 
@@ -267,7 +289,9 @@ class ClientSession:
     async def _write_loop(self) -> None:
         try:
             while data := await self.out.get_batch():
+                self._writing = True
                 await self.stream.send_all(data)
+                self._writing = False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went away; the read side sees EOF too. Stop writing, quietly.
             log.debug("client_write_failed", conn=self.id)
@@ -346,6 +370,18 @@ class ClientSession:
             return
         if route is None:
             # The app-server's method: forwarded in arrival order, answered whenever it answers.
+            if self._ordered_pending == 0 and self._inflight.value > 0:
+                # Fast path: written upstream right here, so order holds without the worker.
+                presend = self.daemon.appserver.try_send_now(req.method, req.params, self.id)
+                if presend is not None:
+                    rid = req.id
+                    presend[1].on_result = lambda result: self.send(
+                        self.rpc.send_response(rid, result))
+                    self._inflight.acquire_nowait()
+                    self._inflight_count += 1
+                    assert self._handlers is not None
+                    self._handlers.start_soon(self._forward, req, started, None, presend)
+                    return
             await self._inflight.acquire()
             self._inflight_count += 1
             self._ordered_pending += 1
@@ -409,13 +445,18 @@ class ClientSession:
                 self._inflight_count -= 1
                 self._inflight.release()
 
-    async def _forward(self, req: Request, started: float, sent: trio.Event) -> None:
+    async def _forward(self, req: Request, started: float, sent: trio.Event | None,
+                       presend: Any = None) -> None:
         try:
-            result = await self.daemon.appserver.call(req.method, req.params, self.id, sent=sent)
+            result = await self.daemon.appserver.call(req.method, req.params, self.id, sent=sent,
+                                                      presend=presend)
         except Exception as exc:
             self._fail(req, started, exc)
         else:
-            self._succeed(req, started, result)
+            if presend is not None and presend[1].delivered:
+                self._record(req.method, started, None)  # answered from the reader already
+            else:
+                self._succeed(req, started, result)
             if req.method in AUTO_SUBSCRIBE:
                 thread_id = subscribed_thread(req.method, req.params, result)
                 if thread_id:
