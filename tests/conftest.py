@@ -145,6 +145,8 @@ def daemon(short_tmp: Path) -> Iterator[DaemonProc]:
     d = make_daemon(short_tmp).start()
     yield d
     d.stop()
+    # Shown by pytest only when the test failed: the daemon's side of the story.
+    print("--- daemon log (last 40 lines) ---\n" + "\n".join(d.log().splitlines()[-40:]))
 
 
 @pytest.fixture

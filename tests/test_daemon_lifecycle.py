@@ -84,9 +84,10 @@ def test_shutdown_method_answers_first_then_stops(daemon):
 def test_requests_during_shutdown_get_a_clear_error(short_tmp):
     d = make_daemon(short_tmp, config="[daemon]\nshutdown_grace_seconds = 3\n").start()
     try:
-        # A client with output still queued keeps the daemon in its grace period.
+        # A client with output still queued keeps the daemon in its grace period: 50 answers
+        # of 100 kB each, far more than the socket buffers hold, to a client that never reads.
         c = d.client()
-        c.call("atom/set", {"key": "k", "value": 1})
+        c.call("atom/set", {"key": "k", "value": "v" * 100_000})
         hog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         hog.connect(str(d.socket))

@@ -206,8 +206,8 @@ class ClientSession:
 
     @property
     def idle(self) -> bool:
-        """No request in progress and nothing waiting to be written."""
-        return self._inflight_count == 0 and self.out.empty()
+        """No request in progress and nothing waiting to be, or being, written."""
+        return self._inflight_count == 0 and self.out.empty() and not self._writing
 
     def reconfigure(self) -> None:
         cfg = self.daemon.config
