@@ -26,7 +26,8 @@ from codexd.protocol.daemon import (
     ShutdownParams,
     ShutdownResult,
 )
-from codexd.transport.session import BadTransition, ClientSession, SessionInput, next_state
+from codexd.statemachine import BadTransition
+from codexd.transport.session import ClientSession, SessionInput, next_state
 
 
 @handles(INITIALIZE, during_shutdown=True)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import enum
 
+from codexd.statemachine import BadTransition, apply
+
+__all__ = ["TABLE", "BadTransition", "Input", "State", "transition"]
+
 
 class State(enum.Enum):
     STOPPED = "stopped"  # not running and not meant to be (before start, after stop)
@@ -49,12 +53,5 @@ TABLE: dict[tuple[State, Input], State] = {
 }
 
 
-class BadTransition(Exception):
-    pass
-
-
 def transition(state: State, event: Input) -> State:
-    try:
-        return TABLE[(state, event)]
-    except KeyError:
-        raise BadTransition(f"{event.value} is not allowed in state {state.value}") from None
+    return apply(TABLE, state, event)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from codexd.store.db import now_iso
+from codexd.store.db import bump_counter, now_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +31,7 @@ _COLUMNS = ("id, generation, upstream_id, method, thread_id, turn_id, params, st
 
 
 def next_generation(conn: apsw.Connection) -> int:
-    row = conn.execute(
-        "UPDATE meta SET value = value + 1 WHERE key = 'appserver_generation' RETURNING value"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return bump_counter(conn, "appserver_generation")
 
 
 def insert(conn: apsw.Connection, *, generation: int, upstream_id: str, method: str,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from codexd.store.db import now_iso
+from codexd.store.db import bump_counter, now_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +42,7 @@ def _current_revision(conn: apsw.Connection, key: str) -> int:
 
 
 def _next_revision(conn: apsw.Connection) -> int:
-    row = conn.execute(
-        "UPDATE meta SET value = value + 1 WHERE key = 'atom_revision' RETURNING value"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return bump_counter(conn, "atom_revision")
 
 
 def set_(

@@ -25,6 +25,16 @@ from codexd.store.migrations import SCHEMA_VERSION, migrate
 T = TypeVar("T")
 
 
+def bump_counter(conn: apsw.Connection, key: str) -> int:
+    """Increment a named counter in the ``meta`` table and return its new value."""
+    row = conn.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = ? RETURNING value", (key,)
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no counter {key!r} in meta")
+    return int(row[0])
+
+
 def now_iso() -> str:
     """The current UTC time as ISO 8601 with milliseconds and a ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -29,6 +29,7 @@ from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.protocol import MethodSpec
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
+from codexd.statemachine import BadTransition, apply
 from codexd.transport.outqueue import OutputQueue
 
 if TYPE_CHECKING:
@@ -63,16 +64,9 @@ _TRANSITIONS: dict[tuple[SessionState, SessionInput], SessionState] = {
 }
 
 
-class BadTransition(Exception):
-    pass
-
-
 def next_state(state: SessionState, event: SessionInput) -> SessionState:
     """Apply the session table; edges not in it raise :class:`BadTransition`."""
-    try:
-        return _TRANSITIONS[(state, event)]
-    except KeyError:
-        raise BadTransition(f"{event.value} is not allowed in state {state.value}") from None
+    return apply(_TRANSITIONS, state, event)
 
 
 Handler = Callable[["ClientSession", Any], Any]
