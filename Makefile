@@ -41,15 +41,18 @@ codex-cli:
 
 cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
 
-# Debian packages the tests use (socat: the by-hand socket test). Installed when we can.
+# Debian packages the tests use (socat: the by-hand socket test; tmux: driving
+# `codexctl term attach` like a person). Installed when we can; their tests skip otherwise.
+SYSTEM_TOOLS := socat tmux
 system-deps:
-	@command -v socat >/dev/null 2>&1 || { \
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing socat"; \
-			(apt-get install -y -qq socat >/dev/null 2>&1 || \
-			 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq socat >/dev/null 2>&1)) \
-			|| echo "could not install socat; its test will be skipped"; \
-		else echo "socat missing and not root; its test will be skipped"; fi; }
+			echo "installing$$missing"; \
+			(apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+			 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$missing >/dev/null 2>&1)) \
+			|| echo "could not install$$missing; their tests will be skipped"; \
+		else echo "missing$$missing and not root; their tests will be skipped"; fi; fi
 
 run: venv codex-cli
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/codexd run --log-format console

@@ -116,6 +116,20 @@ class ApprovalsSection(_Section, frozen=True):
     defaults: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class TerminalSection(_Section, frozen=True):
+    #: Output kept per terminal and replayed in the attach snapshot.
+    scrollback_bytes: Annotated[int, msgspec.Meta(ge=4096, le=256 * MiB)] = 1 * MiB
+    #: Output a client may have queued before it is resynced with a snapshot instead.
+    client_lag_bytes: Annotated[int, msgspec.Meta(ge=65536, le=256 * MiB)] = 1 * MiB
+    max_terminals: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
+    #: After the first signal at close, how long before SIGKILL.
+    close_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 2.0
+    #: Close terminals nobody attached to for this long (exited ones right away); 0 = never.
+    reap_detached_seconds: Annotated[float, msgspec.Meta(ge=0, le=365 * 86_400)] = 0.0
+    #: The program for terminal/create without a command; empty = the user's login shell.
+    default_shell: str = ""
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -124,6 +138,7 @@ class Config(_Section, frozen=True):
     appserver: AppServerSection = msgspec.field(default_factory=AppServerSection)
     events: EventsSection = msgspec.field(default_factory=EventsSection)
     approvals: ApprovalsSection = msgspec.field(default_factory=ApprovalsSection)
+    terminal: TerminalSection = msgspec.field(default_factory=TerminalSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.

@@ -38,6 +38,7 @@ from codexd.sdnotify import Notifier
 from codexd.stats import Stats
 from codexd.store import Store, now_iso
 from codexd.store import approvals as approvals_repo
+from codexd.terminal.host import TerminalHost
 from codexd.transport.session import ClientSession
 from codexd.transport.unix import (
     InstanceLock,
@@ -50,7 +51,7 @@ from codexd.transport.unix import (
 log = structlog.get_logger("codexd.daemon")
 
 #: Method prefixes codexd answers itself; everything else goes to the app-server.
-OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/")
+OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/")
 
 
 async def _guarded(coro: Any) -> None:
@@ -104,6 +105,7 @@ class Daemon:
         self._services: trio.Nursery | None = None
         self.events = EventHub(config.events.ring_size)
         self.approvals = ApprovalBook(self)
+        self.terminals = TerminalHost(self)
         self.appserver = AppServer(
             config.appserver,
             on_state=self._on_appserver_state,
@@ -257,6 +259,7 @@ class Daemon:
             services.start_soon(self._signal_loop, signals)
             if self.notifier.watchdog_seconds:
                 services.start_soon(self._watchdog_loop, self.notifier.watchdog_seconds)
+            await services.start(self.terminals.run)
             await self.approvals.expire_leftovers()
             services.start_soon(self.approvals.run_timeouts)
             if self.config.appserver.enabled:

@@ -7,6 +7,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     daemon,
     events,
     settings,
+    terminal,
 )
 from codexd.api.registry import ROUTES
 

@@ -44,6 +44,26 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def session_members(sid: int) -> set[int]:
+    """Every live process whose session id is ``sid`` (a PTY's shell and all its jobs, even
+    those whose parent died). Linux /proc; empty elsewhere."""
+    found: set[int] = set()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == sid:  # state ppid pgrp session ...
+            found.add(int(entry.name))
+    return found
+
+
 def kill_tree(
     pid: int, pgid: int | None, sig: int, extra: frozenset[int] | set[int] = frozenset()
 ) -> None:

@@ -4,7 +4,7 @@ Used alike by the daemon, codexctl and the Python client. Importing this package
 method and notification in :data:`METHODS` and :data:`NOTIFICATIONS`.
 """
 
-from codexd.protocol import approvals, appserver, atoms, daemon, events, settings
+from codexd.protocol import approvals, appserver, atoms, daemon, events, settings, terminal
 from codexd.protocol.base import (
     METHODS,
     NOTIFICATIONS,
@@ -31,4 +31,5 @@ __all__ = [
     "decode_params",
     "events",
     "settings",
+    "terminal",
 ]

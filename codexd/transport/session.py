@@ -157,6 +157,8 @@ class ClientSession:
         self.subscribed_all = False
         #: The client answers server requests (declared in initialize capabilities).
         self.server_requests = False
+        #: Terminals this client is attached to.
+        self.terminals: set[str] = set()
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
@@ -187,6 +189,7 @@ class ClientSession:
         finally:
             self.state = SessionState.CLOSED
             self._fd = -1
+            self.daemon.terminals.session_closed(self)
             self.out.close()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
@@ -286,6 +289,8 @@ class ClientSession:
                 self._writing = True
                 await self.stream.send_all(data)
                 self._writing = False
+                if self.terminals and self.out.empty():
+                    self.daemon.terminals.on_drained(self)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went away; the read side sees EOF too. Stop writing, quietly.
             log.debug("client_write_failed", conn=self.id)

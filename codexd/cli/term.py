@@ -1,0 +1,182 @@
+"""``codexctl term``: create, list, attach to and kill terminals hosted by codexd.
+
+``attach`` puts the local terminal in raw mode and relays keystrokes to the remote one, output
+back, and the window size on every SIGWINCH. The detach key (Ctrl-], as in telnet) leaves the
+terminal running; the local terminal's settings are restored however attach ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import termios
+import tty
+from typing import Any
+
+import trio
+
+from codexd.client import Client, open_client
+from codexd.errors import RpcError
+
+DETACH_KEY = b"\x1d"  # Ctrl-]
+
+
+def cmd_new(c: Client, a: argparse.Namespace) -> Any:
+    size = shutil.get_terminal_size((80, 24))
+    params: dict[str, Any] = {"cwd": os.path.abspath(a.cwd or os.getcwd()),
+                              "cols": size.columns, "rows": size.lines}
+    if a.name:
+        params["name"] = a.name
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if cmd:
+        params["command"] = cmd
+    out = c.call("terminal/create", params)
+    if a.json:
+        return out
+    print(out["terminalId"])
+    return None
+
+
+def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("terminal/list")
+    if a.json:
+        return out
+    for t in out["terminals"]:
+        state = "running"
+        if t["exited"]:
+            e = t["exited"]
+            state = f"exited {e['exitCode']}" if e["exitCode"] is not None else \
+                f"killed by signal {e['signal']}"
+        print(f"{t['terminalId']}  {t['pid']:>7}  {state:<18} {t['attached']} attached  "
+              f"{t['cols']}x{t['rows']}  {t.get('name') or ''}  {' '.join(t['command'])}")
+    if not out["terminals"]:
+        print("no terminals", file=sys.stderr)
+    return None
+
+
+def cmd_kill(c: Client, a: argparse.Namespace) -> Any:
+    params: dict[str, Any] = {"terminalId": a.id}
+    if a.signal:
+        params["signal"] = a.signal
+    out = c.call("terminal/close", params)
+    if a.json:
+        return out
+    print(f"terminal {a.id} closed")
+    return None
+
+
+def cmd_attach(_c: Client, a: argparse.Namespace) -> Any:
+    _c.close()  # attach runs its own trio client
+    return trio.run(_attach, a)
+
+
+async def _attach(a: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+    saved = termios.tcgetattr(0) if interactive else None
+    async with open_client(a.socket, client_name="codexctl-term") as c:
+        snap = await c.call("terminal/attach", {"terminalId": a.id, "readOnly": a.read_only})
+        out = sys.stdout.buffer
+        out.write(base64.b64decode(snap["snapshot"]))
+        out.flush()
+        if not a.read_only and interactive:
+            size = shutil.get_terminal_size()
+            with contextlib.suppress(RpcError):
+                await c.call("terminal/resize", {"terminalId": a.id, "cols": size.columns,
+                                                 "rows": size.lines})
+        if saved is not None:
+            tty.setraw(0)
+        try:
+            status = await _relay(c, a, snap)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        with contextlib.suppress(RpcError, Exception):
+            await c.call("terminal/detach", {"terminalId": a.id})
+    print(f"\r\n[{status}]", file=sys.stderr)
+    return 0
+
+
+async def _relay(c: Any, a: argparse.Namespace, snap: dict[str, Any]) -> str:
+    done = trio.Event()
+    status = "detached (the terminal keeps running)"
+    if snap.get("exited"):
+        return "the terminal has exited"
+
+    async def output() -> None:
+        nonlocal status
+        out = sys.stdout.buffer
+        async for note in c.notifications():
+            p = note.params
+            if not isinstance(p, dict) or p.get("terminalId") != a.id:
+                continue
+            if note.method == "terminal/output":
+                out.write(base64.b64decode(p["data"]))
+                out.flush()
+            elif note.method == "terminal/resync":
+                out.write(b"\x1bc" + base64.b64decode(p["snapshot"]))  # reset, then redraw
+                out.flush()
+            elif note.method == "terminal/exited":
+                code = p.get("exitCode")
+                status = f"exited with code {code}" if code is not None else \
+                    f"killed by signal {p.get('signal')}"
+                done.set()
+                return
+        status = "codexd closed the connection"
+        done.set()
+
+    async def keys() -> None:
+        stdin = trio.lowlevel.FdStream(os.dup(0))
+        async with stdin:
+            while data := await stdin.receive_some(4096):
+                if DETACH_KEY in data:
+                    data = data[: data.index(DETACH_KEY)]
+                    if data and not a.read_only:
+                        await _send(c, a.id, data)
+                    done.set()
+                    return
+                if not a.read_only:
+                    await _send(c, a.id, data)
+        done.set()
+
+    async def winch() -> None:
+        with trio.open_signal_receiver(signal.SIGWINCH) as signals:
+            async for _ in signals:
+                size = shutil.get_terminal_size()
+                with contextlib.suppress(RpcError):
+                    await c.call("terminal/resize", {"terminalId": a.id, "cols": size.columns,
+                                                     "rows": size.lines})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(output)
+        nursery.start_soon(keys)
+        if not a.read_only:
+            nursery.start_soon(winch)
+        await done.wait()
+        nursery.cancel_scope.cancel()
+    return status
+
+
+async def _send(c: Any, terminal_id: str, data: bytes) -> None:
+    await c.call("terminal/write", {"terminalId": terminal_id, "encoding": "base64",
+                                    "data": base64.b64encode(data).decode()})
+
+
+def add_commands(add: Any, sub: Any, common: Any) -> None:
+    term = sub.add_parser("term", help="terminals hosted by codexd").add_subparsers(
+        dest="term_command", required=True, metavar="TERM_COMMAND")
+    sp = add("new", cmd_new, "start a terminal (default: your login shell); prints its id", term)
+    sp.add_argument("--cwd", metavar="DIR")
+    sp.add_argument("--name")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (optional)")
+    add("ls", cmd_ls, "list terminals", term)
+    sp = add("attach", cmd_attach, "attach interactively (Ctrl-] detaches)", term)
+    sp.add_argument("id")
+    sp.add_argument("--read-only", action="store_true", help="watch without typing")
+    sp = add("kill", cmd_kill, "close a terminal and stop its processes", term)
+    sp.add_argument("id")
+    sp.add_argument("--signal", help="first signal (default SIGHUP)")

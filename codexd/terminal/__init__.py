@@ -1,0 +1,1 @@
+"""PTY terminal sessions that outlive their clients (:class:`TerminalHost`)."""

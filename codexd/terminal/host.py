@@ -1,0 +1,404 @@
+"""The terminal host: PTY sessions that outlive their clients.
+
+Each :class:`Terminal` owns a child on a PTY (spawned by ptyprocess in a worker thread: fork and
+exec block), a non-blocking reader of the PTY's master fd, a scrollback ring, and the clients
+attached to it. Output is sent to every attached client that keeps up; a client whose queued
+output passes ``terminal.client_lag_bytes`` stops getting the stream and, once its queue has
+drained, gets one ``terminal/resync`` snapshot instead, so a slow client never makes the daemon
+hold more than its bound and never slows another attacher. Nobody attached = only scrollback.
+
+Closing sends a signal (SIGHUP by default) to the terminal's process group, its descendants and
+every process of its session (background jobs included), waits ``terminal.close_grace_seconds``,
+then SIGKILLs whatever is left. Daemon shutdown closes every terminal the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+import ptyprocess
+import structlog
+import trio
+
+from codexd.appserver.process import descendants, kill_tree, session_members
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.terminal import (
+    TERMINAL_EXITED,
+    TERMINAL_OUTPUT,
+    TERMINAL_RESYNC,
+    Attached,
+    CreateParams,
+    Exited,
+    ExitInfo,
+    Output,
+    Resync,
+    TerminalInfo,
+)
+from codexd.rpc import encode_notification
+from codexd.store import now_iso
+from codexd.terminal.scrollback import Scrollback
+
+if TYPE_CHECKING:
+    from codexd.daemon import Daemon
+    from codexd.transport.session import ClientSession
+
+log = structlog.get_logger("codexd.terminal")
+
+_READ_CHUNK = 65536
+
+
+@dataclass
+class Attachment:
+    session: ClientSession
+    read_only: bool
+    lagging: bool = False
+
+
+@dataclass
+class Terminal:
+    id: str
+    name: str | None
+    argv: list[str]
+    cwd: str
+    cols: int
+    rows: int
+    proc: ptyprocess.PtyProcess
+    scrollback: Scrollback
+    created_at: str = field(default_factory=now_iso)
+    attachments: dict[int, Attachment] = field(default_factory=dict)
+    exit: ExitInfo | None = None
+    idle_since: float = field(default_factory=time.monotonic)
+    write_lock: trio.Lock = field(default_factory=trio.Lock)
+    eof: trio.Event = field(default_factory=trio.Event)
+    exited: trio.Event = field(default_factory=trio.Event)
+    closing: bool = False
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    @property
+    def fd(self) -> int:
+        return int(self.proc.fd)
+
+    def info(self) -> TerminalInfo:
+        return TerminalInfo(
+            terminal_id=self.id, name=self.name, pid=self.pid, command=self.argv, cwd=self.cwd,
+            cols=self.cols, rows=self.rows, created_at=self.created_at,
+            attached=len(self.attachments), output_bytes=self.scrollback.end, exited=self.exit,
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def default_shell(configured: str) -> list[str]:
+    shell = configured or os.environ.get("SHELL") or ""
+    if not shell:
+        with contextlib.suppress(KeyError):
+            shell = pwd.getpwuid(os.getuid()).pw_shell
+    return [shell or "/bin/sh", "-l"]
+
+
+def _spawn(params: CreateParams, argv: list[str], env: dict[str, str]) -> ptyprocess.PtyProcess:
+    """Validate and spawn (blocking: stat, fork, exec). Runs in a worker thread."""
+    if not os.path.isdir(params.cwd):
+        raise RpcError(ErrorCode.INVALID_PARAMS,
+                       f"invalid params: cwd {params.cwd!r} is not an existing folder",
+                       {"field": "cwd"})
+    exe = argv[0]
+    if os.sep not in exe:
+        found = shutil.which(exe, path=env.get("PATH"))
+        if found is None:
+            raise RpcError(ErrorCode.SPAWN_FAILED, f"command not found: {exe!r} (not on PATH)",
+                           {"command": argv})
+    elif not os.access(exe, os.X_OK):
+        raise RpcError(ErrorCode.SPAWN_FAILED, f"{exe!r} is not an executable file",
+                       {"command": argv})
+    try:
+        return ptyprocess.PtyProcess.spawn(argv, cwd=params.cwd, env=env,
+                                           dimensions=(params.rows, params.cols))
+    except OSError as exc:
+        raise RpcError(ErrorCode.SPAWN_FAILED, f"cannot start {exe!r}: {exc}",
+                       {"command": argv}) from None
+
+
+class TerminalHost:
+    """Owned by the daemon. Start with ``await nursery.start(host.run)``."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.terminals: dict[str, Terminal] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def cfg(self):  # type: ignore[no-untyped-def]
+        return self.daemon.config.terminal
+
+    # --------------------------------------------------------------------------- lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reaper)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.close_all()
+
+    async def close_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for term in list(self.terminals.values()):
+                nursery.start_soon(self._close, term, signal.SIGHUP)
+
+    def get(self, terminal_id: str) -> Terminal:
+        term = self.terminals.get(terminal_id)
+        if term is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no terminal {terminal_id!r} (see terminal/list)",
+                           {"terminalId": terminal_id})
+        return term
+
+    # ---------------------------------------------------------------------------- methods
+
+    async def create(self, params: CreateParams) -> Terminal:
+        if len(self.terminals) >= self.cfg.max_terminals:
+            raise RpcError(ErrorCode.TOO_MANY_TERMINALS,
+                           f"{len(self.terminals)} terminals are open (terminal.max_terminals); "
+                           "close one first")
+        argv = list(params.command) if params.command else default_shell(self.cfg.default_shell)
+        env = dict(os.environ)
+        env.setdefault("TERM", "xterm-256color")
+        env.update(params.env or {})
+        proc = await trio.to_thread.run_sync(_spawn, params, argv, env)
+        os.set_blocking(proc.fd, False)
+        term = Terminal(id=secrets.token_hex(6), name=params.name, argv=argv, cwd=params.cwd,
+                        cols=params.cols, rows=params.rows, proc=proc,
+                        scrollback=Scrollback(self.cfg.scrollback_bytes))
+        self.terminals[term.id] = term
+        assert self._nursery is not None
+        self._nursery.start_soon(self._pump, term)
+        self._nursery.start_soon(self._wait_exit, term)
+        log.info("terminal_created", terminal_id=term.id, pid=term.pid, argv=argv, cwd=params.cwd)
+        return term
+
+    def attach(self, session: ClientSession, terminal_id: str, read_only: bool) -> Attached:
+        term = self.get(terminal_id)
+        # Registered and snapshotted in one step on the event loop: the next output chunk the
+        # pump reads is the first live one this client gets, so nothing is lost or doubled.
+        term.attachments[session.id] = Attachment(session, read_only)
+        session.terminals.add(term.id)
+        term.idle_since = time.monotonic()
+        snapshot, seq = term.scrollback.snapshot()
+        return Attached(terminal_id=term.id, snapshot=_b64(snapshot), seq=seq, cols=term.cols,
+                        rows=term.rows, read_only=read_only, exited=term.exit)
+
+    def _writable(self, session: ClientSession, term: Terminal) -> None:
+        att = term.attachments.get(session.id)
+        if att is not None and att.read_only:
+            raise RpcError(ErrorCode.READ_ONLY,
+                           f"attached read-only to terminal {term.id}; attach again without "
+                           "readOnly to type or resize")
+
+    async def write(self, session: ClientSession, terminal_id: str, data: bytes) -> None:
+        term = self.get(terminal_id)
+        self._writable(session, term)
+        if term.exit is not None or term.eof.is_set():
+            raise RpcError(ErrorCode.TERMINAL_EXITED, f"terminal {term.id} has exited",
+                           {"exited": msgspec.to_builtins(term.exit)})
+        async with term.write_lock:
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(term.fd, view)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(term.fd)
+                    continue
+                except OSError as exc:
+                    raise RpcError(ErrorCode.TERMINAL_EXITED,
+                                   f"terminal {term.id} is gone: {exc.strerror}") from None
+                view = view[n:]
+        await trio.lowlevel.checkpoint()
+
+    def resize(self, session: ClientSession, terminal_id: str, cols: int, rows: int) -> None:
+        term = self.get(terminal_id)
+        self._writable(session, term)
+        if term.eof.is_set():
+            raise RpcError(ErrorCode.TERMINAL_EXITED, f"terminal {term.id} has exited")
+        term.proc.setwinsize(rows, cols)
+        term.cols, term.rows = cols, rows
+
+    def detach(self, session: ClientSession, terminal_id: str) -> bool:
+        term = self.get(terminal_id)
+        session.terminals.discard(term.id)
+        if term.attachments.pop(session.id, None) is None:
+            return False
+        term.idle_since = time.monotonic()
+        return True
+
+    async def close(self, terminal_id: str, sig_name: str | None) -> None:
+        term = self.get(terminal_id)
+        sig = signal.SIGHUP
+        if sig_name:
+            try:
+                sig = signal.Signals[sig_name.upper() if sig_name.upper().startswith("SIG")
+                                     else "SIG" + sig_name.upper()]
+            except KeyError:
+                raise RpcError(ErrorCode.INVALID_PARAMS,
+                               f"invalid params: unknown signal {sig_name!r}",
+                               {"field": "signal"}) from None
+        await self._close(term, sig)
+
+    def session_closed(self, session: ClientSession) -> None:
+        for terminal_id in list(session.terminals):
+            term = self.terminals.get(terminal_id)
+            if term is not None and term.attachments.pop(session.id, None) is not None:
+                term.idle_since = time.monotonic()
+        session.terminals.clear()
+
+    def on_drained(self, session: ClientSession) -> None:
+        """The session's queue emptied: lagging attachments get a fresh snapshot."""
+        for terminal_id in list(session.terminals):
+            term = self.terminals.get(terminal_id)
+            att = term.attachments.get(session.id) if term else None
+            if term is None or att is None or not att.lagging:
+                continue
+            att.lagging = False
+            snapshot, seq = term.scrollback.snapshot()
+            session.send(encode_notification(TERMINAL_RESYNC.name, Resync(
+                terminal_id=term.id, snapshot=_b64(snapshot), seq=seq)))
+            log.info("terminal_resync", terminal_id=term.id, conn=session.id, seq=seq)
+
+    # ---------------------------------------------------------------------------- internals
+
+    async def _pump(self, term: Terminal) -> None:
+        """Read the PTY until EOF; keep scrollback; stream to attachers that keep up."""
+        fd = term.fd
+        lag = self.cfg.client_lag_bytes
+        try:
+            while True:
+                try:
+                    data = os.read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+                    continue
+                except OSError:  # EIO: every process holding the PTY is gone
+                    break
+                if not data:
+                    break
+                seq = term.scrollback.end
+                term.scrollback.append(data)
+                message = b""
+                for att in term.attachments.values():
+                    if att.lagging:
+                        continue
+                    if att.session.out.queued_bytes > lag:
+                        att.lagging = True  # resynced by on_drained once it catches up
+                        continue
+                    if not message:
+                        message = encode_notification(TERMINAL_OUTPUT.name, Output(
+                            terminal_id=term.id, seq=seq, data=_b64(data)))
+                    att.session.send(message)
+                await trio.lowlevel.checkpoint()
+        finally:
+            term.eof.set()
+
+    @staticmethod
+    def _try_reap(term: Terminal) -> bool:
+        """Collect the child's exit status if it has exited (never blocks)."""
+        if term.exit is not None:
+            return True
+        try:
+            pid, status = os.waitpid(term.pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped elsewhere: nothing more to learn
+            term.exit = ExitInfo(exit_code=None, signal=None)
+            return True
+        if pid == 0:
+            return False
+        code = os.waitstatus_to_exitcode(status)
+        term.exit = ExitInfo(exit_code=code if code >= 0 else None,
+                             signal=-code if code < 0 else None)
+        return True
+
+    async def _wait_exit(self, term: Terminal) -> None:
+        pid = term.pid
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            # No pidfd (macOS, old kernels): nothing to wait on but the clock.
+            while not self._try_reap(term):  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        else:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+                self._try_reap(term)  # readable = exited, so this returns at once
+            finally:
+                os.close(pidfd)
+        assert term.exit is not None
+        term.idle_since = time.monotonic()
+        # Let the last output arrive before telling attachers it exited.
+        with trio.move_on_after(0.5):
+            await term.eof.wait()
+        term.exited.set()
+        log.info("terminal_exited", terminal_id=term.id, pid=pid, exit_code=term.exit.exit_code,
+                 signal=term.exit.signal)
+        message = encode_notification(TERMINAL_EXITED.name, Exited(
+            terminal_id=term.id, exit_code=term.exit.exit_code, signal=term.exit.signal))
+        for att in list(term.attachments.values()):
+            att.session.send(message)
+
+    async def _close(self, term: Terminal, sig: int) -> None:
+        if term.closing:
+            await term.exited.wait()
+            return
+        term.closing = True
+        pid = term.pid
+        family = descendants(pid) | session_members(pid)
+        if not self._try_reap(term):
+            kill_tree(pid, pid, sig, family)
+            with trio.move_on_after(self.cfg.close_grace_seconds):
+                await self._reaped(term)
+        # Background jobs that ignored the first signal, and anything started since.
+        family |= descendants(pid) | session_members(pid)
+        kill_tree(pid, pid, signal.SIGKILL, family)
+        with trio.move_on_after(5.0):
+            await self._reaped(term)
+        self.terminals.pop(term.id, None)
+        for att in term.attachments.values():
+            att.session.terminals.discard(term.id)
+        term.attachments.clear()
+        with contextlib.suppress(OSError):
+            term.proc.fileobj.close()
+        term.proc.closed = True  # ptyprocess must not try to reap what we reaped
+        log.info("terminal_closed", terminal_id=term.id, pid=pid, signal=signal.Signals(sig).name)
+
+    async def _reaped(self, term: Terminal) -> None:
+        """Wait for the child's exit (callers bound it). Polls rather than waiting on the exit
+        task: daemon shutdown cancels that task before the terminals are closed."""
+        while not self._try_reap(term):  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+    async def _reaper(self) -> None:
+        while True:
+            reap = self.cfg.reap_detached_seconds
+            await trio.sleep(max(1.0, min(60.0, reap / 4)) if reap else 60.0)
+            if not reap:
+                continue
+            now = time.monotonic()
+            for term in list(self.terminals.values()):
+                if not term.attachments and now - term.idle_since >= reap:
+                    log.info("terminal_reaped", terminal_id=term.id, idle_seconds=reap)
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._close, term, signal.SIGHUP)
