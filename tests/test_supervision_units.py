@@ -8,6 +8,8 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from codexd.appserver.backoff import Backoff, Breaker
 from codexd.appserver.limiter import FairLimiter
@@ -101,3 +103,18 @@ def test_event_hub_fans_out_by_thread_and_replays_with_gaps():
     assert gap is True and len(events) == 3
     assert hub.replay(hub.seq, hub.epoch, a) == ([], False)
     assert hub.replay(0, "another-epoch", a) == ([], True)
+
+
+@given(chunks=st.lists(st.binary(max_size=50), max_size=40), limit=st.integers(1, 64))
+def test_scrollback_keeps_exactly_the_last_bytes(chunks, limit):
+    from codexd.terminal.scrollback import Scrollback
+
+    sb = Scrollback(limit)
+    stream = b""
+    for chunk in chunks:
+        sb.append(chunk)
+        stream += chunk
+        snap, end = sb.snapshot()
+        assert end == len(stream)
+        assert snap == stream[-limit:] if stream else snap == b""
+        assert len(sb) == len(snap) and sb.start == end - len(snap)

@@ -4,7 +4,8 @@ Each :class:`Terminal` owns a child on a PTY (spawned by ptyprocess in a worker 
 exec block), a non-blocking reader of the PTY's master fd, a scrollback ring, and the clients
 attached to it. Output is sent to every attached client that keeps up; a client whose queued
 output passes ``terminal.client_lag_bytes`` stops getting the stream and, once its queue has
-drained, gets one ``terminal/resync`` snapshot instead, so a slow client never makes the daemon
+drained, gets one ``terminal/resync`` snapshot (the tail of the scrollback, at most half that
+bound) instead, so a slow client never makes the daemon
 hold more than its bound and never slows another attacher. Nobody attached = only scrollback.
 
 Closing sends a signal (SIGHUP by default) to the terminal's process group, its descendants and
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("codexd.terminal")
 
 _READ_CHUNK = 65536
+#: Output read back to back is sent as one notification up to this size: fewer, larger
+#: messages, still small against terminal.client_lag_bytes (>= 64 KiB).
+_COALESCE = 64 * 1024
 
 
 @dataclass
@@ -277,6 +281,9 @@ class TerminalHost:
                 continue
             att.lagging = False
             snapshot, seq = term.scrollback.snapshot()
+            # At most half the lag bound, so the resync itself cannot put the client straight
+            # back over it (under a flood, whole-scrollback resyncs would only feed the flood).
+            snapshot = snapshot[-(self.cfg.client_lag_bytes // 2):]
             session.send(encode_notification(TERMINAL_RESYNC.name, Resync(
                 terminal_id=term.id, snapshot=_b64(snapshot), seq=seq)))
             log.info("terminal_resync", terminal_id=term.id, conn=session.id, seq=seq)
@@ -298,6 +305,21 @@ class TerminalHost:
                     break
                 if not data:
                     break
+                # A PTY hands out a few kB per read; take what else is ready right now, so a
+                # fast producer costs one notification per ~64 kB, not per 4 kB.
+                more = [data]
+                size = len(data)
+                while size < _COALESCE:
+                    try:
+                        extra = os.read(fd, _READ_CHUNK)
+                    except OSError:  # EAGAIN (nothing more yet) or EIO (next read says so)
+                        break
+                    if not extra:
+                        break
+                    more.append(extra)
+                    size += len(extra)
+                if len(more) > 1:
+                    data = b"".join(more)
                 seq = term.scrollback.end
                 term.scrollback.append(data)
                 message = b""

@@ -7,34 +7,41 @@ class Scrollback:
     """Keeps the last ``limit`` bytes of a stream; ``end`` counts every byte ever appended.
 
     ``end`` is the stream offset a client continues from after a snapshot, so ``terminal/output``
-    chunks can carry their offset and a client can check it missed nothing.
+    chunks can carry their offset and a client can check it missed nothing. A fixed buffer with
+    a moving write position: appending never moves what is already kept.
     """
 
-    __slots__ = ("_buf", "end", "limit")
+    __slots__ = ("_buf", "_pos", "end", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._buf = bytearray()
+        self._buf = bytearray(limit)
+        self._pos = 0  # where the next byte goes
         self.end = 0
 
     def append(self, data: bytes) -> None:
         self.end += len(data)
-        if len(data) >= self.limit:
+        n = len(data)
+        if n >= self.limit:
             self._buf[:] = data[-self.limit :]
+            self._pos = 0
             return
-        self._buf += data
-        excess = len(self._buf) - self.limit
-        if excess > 0:
-            del self._buf[:excess]
+        first = min(n, self.limit - self._pos)
+        self._buf[self._pos : self._pos + first] = data[:first]
+        if first < n:
+            self._buf[: n - first] = data[first:]
+        self._pos = (self._pos + n) % self.limit
 
     def snapshot(self) -> tuple[bytes, int]:
-        """(the kept bytes, the offset just after them)."""
-        return bytes(self._buf), self.end
+        """(the kept bytes, oldest first, and the offset just after them)."""
+        if self.end < self.limit:
+            return bytes(self._buf[: self.end]), self.end
+        return bytes(self._buf[self._pos :]) + bytes(self._buf[: self._pos]), self.end
 
     @property
     def start(self) -> int:
         """Offset of the oldest byte still kept."""
-        return self.end - len(self._buf)
+        return max(0, self.end - self.limit)
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return min(self.end, self.limit)
