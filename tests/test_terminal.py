@@ -332,3 +332,22 @@ def test_daemon_shutdown_closes_terminals(short_tmp):
     d.stop()
     time.sleep(0.2)
     assert not _alive(pid)
+
+
+def test_detached_terminals_are_reaped_when_configured(short_tmp):
+    d = make_daemon(short_tmp, config="[terminal]\nreap_detached_seconds = 1\n").start()
+    try:
+        with d.client() as c:
+            kept = create(c, short_tmp, ["sleep", "1000"])
+            c.call("terminal/attach", {"terminalId": kept})
+            with d.client() as other:
+                gone = create(other, short_tmp, ["sleep", "1001"])
+            deadline = time.monotonic() + 10
+            while gone in [t["terminalId"] for t in c.call("terminal/list")["terminals"]]:
+                assert time.monotonic() < deadline, "the detached terminal was never reaped"
+                time.sleep(0.1)
+            # The attached one stays.
+            assert [t["terminalId"] for t in c.call("terminal/list")["terminals"]] == [kept]
+        assert "terminal_reaped" in d.log()
+    finally:
+        d.stop()
