@@ -337,6 +337,9 @@ class AppServer:
                     reason = first.reason
             if scope.cancelled_caught:
                 reason = "restart requested"
+        except trio.Cancelled:
+            reason = "stopped with codexd"
+            raise
         finally:
             self._generation_scope = None
             if ready_at is not None:
@@ -354,10 +357,12 @@ class AppServer:
                 self.last_exit_code = code
                 self.pid = None
                 self.restarts += 1
-                if reason != "restart requested":
+                expected = reason in ("restart requested", "stopped with codexd")
+                if not expected:
                     self.last_error = f"{reason} (exit code {code})"
-                log.warning("appserver_exited", reason=reason, exit_code=code,
-                            generation=self.generation)
+                (log.info if expected else log.warning)(
+                    "appserver_exited", reason=reason, exit_code=code,
+                    generation=self.generation)
                 await self._on_generation_end(self.generation, reason)
 
     async def _handshake(self) -> None:
