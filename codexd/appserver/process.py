@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
@@ -18,12 +19,11 @@ import trio
 log = structlog.get_logger("codexd.appserver")
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
+def _processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, ppid, session id) of every live process (Linux /proc; nothing elsewhere)."""
     proc = Path("/proc")
     if not proc.is_dir():
-        return set()
+        return
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -31,9 +31,16 @@ def descendants(pid: int) -> set[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # pid (comm) state ppid ...; comm may hold spaces and parentheses.
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        yield int(entry.name), int(fields[1]), int(fields[3])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for child, ppid, _sid in _processes():
+        children.setdefault(ppid, []).append(child)
     found: set[int] = set()
     stack = [pid]
     while stack:
@@ -45,23 +52,9 @@ def descendants(pid: int) -> set[int]:
 
 
 def session_members(sid: int) -> set[int]:
-    """Every live process whose session id is ``sid`` (a PTY's shell and all its jobs, even
-    those whose parent died). Linux /proc; empty elsewhere."""
-    found: set[int] = set()
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid:  # state ppid pgrp session ...
-            found.add(int(entry.name))
-    return found
+    """Every live process of session ``sid`` (a PTY's shell and all its jobs, even those whose
+    parent died)."""
+    return {pid for pid, _ppid, session in _processes() if session == sid}
 
 
 def kill_tree(
