@@ -167,8 +167,10 @@ def test_no_process_the_app_server_started_survives_codexd(bridge):
     family = descendants(bridge.daemon.proc.pid)
     assert family
     bridge.daemon.stop()
-    time.sleep(0.5)
-    alive = [p for p in family if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
+    deadline = time.monotonic() + 5
+    while (alive := [p for p in family if Path(f"/proc/{p}").exists() and _state(p) != "Z"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert alive == [], [(p, _cmdline(p)) for p in alive]
 
 
