@@ -251,11 +251,14 @@ def test_connections_from_another_uid_are_refused(daemon):
     os.chmod(daemon.socket.parent, 0o755)
     os.chmod(daemon.socket, 0o777)
     code = (
-        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
-        "s.sendall(b'{\"id\":1,\"method\":\"initialize\",\"params\":{\"clientInfo\":{\"name\":\"x\"}}}\\n');"
+        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);\n"
+        "try: s.sendall(sys.argv[2].encode())\n"
+        "except BrokenPipeError: pass  # refused before we spoke\n"
         "s.settimeout(10); print(s.recv(4096).decode())"
     )
-    out = subprocess.run(["/usr/bin/python3", "-c", code, str(daemon.socket)], user="nobody",
+    hello = '{"id":1,"method":"initialize","params":{"clientInfo":{"name":"x"}}}\n'
+    out = subprocess.run(["/usr/bin/python3", "-c", code, str(daemon.socket), hello],
+                         user="nobody",
                          capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 0, out.stderr
     assert str(int(ErrorCode.PEER_REFUSED)) in out.stdout
