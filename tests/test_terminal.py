@@ -290,7 +290,10 @@ def test_non_reading_client_is_resynced_while_another_streams(daemon, short_tmp)
         assert chunk
         buf += chunk
     lazy.close()
-    assert "terminal_resync" in daemon.log()
+    deadline = time.monotonic() + 5  # the log line follows the write the client already read
+    while "terminal_resync" not in daemon.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
