@@ -230,7 +230,10 @@ class ApprovalBook:
                 continue
             now = trio.current_time()
             for live in [lv for lv in self._live.values() if lv.deadline <= now]:
-                await self._time_out(live)
+                try:
+                    await self._time_out(live)
+                except Exception:  # e.g. the database is locked: logged, the loop goes on
+                    log.exception("server_request_timeout_failed", approval_id=live.row.id)
 
     async def _time_out(self, live: _Live) -> None:
         if self._live.pop(live.row.id, None) is None:

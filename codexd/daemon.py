@@ -238,6 +238,9 @@ class Daemon:
         )
         try:
             await self._record_start()
+            # Every start-up write happens before the socket exists: a client that can connect
+            # finds a daemon whose start-up cannot fail any more.
+            await self.approvals.expire_leftovers()
             remove_stale_socket(self.socket_path)
             listener = await bind_listener(self.socket_path)
             try:
@@ -260,7 +263,6 @@ class Daemon:
             if self.notifier.watchdog_seconds:
                 services.start_soon(self._watchdog_loop, self.notifier.watchdog_seconds)
             await services.start(self.terminals.run)
-            await self.approvals.expire_leftovers()
             services.start_soon(self.approvals.run_timeouts)
             if self.config.appserver.enabled:
                 await services.start(self.appserver.run)

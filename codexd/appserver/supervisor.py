@@ -287,7 +287,12 @@ class AppServer:
     async def _one_generation(self) -> None:
         if self.state is State.STOPPED:
             self._set(Input.START, "starting")
-        self.generation = await self._next_generation()
+        try:
+            self.generation = await self._next_generation()
+        except Exception as exc:  # the database is locked or failing: retry with backoff
+            self.last_error = f"cannot record the new app-server generation: {exc}"
+            log.error("appserver_start_failed", error=self.last_error)
+            return
         self._healthy_for = 0.0
         ready_at: float | None = None
         reason = "exited"
@@ -296,7 +301,7 @@ class AppServer:
         except CodexdError as exc:
             self.last_error = str(exc)
             log.error("appserver_spawn_failed", error=str(exc))
-            await self._on_generation_end(self.generation, str(exc))
+            await self._generation_ended(str(exc))
             return
         env = child_env(self.cfg)
         try:
@@ -306,7 +311,7 @@ class AppServer:
         except OSError as exc:
             self.last_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
             log.error("appserver_spawn_failed", argv=argv, error=self.last_error)
-            await self._on_generation_end(self.generation, self.last_error)
+            await self._generation_ended(self.last_error)
             return
         self.pid = process.pid
         self._rpc = RpcConnection(max_message_bytes=self.cfg.max_message_bytes,
@@ -363,7 +368,14 @@ class AppServer:
                 (log.info if expected else log.warning)(
                     "appserver_exited", reason=reason, exit_code=code,
                     generation=self.generation)
-                await self._on_generation_end(self.generation, reason)
+                await self._generation_ended(reason)
+
+    async def _generation_ended(self, reason: str) -> None:
+        """Tell the owner (approvals expire); its failure must not take supervision down."""
+        try:
+            await self._on_generation_end(self.generation, reason or "ended")
+        except Exception:
+            log.exception("appserver_generation_end_failed", generation=self.generation)
 
     async def _handshake(self) -> None:
         params = {"clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
