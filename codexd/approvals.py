@@ -78,10 +78,6 @@ class ApprovalBook:
         self._by_upstream: dict[tuple[int, str], int] = {}
         self._timer_wake = trio.Event()
 
-    @property
-    def pending_count(self) -> int:
-        return len(self._live)
-
     async def expire_leftovers(self) -> None:
         """At start-up: requests pending when codexd last stopped can never be answered now."""
         n = await self.daemon.store.write(

@@ -69,18 +69,6 @@ class RpcError(CodexdError):
         return f"RpcError({self.code}, {self.message!r}, data={self.data!r})"
 
 
-class ProtocolError(CodexdError):
-    """The JSON-RPC conversation broke a rule (h11's split between local and remote)."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We tried to do something the protocol does not allow (a bug on our side)."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol does not allow."""
-
-
 class ConfigError(CodexdError):
     """The configuration file or an override is invalid; the message names the key."""
 

@@ -96,7 +96,3 @@ class EventHub:
             if e.seq > after_seq and e.exclude != session.id and session.wants(e.thread_id)
         ]
         return events, gap
-
-    @property
-    def oldest_seq(self) -> int | None:
-        return self._ring[0].seq if self._ring else None

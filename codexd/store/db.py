@@ -20,7 +20,7 @@ import apsw
 import trio
 
 from codexd.errors import StoreBusy, StoreError
-from codexd.store.migrations import SCHEMA_VERSION, migrate
+from codexd.store.migrations import migrate
 
 T = TypeVar("T")
 
@@ -100,10 +100,6 @@ class Store:
         store.migrated_from = before
         return store
 
-    @property
-    def schema_version(self) -> int:
-        return SCHEMA_VERSION
-
     async def write(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Run ``fn(conn)`` in one write transaction on the writer thread."""
         return await trio.to_thread.run_sync(
@@ -131,12 +127,6 @@ class Store:
     def write_sync(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Blocking :meth:`write` for start-up and shutdown paths that run before/after the loop."""
         return self._in_transaction(fn)
-
-    def integrity_ok(self) -> bool:
-        """A cheap check used by ``daemon/health`` (blocking; call from a thread)."""
-        with map_exceptions():
-            row = self._reader.execute("PRAGMA quick_check(1)").fetchone()
-        return row is not None and row[0] == "ok"
 
     def close(self) -> None:
         """Checkpoint the WAL and close both connections (blocking)."""
