@@ -301,14 +301,16 @@ def test_codexctl_term_attach_inside_tmux(daemon, short_tmp):
     out = daemon.ctl("term", "new", "--cwd", str(short_tmp), "--name", "t1", "--", *BASH)
     assert out.returncode == 0, out.stderr
     tid = out.stdout.strip()
-    session = f"cxd{os.getpid()}"
+    # A private tmux server, and a pane that outlives codexctl so its last words stay readable.
+    tmux = ["tmux", "-L", f"cxd{os.getpid()}", "-f", "/dev/null"]
     env = dict(daemon.env, CODEXD_SOCKET=str(daemon.socket))
-    cmd = f"{sys.executable} -m codexd.cli.codexctl term attach {tid}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd],
+    attach = f"{sys.executable} -m codexd.cli.codexctl term attach {tid}"
+    cmd = f"{attach}; echo attach-exit=$?; sleep 600"
+    subprocess.run([*tmux, "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", cmd],
                    env=env, check=True)
     try:
         def screen() -> str:
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+            return subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"],
                                   capture_output=True, text=True, check=True).stdout
 
         def wait_for(text: str) -> None:
@@ -318,16 +320,16 @@ def test_codexctl_term_attach_inside_tmux(daemon, short_tmp):
                 time.sleep(0.1)
 
         time.sleep(1.0)
-        subprocess.run(["tmux", "send-keys", "-t", session, "echo tmux-$((6*7))", "Enter"],
+        subprocess.run([*tmux, "send-keys", "-t", "t", "echo tmux-$((6*7))", "Enter"],
                        check=True)
         wait_for("tmux-42")
-        subprocess.run(["tmux", "send-keys", "-t", session, "stty size", "Enter"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", "t", "stty size", "Enter"], check=True)
         wait_for("30 100")  # the window size followed the tmux pane
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-]"], check=True)
-        wait_for("detached")
+        subprocess.run([*tmux, "send-keys", "-t", "t", "C-]"], check=True)
+        wait_for("attach-exit=0")
+        assert "detached" in screen()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False,
-                       capture_output=True)
+        subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
     ls = daemon.ctl("term", "ls", "--json")
     (t,) = json.loads(ls.stdout)["terminals"]
     assert t["terminalId"] == tid and t["exited"] is None and t["attached"] == 0
