@@ -106,6 +106,7 @@ class ApprovalBook:
                  thread_id=thread_id)
         for session in list(self.daemon.sessions):
             self._deliver(live, session)
+        self.daemon.automations.on_approval(row)
 
     def _deliver(self, live: _Live, session: ClientSession) -> None:
         if (session.id in live.sent_to or not session.server_requests
@@ -113,6 +114,10 @@ class ApprovalBook:
             return
         live.sent_to.add(session.id)
         session.send(session.rpc.send_request_with_id(live.row.id, live.row.method, live.params))
+
+    def pending_for_thread(self, thread_id: str) -> list[int]:
+        """Ids of the pending requests of ``thread_id``, oldest first."""
+        return sorted(i for i, live in self._live.items() if live.row.thread_id == thread_id)
 
     def deliver_pending(self, session: ClientSession) -> None:
         """Send ``session`` the pending requests it wants and has not had (late subscribers)."""

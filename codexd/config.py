@@ -130,6 +130,31 @@ class TerminalSection(_Section, frozen=True):
     default_shell: str = ""
 
 
+class AutomationsSection(_Section, frozen=True):
+    #: Run the scheduler; false = automations can be edited but never fire.
+    enabled: bool = True
+    #: Where automation.toml files live: `<codex_home>/automations/<id>/`; empty =
+    #: appserver.codex_home, else $CODEX_HOME, else ~/.codex.
+    codex_home: str = ""
+    #: The zone of automations that name none (IANA); empty = the machine's zone.
+    timezone: str = ""
+    #: Automation runs in progress at once; due runs beyond it wait their turn.
+    max_concurrent_runs: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    #: A run whose turn has not completed after this long is interrupted.
+    run_timeout_seconds: Annotated[float, msgspec.Meta(ge=10, le=7 * 86_400)] = 3600.0
+    #: A run this late (machine asleep, daemon down) counts as missed: the automation's
+    #: missed_policy decides (runOnce or skip).
+    missed_after_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
+    #: Rules that fire more often than this are refused.
+    min_interval_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 60.0
+    #: How often automation.toml files are re-read for hand edits; 0 = only on SIGHUP and
+    #: automation/rescan.
+    rescan_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
+    #: Longest sleep of the idle scheduler before it re-reads the wall clock (a suspended
+    #: machine's monotonic clock stops; this bounds how late a run can be noticed after resume).
+    clock_check_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -139,6 +164,7 @@ class Config(_Section, frozen=True):
     events: EventsSection = msgspec.field(default_factory=EventsSection)
     approvals: ApprovalsSection = msgspec.field(default_factory=ApprovalsSection)
     terminal: TerminalSection = msgspec.field(default_factory=TerminalSection)
+    automations: AutomationsSection = msgspec.field(default_factory=AutomationsSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
@@ -147,6 +173,10 @@ NOT_RELOADABLE = (
     "daemon.state_dir",
     "store.busy_timeout_ms",
     "events.ring_size",
+    "automations.enabled",
+    "automations.codex_home",
+    "automations.timezone",
+    "automations.clock_check_seconds",
 )
 #: Keys that take effect at the app-server's next (re)start.
 APPLIED_ON_APPSERVER_RESTART = (

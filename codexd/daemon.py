@@ -27,6 +27,7 @@ from codexd.api import ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer, ServerRequestIn
+from codexd.automations.service import AutomationService
 from codexd.config import Config
 from codexd.errors import ConfigError, ErrorCode
 from codexd.events import EventHub
@@ -51,7 +52,8 @@ from codexd.transport.unix import (
 log = structlog.get_logger("codexd.daemon")
 
 #: Method prefixes codexd answers itself; everything else goes to the app-server.
-OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/")
+OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/",
+                  "automation/", "inbox/")
 
 
 async def _guarded(coro: Any) -> None:
@@ -106,6 +108,7 @@ class Daemon:
         self.events = EventHub(config.events.ring_size)
         self.approvals = ApprovalBook(self)
         self.terminals = TerminalHost(self)
+        self.automations = AutomationService(self)
         self.appserver = AppServer(
             config.appserver,
             on_state=self._on_appserver_state,
@@ -114,6 +117,11 @@ class Daemon:
             on_generation_end=self.approvals.expire_generation,
             next_generation=self._next_generation,
         )
+
+    @property
+    def run_id(self) -> int | None:
+        """This daemon life's row in daemon_runs (None before the store is open)."""
+        return self._run_id
 
     @property
     def store(self) -> Store:
@@ -158,6 +166,8 @@ class Daemon:
         self.publish(APPSERVER_STATE_CHANGED.name, AppServerStateChanged(
             state=state.value, previous=previous.value, reason=reason,
             generation=self.appserver.generation, pid=self.appserver.pid))
+        if previous is State.READY and state is not State.READY:
+            self.automations.on_appserver_lost(f"the app-server left ready ({reason})")
 
     def _on_appserver_notification(
         self, method: str, params: msgspec.Raw | None, emitted_at_ms: int | None
@@ -167,6 +177,7 @@ class Daemon:
             self.approvals.on_upstream_resolved(params, self.appserver.generation)
             return
         thread_id = None if method == "thread/started" else thread_refs(params)[0]
+        self.automations.on_notification(method, params, thread_id)
         self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id,
                      emitted_at_ms=emitted_at_ms)
 
@@ -200,6 +211,11 @@ class Daemon:
                     state_dir=self.config.daemon.state_dir,
                 ),
                 store=self.config.store,
+                automations=msgspec.structs.replace(
+                    new.automations, enabled=self.config.automations.enabled,
+                    codex_home=self.config.automations.codex_home,
+                    timezone=self.config.automations.timezone,
+                    clock_check_seconds=self.config.automations.clock_check_seconds),
             )
         self.config = new
         self.appserver.reconfigure(new.appserver)
@@ -209,6 +225,7 @@ class Daemon:
         logs.configure(new.log.format, new.log.level)
         for session in list(self.sessions):
             session.reconfigure()
+        self.automations.reconfigure()
         log.info("config_reloaded", changed=changed, needs_restart=restart)
 
     # ------------------------------------------------------------------------------ run
@@ -241,6 +258,7 @@ class Daemon:
             # Every start-up write happens before the socket exists: a client that can connect
             # finds a daemon whose start-up cannot fail any more.
             await self.approvals.expire_leftovers()
+            await self.automations.startup()
             remove_stale_socket(self.socket_path)
             listener = await bind_listener(self.socket_path)
             try:
@@ -266,6 +284,7 @@ class Daemon:
             services.start_soon(self.approvals.run_timeouts)
             if self.config.appserver.enabled:
                 await services.start(self.appserver.run)
+            await services.start(self.automations.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 clients.start_soon(self._accept_loop, listener, clients, accept_scope)

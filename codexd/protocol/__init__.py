@@ -4,7 +4,16 @@ Used alike by the daemon, codexctl and the Python client. Importing this package
 method and notification in :data:`METHODS` and :data:`NOTIFICATIONS`.
 """
 
-from codexd.protocol import approvals, appserver, atoms, daemon, events, settings, terminal
+from codexd.protocol import (
+    approvals,
+    appserver,
+    atoms,
+    automations,
+    daemon,
+    events,
+    settings,
+    terminal,
+)
 from codexd.protocol.base import (
     METHODS,
     NOTIFICATIONS,
@@ -27,6 +36,7 @@ __all__ = [
     "approvals",
     "appserver",
     "atoms",
+    "automations",
     "daemon",
     "decode_params",
     "events",

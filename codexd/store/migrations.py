@@ -63,6 +63,52 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_by_status ON approvals (status, thread_id);
     INSERT INTO meta (key, value) VALUES ('appserver_generation', 0);
     """,
+    # 3 -> 4: automations (definitions mirrored to automation.toml), their runs, the inbox.
+    """
+    CREATE TABLE automations (
+        id          TEXT PRIMARY KEY,
+        definition  TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('ACTIVE', 'PAUSED')),
+        next_run_at INTEGER,
+        file_digest TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE automation_runs (
+        id            INTEGER PRIMARY KEY,
+        automation_id TEXT NOT NULL REFERENCES automations (id) ON DELETE CASCADE,
+        scheduled_at  INTEGER NOT NULL,
+        trigger       TEXT NOT NULL CHECK (trigger IN ('schedule', 'missed', 'manual')),
+        status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded',
+                                                      'failed', 'skipped', 'interrupted')),
+        decision      TEXT,
+        daemon_run    INTEGER,
+        thread_id     TEXT,
+        turn_id       TEXT,
+        summary       TEXT,
+        error         TEXT,
+        created_at    INTEGER NOT NULL,
+        started_at    INTEGER,
+        finished_at   INTEGER,
+        UNIQUE (automation_id, scheduled_at)
+    );
+    CREATE INDEX automation_runs_by_status ON automation_runs (status);
+    CREATE TABLE inbox_items (
+        id            INTEGER PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        automation_id TEXT,
+        run_id        INTEGER,
+        thread_id     TEXT,
+        approval_id   INTEGER,
+        dedupe_key    TEXT UNIQUE,
+        created_at    INTEGER NOT NULL,
+        read_at       INTEGER,
+        archived_at   INTEGER
+    );
+    CREATE INDEX inbox_items_unread ON inbox_items (archived_at, read_at, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

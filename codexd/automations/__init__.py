@@ -1,0 +1,1 @@
+"""Automations: scheduled Codex work, its runs and the inbox they report to."""

@@ -1,0 +1,556 @@
+"""The automation service: definitions (SQLite + automation.toml), the scheduler, runs, inbox.
+
+Owned by the daemon. Reads are served from memory (``self.defs``); every change is written to the
+database and the automation's file before it is announced. A due run is claimed in SQLite with a
+unique (automation, scheduled time) key before anything starts, so it fires once, even with two
+daemons on one state dir or a restart in between.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+import trio
+
+from codexd.automations import definition as defs
+from codexd.automations import schedule as sched_mod
+from codexd.automations.definition import Definition, InvalidDefinition
+from codexd.automations.runner import CodexRunner, Outcome
+from codexd.automations.scheduler import Scheduler
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.automations import (
+    AUTOMATION_CHANGED,
+    AUTOMATION_RUN_COMPLETED,
+    AUTOMATION_RUN_STARTED,
+    INBOX_ITEM_ADDED,
+    AutomationChanged,
+    AutomationInfo,
+    Change,
+    FileIssue,
+    InboxItem,
+    ItemAdded,
+    RescanResult,
+    RunEvent,
+    RunRow,
+)
+from codexd.store import automations as repo
+
+if TYPE_CHECKING:
+    import apsw
+
+    from codexd.daemon import Daemon
+    from codexd.store.approvals import ApprovalRow
+
+log = structlog.get_logger("codexd.automations")
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def codex_home(daemon_cfg: Any) -> Path:
+    """``automations.codex_home``, else ``appserver.codex_home``, $CODEX_HOME, ~/.codex."""
+    for value in (daemon_cfg.automations.codex_home, daemon_cfg.appserver.codex_home,
+                  os.environ.get("CODEX_HOME", "")):
+        if value:
+            return Path(value).expanduser()
+    return Path.home() / ".codex"
+
+
+def new_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "automation"
+    return f"{slug}-{secrets.token_hex(3)}"
+
+
+def iso_local(ms: int, tz: Any) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class _Known:
+    definition: Definition
+    schedule: sched_mod.Schedule | None  # None when the stored rule no longer parses
+    file_digest: str | None
+
+
+class AutomationService:
+    def __init__(self, daemon: Daemon, *, clock: Any = wall_ms) -> None:
+        self.daemon = daemon
+        self.wall_ms = clock
+        cfg = daemon.config.automations
+        self.root = codex_home(daemon.config) / "automations"
+        self.default_tz = cfg.timezone or sched_mod.local_zone_name()
+        self.defs: dict[str, _Known] = {}
+        self.runner = CodexRunner(daemon)
+        self.scheduler = Scheduler(wall_ms=self.wall_ms, fire=self._fire,
+                                   clock_check_seconds=cfg.clock_check_seconds)
+        self._lock = trio.Lock()
+        self._stat_cache: dict[Path, tuple[int, int]] = {}
+        self._limiter = trio.CapacityLimiter(cfg.max_concurrent_runs)
+        self._runs: trio.Nursery | None = None
+        self._active: dict[int, tuple[str, trio.CancelScope]] = {}
+        self._rescan_wake = trio.Event()
+
+    @property
+    def cfg(self) -> Any:
+        return self.daemon.config.automations
+
+    def _store(self) -> Any:
+        return self.daemon.store
+
+    # --------------------------------------------------------------------------- start-up
+
+    async def startup(self) -> None:
+        """Before the socket exists: interrupted leftovers, stored definitions, the files."""
+        run_id = self.daemon.run_id
+        alive = {pid for pid in await self._store().read(_daemon_pids) if _pid_alive(pid)}
+        alive.discard(os.getpid())
+        left = await self._store().write(lambda c: repo.interrupt_leftovers(c, run_id, alive))
+        for run in left:
+            log.warning("automation_run_interrupted", run_id=run.run_id,
+                        automation_id=run.automation_id, reason="codexd stopped during the run")
+        rows = await self._store().read(repo.list_)
+        now = self.wall_ms()
+        for row in rows:
+            d = row.definition
+            try:
+                schedule = sched_mod.parse(d.rrule, tz_name=d.timezone, anchor_ms=d.created_at)
+            except sched_mod.ScheduleError as exc:
+                log.error("automation_schedule_invalid", automation_id=d.id, error=str(exc))
+                schedule = None
+            self.defs[d.id] = _Known(d, schedule, row.file_digest)
+            if schedule is not None and d.status == "ACTIVE":
+                # A stored next time in the past is a missed run: the scheduler decides at once.
+                self.scheduler.set(d.id, schedule, row.next_run_at or schedule.next_after(now))
+        for run in left:
+            known = self.defs.get(run.automation_id)
+            await self._inbox(
+                kind="runInterrupted", automation_id=run.automation_id, run_id=run.run_id,
+                thread_id=run.thread_id,
+                title=f"{known.definition.name if known else run.automation_id}: interrupted",
+                body=run.error or "", publish=False)
+        await self._persist_next(list(self.defs))
+        await self.rescan(source="startup", publish=False)
+        log.info("automations_loaded", count=len(self.defs), scheduled=len(self.scheduler),
+                 interrupted=len(left), dir=str(self.root), timezone=self.default_tz)
+
+    async def _persist_next(self, ids: list[str]) -> None:
+        values = [(self.scheduler.next_due(i), i) for i in ids]
+        if values:
+            await self._store().write(lambda c: repo.set_next_runs(c, values))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._runs = nursery
+            if self.cfg.enabled:
+                await nursery.start(self.scheduler.run)
+            nursery.start_soon(self._rescan_loop)
+            task_status.started()
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            period = self.cfg.rescan_seconds
+            with trio.move_on_after(period if period > 0 else float("inf")):
+                await self._rescan_wake.wait()
+            self._rescan_wake = trio.Event()
+            try:
+                await self.rescan(source="periodic" if period else "signal")
+            except Exception:
+                log.exception("automation_rescan_failed")
+
+    def reconfigure(self) -> None:
+        """SIGHUP: apply the run limit, re-read the files soon (in the rescan task)."""
+        self._limiter.total_tokens = self.cfg.max_concurrent_runs
+        self._rescan_wake.set()
+
+    # ------------------------------------------------------------------------ reading
+
+    def info(self, automation_id: str) -> AutomationInfo:
+        known = self.defs.get(automation_id)
+        if known is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no automation {automation_id!r}; "
+                           "`codexctl auto ls` lists them", {"automationId": automation_id})
+        return AutomationInfo(
+            automation=known.definition, next_run_at=self.scheduler.next_due(automation_id),
+            file=str(self.root / automation_id / defs.FILE_NAME))
+
+    def list_infos(self, status: str | None, kind: str | None) -> list[AutomationInfo]:
+        return [self.info(i) for i, k in self.defs.items()
+                if (status is None or k.definition.status == status)
+                and (kind is None or k.definition.kind == kind)]
+
+    def schedule_of(self, automation_id: str) -> sched_mod.Schedule:
+        self.info(automation_id)  # NOT_FOUND
+        known = self.defs[automation_id]
+        if known.schedule is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS,
+                           f"automation {automation_id!r} has an rrule that does not parse",
+                           {"field": "rrule"})
+        return known.schedule
+
+    # ------------------------------------------------------------------------ changing
+
+    def validate(self, d: Definition, *, cwds_must_exist: bool = True) -> sched_mod.Schedule:
+        try:
+            return defs.check(d, now_ms=self.wall_ms(),
+                              min_interval_seconds=self.cfg.min_interval_seconds,
+                              cwds_must_exist=cwds_must_exist)
+        except InvalidDefinition as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {exc}",
+                           {"field": exc.field} if exc.field else None) from None
+
+    async def create(self, d: Definition) -> AutomationInfo:
+        schedule = self.validate(d)
+        async with self._lock:
+            if d.id in self.defs:
+                raise RpcError(ErrorCode.CONFLICT, f"an automation {d.id!r} exists already",
+                               {"automationId": d.id})
+            await self._save(d, schedule, previous=None)
+        return self._announce(d.id, "created", "client")
+
+    async def update(self, automation_id: str, changes: dict[str, Any]) -> AutomationInfo:
+        async with self._lock:
+            old = self.info(automation_id).automation
+            d = msgspec.structs.replace(old, **changes, updated_at=max(self.wall_ms(),
+                                                                      old.updated_at + 1))
+            cwds_changed = d.cwds != old.cwds
+            schedule = self.validate(d, cwds_must_exist=cwds_changed)
+            await self._save(d, schedule, previous=old)
+        change: Change = "updated"
+        if set(changes) == {"status"}:
+            change = "paused" if d.status == "PAUSED" else "resumed"
+        return self._announce(automation_id, change, "client")
+
+    async def delete(self, automation_id: str) -> None:
+        async with self._lock:
+            self.info(automation_id)
+            for aid, scope in list(self._active.values()):
+                if aid == automation_id:
+                    scope.cancel()
+            await trio.to_thread.run_sync(defs.remove_dir, self.root, automation_id)
+            await self._forget(automation_id)
+        self._publish_changed(automation_id, "deleted", None, "client")
+
+    async def _forget(self, automation_id: str) -> None:
+        await self._store().write(lambda c: repo.delete(c, automation_id))
+        self.defs.pop(automation_id, None)
+        self.scheduler.remove(automation_id)
+        self._stat_cache.pop(self.root / automation_id / defs.FILE_NAME, None)
+
+    async def _save(self, d: Definition, schedule: sched_mod.Schedule,
+                    previous: Definition | None) -> None:
+        """File first (so a rescan never sees a row without its file), then the row."""
+        path = self.root / d.id / defs.FILE_NAME
+
+        def write_file() -> tuple[str, tuple[int, int]]:
+            try:
+                prev_bytes = path.read_bytes() if previous is not None else None
+            except OSError:
+                prev_bytes = None
+            data = defs.to_toml(d, prev_bytes)
+            defs.write_atomic(path, data)
+            st = path.stat()
+            return defs.digest(data), (st.st_mtime_ns, st.st_size)
+
+        try:
+            digest, stat_key = await trio.to_thread.run_sync(write_file)
+        except OSError as exc:
+            raise RpcError(ErrorCode.STORE_ERROR,
+                           f"cannot write {path}: {exc.strerror}; check that the folder is "
+                           "writable (automations.codex_home)", {"path": str(path)}) from None
+        self._stat_cache[path] = stat_key
+        await self._apply(d, schedule, digest)
+
+    async def _apply(self, d: Definition, schedule: sched_mod.Schedule | None,
+                     digest: str | None) -> None:
+        await self._store().write(lambda c: repo.upsert(c, d, file_digest=digest))
+        old = self.defs.get(d.id)
+        self.defs[d.id] = _Known(d, schedule, digest)
+        same_rule = (old is not None and old.definition.rrule == d.rrule
+                     and old.definition.timezone == d.timezone
+                     and old.definition.status == "ACTIVE")
+        if schedule is not None and d.status == "ACTIVE":
+            keep = self.scheduler.next_due(d.id) if same_rule else None
+            self.scheduler.set(d.id, schedule, keep)
+        else:
+            self.scheduler.remove(d.id)
+        await self._persist_next([d.id])
+
+    def _announce(self, automation_id: str, change: Change, source: str) -> AutomationInfo:
+        info = self.info(automation_id)
+        self._publish_changed(automation_id, change, info, source)
+        log.info("automation_changed", automation_id=automation_id, change=change, source=source,
+                 next_run_at=info.next_run_at)
+        return info
+
+    def _publish_changed(self, automation_id: str, change: Change, info: AutomationInfo | None,
+                         source: str) -> None:
+        self.daemon.publish(AUTOMATION_CHANGED.name, AutomationChanged(
+            automation_id=automation_id, change=change, automation=info, source=source))
+
+    # -------------------------------------------------------------------------- files
+
+    async def rescan(self, *, source: str = "client", publish: bool = True) -> RescanResult:
+        """Pick up automation.toml files added, edited or removed by hand."""
+        result = RescanResult(added=[], updated=[], removed=[], invalid=[])
+        async with self._lock:
+            known = dict(self._stat_cache)
+            now = self.wall_ms()
+            changed, present, root_exists = await trio.to_thread.run_sync(
+                lambda: defs.scan(self.root, known, default_tz=self.default_tz, now_ms=now))
+            for item in changed:
+                self._stat_cache[item.path] = item.stat_key
+                problem = item.problem
+                d = item.definition
+                if d is not None:
+                    old = self.defs.get(d.id)
+                    if old is not None and old.file_digest == item.digest:
+                        continue  # our own write, or touched without a change
+                    try:
+                        schedule = defs.check(d, now_ms=now,
+                                              min_interval_seconds=self.cfg.min_interval_seconds,
+                                              cwds_must_exist=False)
+                    except InvalidDefinition as exc:
+                        problem = str(exc)
+                    else:
+                        await self._apply(d, schedule, item.digest)
+                        (result.updated if old is not None else result.added).append(d.id)
+                        if publish:
+                            self._announce(d.id, "created" if old is None else "updated", "file")
+                        log.info("automation_file_loaded", path=str(item.path),
+                                 automation_id=d.id, new=old is None)
+                        continue
+                assert problem is not None
+                result.invalid.append(FileIssue(path=str(item.path), message=problem))
+                log.warning("automation_file_invalid", path=str(item.path), problem=problem)
+                await self._inbox(
+                    kind="automationInvalid", title=f"Invalid automation file in "
+                    f"{item.path.parent.name}", body=f"{item.path}: {problem}",
+                    dedupe_key=f"invalid:{item.path}:{item.digest}", publish=publish)
+            if root_exists:
+                for gone in sorted(set(self.defs) - present):
+                    await self._forget(gone)
+                    result.removed.append(gone)
+                    log.info("automation_file_removed", automation_id=gone)
+                    if publish:
+                        self._publish_changed(gone, "deleted", None, "file")
+            else:
+                # No folder at all (a new CODEX_HOME?): write the files back, delete nothing.
+                for known_def in list(self.defs.values()):
+                    if known_def.schedule is not None:
+                        await self._save(known_def.definition, known_def.schedule,
+                                         previous=None)
+        if result.added or result.updated or result.removed or result.invalid:
+            log.info("automations_rescanned", source=source, added=len(result.added),
+                     updated=len(result.updated), removed=len(result.removed),
+                     invalid=len(result.invalid))
+        return result
+
+    # ----------------------------------------------------------------------------- runs
+
+    async def _fire(self, automation_id: str, times: list[int], next_ms: int | None) -> None:
+        """The scheduler's callback: claim the due run (once) and start it."""
+        known = self.defs.get(automation_id)
+        if known is None:
+            return
+        d = known.definition
+        now = self.wall_ms()
+        late = now - times[-1] > self.cfg.missed_after_seconds * 1000
+        trigger, status, decision = "schedule", "queued", None
+        if len(times) > 1 or late:
+            n = len(times)
+            first = iso_local(times[0], known.schedule.tz if known.schedule else UTC)
+            what = f"{n} scheduled run{'s' if n > 1 else ''} missed (first due {first})"
+            trigger = "missed"
+            if d.missed_policy == "skip":
+                status, decision = "skipped", f"{what}; skipped (missed_policy = skip)"
+            else:
+                decision = f"{what}; running once now (missed_policy = runOnce)"
+        try:
+            run = await self._store().write(lambda c: repo.claim(
+                c, automation_id, times[-1], trigger=trigger, status=status, decision=decision,
+                daemon_run=self.daemon.run_id, next_run_at=next_ms))
+        except Exception:
+            log.exception("automation_claim_failed", automation_id=automation_id)
+            return
+        if run is None:
+            log.info("automation_run_claimed_elsewhere", automation_id=automation_id,
+                     scheduled_at=times[-1])
+            return
+        if decision:
+            log.warning("automation_runs_missed", automation_id=automation_id, count=len(times),
+                        decision=decision)
+        if status == "skipped":
+            await self._completed(d, run)
+            return
+        self._start(d, run)
+
+    async def run_now(self, automation_id: str) -> RunRow:
+        d = self.info(automation_id).automation
+        run: RunRow = await self._store().write(
+            lambda c: repo.claim_manual(c, automation_id, daemon_run=self.daemon.run_id))
+        self._start(d, run)
+        return run
+
+    def _start(self, d: Definition, run: RunRow) -> None:
+        assert self._runs is not None, "runs before the service started"
+        scope = trio.CancelScope()
+        self._active[run.run_id] = (d.id, scope)
+        self._runs.start_soon(self._execute, d, run, scope)
+
+    async def _execute(self, d: Definition, run: RunRow, scope: trio.CancelScope) -> None:
+        outcome = Outcome(status="interrupted", error="codexd stopped during the run")
+        started = False
+        try:
+            with scope:
+                async with self._limiter:
+                    run = await self._update(run, status="running", started_at=self.wall_ms())
+                    started = True
+                    self.daemon.publish(AUTOMATION_RUN_STARTED.name,
+                                        RunEvent(run=run, automation_name=d.name))
+                    log.info("automation_run_started", automation_id=d.id, run_id=run.run_id,
+                             trigger=run.trigger)
+                    outcome = await self._execute_bounded(d, run)
+            if scope.cancelled_caught:
+                outcome = Outcome(status="interrupted", thread_id=outcome.thread_id,
+                                  turn_id=outcome.turn_id,
+                                  error="the automation was deleted during the run")
+        except Exception as exc:
+            log.exception("automation_run_crashed", automation_id=d.id, run_id=run.run_id)
+            outcome = Outcome(status="failed", error=f"internal error: {exc}")
+        finally:
+            self._active.pop(run.run_id, None)
+            with trio.CancelScope(shield=True):
+                await self._finish(d, run, outcome, started)
+
+    async def _execute_bounded(self, d: Definition, run: RunRow) -> Outcome:
+        ids: dict[str, str | None] = {"thread": None, "turn": None}
+
+        async def on_ids(thread_id: str | None, turn_id: str | None) -> None:
+            ids["thread"], ids["turn"] = thread_id, turn_id
+            await self._update(run, thread_id=thread_id, turn_id=turn_id)
+
+        timeout = self.cfg.run_timeout_seconds
+        with trio.move_on_after(timeout) as timer:
+            return await self.runner.execute(d, run.run_id, on_ids)
+        assert timer.cancelled_caught
+        if ids["thread"] and ids["turn"]:
+            await self.runner.interrupt(ids["thread"], ids["turn"])
+        return Outcome(status="interrupted", thread_id=ids["thread"], turn_id=ids["turn"],
+                       error=f"timed out after {timeout:g} s (automations.run_timeout_seconds); "
+                             "the turn was interrupted")
+
+    async def _update(self, run: RunRow, **fields: Any) -> RunRow:
+        updated = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
+        return updated or run
+
+    async def _finish(self, d: Definition, run: RunRow, outcome: Outcome, started: bool) -> None:
+        now = self.wall_ms()
+        fields: dict[str, Any] = {
+            "status": outcome.status, "finished_at": now, "summary": outcome.summary,
+            "error": outcome.error,
+        }
+        if not started:
+            fields["started_at"] = now
+        if outcome.thread_id:
+            fields["thread_id"] = outcome.thread_id
+        if outcome.turn_id:
+            fields["turn_id"] = outcome.turn_id
+        if outcome.decision:
+            fields["decision"] = ((run.decision + "; ") if run.decision else "") + outcome.decision
+        try:
+            final = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
+        except Exception:
+            log.exception("automation_run_record_failed", run_id=run.run_id)
+            return
+        if final is None:
+            return  # the automation (and its runs) were deleted meanwhile
+        log.info("automation_run_completed", automation_id=d.id, run_id=run.run_id,
+                 status=final.status, duration_ms=final.duration_ms, thread_id=final.thread_id,
+                 error=final.error)
+        await self._completed(d, final)
+
+    async def _completed(self, d: Definition, run: RunRow) -> None:
+        self.daemon.publish(AUTOMATION_RUN_COMPLETED.name,
+                            RunEvent(run=run, automation_name=d.name))
+        body = run.summary or run.error or run.decision or "(no message)"
+        await self._inbox(kind=f"run{run.status.capitalize()}", title=f"{d.name}: {run.status}",
+                          body=body, automation_id=d.id, run_id=run.run_id,
+                          thread_id=run.thread_id)
+
+    # ---------------------------------------------------------------------------- inbox
+
+    async def _inbox(self, *, kind: str, title: str, body: str, publish: bool = True,
+                     **refs: Any) -> InboxItem | None:
+        try:
+            item: InboxItem | None = await self._store().write(
+                lambda c: repo.add_item(c, kind=kind, title=title, body=body, **refs))
+        except Exception:
+            log.exception("inbox_write_failed", kind=kind)
+            return None
+        if item is not None and publish and not self.daemon.shutting_down:
+            self.daemon.publish(INBOX_ITEM_ADDED.name, ItemAdded(item=item))
+        return item
+
+    # ---------------------------------------------------------------------- daemon hooks
+
+    def on_notification(self, method: str, params: msgspec.Raw | None,
+                        thread_id: str | None) -> None:
+        if self.runner.watches:
+            self.runner.on_notification(method, params, thread_id)
+
+    def on_appserver_lost(self, reason: str) -> None:
+        self.runner.on_appserver_lost(reason)
+
+    def on_approval(self, row: ApprovalRow) -> None:
+        watch = self.runner.watches.get(row.thread_id or "")
+        if watch is None or self._runs is None:
+            return
+        detail = _approval_detail(row.params)
+        self._runs.start_soon(lambda: self._inbox(
+            kind="approvalWaiting", title=f"{watch.automation_name} is waiting for approval",
+            body=f"{row.method}: {detail}\nAnswer it with `codexctl approvals accept {row.id}` "
+                 f"or `codexctl approvals decline {row.id}`.",
+            automation_id=self._run_owner(watch.run_id),
+            run_id=watch.run_id, thread_id=row.thread_id, approval_id=row.id,
+            dedupe_key=f"approval:{row.id}"))
+
+    def _run_owner(self, run_id: int) -> str | None:
+        entry = self._active.get(run_id)
+        return entry[0] if entry else None
+
+
+def _approval_detail(params: str) -> str:
+    try:
+        p = msgspec.json.decode(params)
+    except msgspec.DecodeError:
+        return ""
+    if not isinstance(p, dict):
+        return ""
+    parts = [str(p[k]) for k in ("command", "reason", "question") if p.get(k)]
+    return " — ".join(parts)[:2000]
+
+
+def _daemon_pids(conn: apsw.Connection) -> list[int]:
+    return [int(r[0]) for r in conn.execute(
+        "SELECT DISTINCT d.pid FROM automation_runs r JOIN daemon_runs d ON d.id = r.daemon_run "
+        "WHERE r.status IN ('queued', 'running')")]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
