@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, term
+from codexd.cli import agent, auto, term
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 
@@ -189,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     add("ls", cmd_atoms_ls, "list atoms", atoms).add_argument("prefix", nargs="?")
     agent.add_commands(add, sub)
     term.add_commands(add, sub, common)
+    auto.add_commands(add, sub)
     return p
 
 
