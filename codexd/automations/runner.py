@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import structlog
 import trio
 
 from codexd.automations.definition import Definition
 from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.automations import RunRow
 
 if TYPE_CHECKING:
     from codexd.daemon import Daemon
 
 OWNER = "automations"
+log = structlog.get_logger("codexd.automations")
 _decode = msgspec.json.decode
 
 
@@ -126,7 +130,7 @@ class CodexRunner:
                     raise
             await trio.sleep(1.0)
 
-    async def execute(self, d: Definition, run_id: int, on_ids: Any) -> Outcome:
+    async def execute(self, d: Definition, run: RunRow, on_ids: Any) -> Outcome:
         """Run ``d`` once; ``on_ids(thread_id, turn_id)`` records ids as soon as they are known."""
         out = Outcome(status="failed")
         try:
@@ -150,7 +154,7 @@ class CodexRunner:
                     out.status, out.decision = "skipped", busy
                     return out
             await on_ids(out.thread_id, None)
-            return await self._turn(d, run_id, out, on_ids)
+            return await self._turn(d, run, out, on_ids)
         except RpcError as exc:
             out.error = f"{exc.message} (code {exc.code})"
             return out
@@ -163,9 +167,9 @@ class CodexRunner:
             return f"skipped: the thread waits on approval {pending[0]}"
         return None
 
-    async def _turn(self, d: Definition, run_id: int, out: Outcome, on_ids: Any) -> Outcome:
+    async def _turn(self, d: Definition, run: RunRow, out: Outcome, on_ids: Any) -> Outcome:
         assert out.thread_id is not None
-        watch = Watch(out.thread_id, run_id, d.name)
+        watch = Watch(out.thread_id, run.run_id, d.name)
         self.watches[out.thread_id] = watch
         try:
             params: dict[str, Any] = {"threadId": out.thread_id,
@@ -174,6 +178,8 @@ class CodexRunner:
                 params["model"] = d.model
             if d.reasoning_effort:
                 params["effort"] = d.reasoning_effort
+            log.info("automation_turn_starting", run_id=run.run_id, thread_id=out.thread_id,
+                     due_delay_ms=int(time.time() * 1000) - run.scheduled_at)
             res = await self._call("turn/start", params)
             out.turn_id = turn_id = res["turn"]["id"]
             await on_ids(out.thread_id, turn_id)

@@ -272,18 +272,32 @@ class AutomationService:
 
     async def _apply(self, d: Definition, schedule: sched_mod.Schedule | None,
                      digest: str | None) -> None:
-        await self._store().write(lambda c: repo.upsert(c, d, file_digest=digest))
-        old = self.defs.get(d.id)
-        self.defs[d.id] = _Known(d, schedule, digest)
-        same_rule = (old is not None and old.definition.rrule == d.rrule
-                     and old.definition.timezone == d.timezone
-                     and old.definition.status == "ACTIVE")
-        if schedule is not None and d.status == "ACTIVE":
-            keep = self.scheduler.next_due(d.id) if same_rule else None
-            self.scheduler.set(d.id, schedule, keep)
-        else:
-            self.scheduler.remove(d.id)
-        await self._persist_next([d.id])
+        await self._apply_many([(d, schedule, digest)])
+
+    async def _apply_many(
+        self, items: list[tuple[Definition, sched_mod.Schedule | None, str | None]]
+    ) -> None:
+        """Store definitions in one transaction, then (re)schedule them."""
+        if not items:
+            return
+
+        def store(c: apsw.Connection) -> None:
+            for d, _schedule, digest in items:
+                repo.upsert(c, d, file_digest=digest)
+
+        await self._store().write(store)
+        for d, schedule, digest in items:
+            old = self.defs.get(d.id)
+            self.defs[d.id] = _Known(d, schedule, digest)
+            same_rule = (old is not None and old.definition.rrule == d.rrule
+                         and old.definition.timezone == d.timezone
+                         and old.definition.status == "ACTIVE")
+            if schedule is not None and d.status == "ACTIVE":
+                keep = self.scheduler.next_due(d.id) if same_rule else None
+                self.scheduler.set(d.id, schedule, keep)
+            else:
+                self.scheduler.remove(d.id)
+        await self._persist_next([d.id for d, _s, _g in items])
 
     def _announce(self, automation_id: str, change: Change, source: str) -> AutomationInfo:
         info = self.info(automation_id)
@@ -304,31 +318,39 @@ class AutomationService:
         result = RescanResult(added=[], updated=[], removed=[], invalid=[])
         async with self._lock:
             known = dict(self._stat_cache)
+            digests = {i: k.file_digest for i, k in self.defs.items()}
             now = self.wall_ms()
-            changed, present, root_exists = await trio.to_thread.run_sync(
-                lambda: defs.scan(self.root, known, default_tz=self.default_tz, now_ms=now))
-            for item in changed:
+            min_interval = self.cfg.min_interval_seconds
+
+            def scan_and_check() -> tuple[list[Any], set[str], bool]:
+                # File reads and rule checks are CPU and I/O: never on the event loop.
+                changed, present, exists = defs.scan(self.root, known,
+                                                     default_tz=self.default_tz, now_ms=now)
+                checked = []
+                for item in changed:
+                    d, problem, schedule = item.definition, item.problem, None
+                    if d is not None:
+                        if digests.get(d.id, "") == item.digest:
+                            d = None  # our own write, or touched without a change
+                        else:
+                            try:
+                                schedule = defs.check(d, now_ms=now, cwds_must_exist=False,
+                                                      min_interval_seconds=min_interval)
+                            except InvalidDefinition as exc:
+                                d, problem = None, str(exc)
+                    checked.append((item, d, schedule, problem))
+                return checked, present, exists
+
+            checked, present, root_exists = await trio.to_thread.run_sync(scan_and_check)
+            to_apply: list[tuple[Definition, sched_mod.Schedule | None, str | None]] = []
+            for item, d, schedule, problem in checked:
                 self._stat_cache[item.path] = item.stat_key
-                problem = item.problem
-                d = item.definition
                 if d is not None:
-                    old = self.defs.get(d.id)
-                    if old is not None and old.file_digest == item.digest:
-                        continue  # our own write, or touched without a change
-                    try:
-                        schedule = defs.check(d, now_ms=now,
-                                              min_interval_seconds=self.cfg.min_interval_seconds,
-                                              cwds_must_exist=False)
-                    except InvalidDefinition as exc:
-                        problem = str(exc)
-                    else:
-                        await self._apply(d, schedule, item.digest)
-                        (result.updated if old is not None else result.added).append(d.id)
-                        if publish:
-                            self._announce(d.id, "created" if old is None else "updated", "file")
-                        log.info("automation_file_loaded", path=str(item.path),
-                                 automation_id=d.id, new=old is None)
-                        continue
+                    to_apply.append((d, schedule, item.digest))
+                    (result.updated if d.id in self.defs else result.added).append(d.id)
+                    continue
+                if problem is None:
+                    continue
                 assert problem is not None
                 result.invalid.append(FileIssue(path=str(item.path), message=problem))
                 log.warning("automation_file_invalid", path=str(item.path), problem=problem)
@@ -336,6 +358,13 @@ class AutomationService:
                     kind="automationInvalid", title=f"Invalid automation file in "
                     f"{item.path.parent.name}", body=f"{item.path}: {problem}",
                     dedupe_key=f"invalid:{item.path}:{item.digest}", publish=publish)
+            await self._apply_many(to_apply)
+            added = set(result.added)
+            for d, _schedule, _digest in to_apply:
+                if publish:
+                    self._announce(d.id, "created" if d.id in added else "updated", "file")
+                if len(to_apply) <= 100:
+                    log.info("automation_file_loaded", automation_id=d.id, new=d.id in added)
             if root_exists:
                 for gone in sorted(set(self.defs) - present):
                     await self._forget(gone)
@@ -441,7 +470,7 @@ class AutomationService:
 
         timeout = self.cfg.run_timeout_seconds
         with trio.move_on_after(timeout) as timer:
-            return await self.runner.execute(d, run.run_id, on_ids)
+            return await self.runner.execute(d, run, on_ids)
         assert timer.cancelled_caught
         if ids["thread"] and ids["turn"]:
             await self.runner.interrupt(ids["thread"], ids["turn"])
