@@ -162,3 +162,27 @@ def test_daemon_killed_mid_run_marks_it_interrupted_and_never_fires_twice(short_
     finally:
         b.daemon.stop()
         b.model.stop()  # type: ignore[attr-defined]
+
+
+def test_runs_beyond_the_concurrency_limit_wait_their_turn(short_tmp: Path):
+    b = make_bridge(short_tmp, "[automations]\nmax_concurrent_runs = 1\n")
+    b.daemon.start()
+    try:
+        gate = b.model.hold()
+        with b.client() as c:
+            wait_ready(c)
+            ids = []
+            for name in ("first", "second"):
+                ids.append(c.call("automation/create", {
+                    "kind": "cron", "name": name, "prompt": name, "rrule": "FREQ=DAILY",
+                    "cwds": [str(b.workspace)]})["automation"]["id"])
+                c.call("automation/runNow", {"automationId": ids[-1]})
+            wait_run(c, ids[0], "running")
+            time.sleep(0.5)
+            assert runs(c, ids[1])[0]["status"] == "queued"
+            gate.set()
+            assert wait_run(c, ids[0], "succeeded")["summary"] == "done"
+            assert wait_run(c, ids[1], "succeeded")["summary"] == "done"
+    finally:
+        b.daemon.stop()
+        b.model.stop()  # type: ignore[attr-defined]
