@@ -155,6 +155,29 @@ class AutomationsSection(_Section, frozen=True):
     clock_check_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
 
 
+class RunsSection(_Section, frozen=True):
+    #: Provider runs in progress at once, and per provider.
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
+    max_per_provider: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    #: Queued runs at most; run/start beyond it is refused (-32060).
+    queue_capacity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
+    #: A queued run gains one priority step per this many seconds of waiting (0 = no aging).
+    aging_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
+    #: timeoutSeconds of a run that names none (and no profile does).
+    default_timeout_seconds: Annotated[int, msgspec.Meta(ge=5, le=10_800)] = 1800
+    #: After SIGTERM to a canceled or timed-out run's process group, how long before SIGKILL.
+    cancel_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
+    #: Longer stdout/stderr lines are truncated (with a run.warning).
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * MiB)] = 1 * MiB
+    #: The CLIs; empty = on PATH, else the project-local npm install.
+    codex_command: str = ""
+    claude_command: str = ""
+    #: CODEX_HOME for codex runs; empty = inherited.
+    codex_home: str = ""
+    #: Where secret/set keeps tokens: keyring, file (0600 in the state dir), or auto.
+    secret_store: Literal["keyring", "file", "auto"] = "auto"
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -165,6 +188,7 @@ class Config(_Section, frozen=True):
     approvals: ApprovalsSection = msgspec.field(default_factory=ApprovalsSection)
     terminal: TerminalSection = msgspec.field(default_factory=TerminalSection)
     automations: AutomationsSection = msgspec.field(default_factory=AutomationsSection)
+    runs: RunsSection = msgspec.field(default_factory=RunsSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
@@ -177,6 +201,7 @@ NOT_RELOADABLE = (
     "automations.codex_home",
     "automations.timezone",
     "automations.clock_check_seconds",
+    "runs.secret_store",
 )
 #: Keys that take effect at the app-server's next (re)start.
 APPLIED_ON_APPSERVER_RESTART = (

@@ -35,6 +35,7 @@ from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_f
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
 from codexd.rpc import RpcConnection
+from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.stats import Stats
 from codexd.store import Store, now_iso
@@ -53,7 +54,8 @@ log = structlog.get_logger("codexd.daemon")
 
 #: Method prefixes codexd answers itself; everything else goes to the app-server.
 OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/",
-                  "automation/", "inbox/")
+                  "automation/", "inbox/", "run/", "queue/", "conversation/", "profile/",
+                  "provider/", "secret/")
 
 
 async def _guarded(coro: Any) -> None:
@@ -109,6 +111,7 @@ class Daemon:
         self.approvals = ApprovalBook(self)
         self.terminals = TerminalHost(self)
         self.automations = AutomationService(self)
+        self.runs = RunService(self)
         self.appserver = AppServer(
             config.appserver,
             on_state=self._on_appserver_state,
@@ -216,6 +219,8 @@ class Daemon:
                     codex_home=self.config.automations.codex_home,
                     timezone=self.config.automations.timezone,
                     clock_check_seconds=self.config.automations.clock_check_seconds),
+                runs=msgspec.structs.replace(new.runs,
+                                             secret_store=self.config.runs.secret_store),
             )
         self.config = new
         self.appserver.reconfigure(new.appserver)
@@ -259,6 +264,7 @@ class Daemon:
             # finds a daemon whose start-up cannot fail any more.
             await self.approvals.expire_leftovers()
             await self.automations.startup()
+            await self.runs.startup()
             remove_stale_socket(self.socket_path)
             listener = await bind_listener(self.socket_path)
             try:
@@ -285,6 +291,7 @@ class Daemon:
             if self.config.appserver.enabled:
                 await services.start(self.appserver.run)
             await services.start(self.automations.run)
+            await services.start(self.runs.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 clients.start_soon(self._accept_loop, listener, clients, accept_scope)

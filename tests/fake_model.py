@@ -72,6 +72,9 @@ class FakeModel:
                     items = model.replies.popleft() if model.replies else [message("done")]
                 if model.delay_event is not None:
                     model.delay_event.wait(60)
+                if self.path.split("?")[0].endswith("/messages"):
+                    self._anthropic(items)
+                    return
                 rid = f"resp_{next(_ids)}"
                 events = [("response.created", {"type": "response.created",
                                                  "response": {"id": rid}})]
@@ -82,6 +85,9 @@ class FakeModel:
                     "id": rid, "usage": {"input_tokens": 10, "output_tokens": 5,
                                          "total_tokens": 15, "input_tokens_details": None,
                                          "output_tokens_details": None}}}))
+                self._sse(events)
+
+            def _sse(self, events: list[tuple[str, dict[str, Any]]]) -> None:
                 payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"
                                   for name, data in events).encode()
                 self.send_response(200)
@@ -89,6 +95,29 @@ class FakeModel:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _anthropic(self, items: list[dict[str, Any]]) -> None:
+                """Claude Code's Messages API: the text of the scripted message items."""
+                text = " ".join(c["text"] for item in items if item.get("type") == "message"
+                                for c in item["content"]) or "done"
+                mid = f"msg_{next(_ids)}"
+                usage = {"input_tokens": 10, "output_tokens": 5}
+                events = [
+                    ("message_start", {"type": "message_start", "message": {
+                        "id": mid, "type": "message", "role": "assistant", "model": "fake",
+                        "content": [], "stop_reason": None, "stop_sequence": None,
+                        "usage": usage}}),
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "text", "text": ""}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta", "text": text}}),
+                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                    ("message_delta", {"type": "message_delta", "delta": {
+                        "stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": 5}}),
+                    ("message_stop", {"type": "message_stop"}),
+                ]
+                self._sse(events)
 
             def do_GET(self) -> None:
                 self.send_response(404)

@@ -7,6 +7,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     automations,
     daemon,
     events,
+    runs,
     settings,
     terminal,
 )

@@ -83,6 +83,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         clients_connected=len(d.sessions),
         clients_total=d.stats.clients_total,
         methods=d.stats.methods(),
+        secret_store=d.runs.secrets.describe(),
     )
 
 

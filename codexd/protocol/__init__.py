@@ -11,6 +11,7 @@ from codexd.protocol import (
     automations,
     daemon,
     events,
+    runs,
     settings,
     terminal,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "daemon",
     "decode_params",
     "events",
+    "runs",
     "settings",
     "terminal",
 ]

@@ -72,6 +72,9 @@ class DaemonStatus(Struct, frozen=True):
     clients_connected: int
     clients_total: int
     methods: dict[str, MethodCount]
+    #: Where provider tokens are kept, e.g. "keyring (SecretService)" or "file ... (no keyring
+    #: backend; auto fell back to the file)".
+    secret_store: str = ""
 
 
 class CheckResult(Struct, frozen=True):

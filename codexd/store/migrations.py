@@ -109,6 +109,55 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX inbox_items_unread ON inbox_items (archived_at, read_at, id);
     """,
+    # 4 -> 5: provider runs (codex exec, claude -p), their events, conversations, profiles.
+    """
+    CREATE TABLE conversations (
+        id          TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        session_id  TEXT,
+        defaults    TEXT NOT NULL,
+        archived    INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        provider        TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded',
+                                            'failed', 'canceled', 'interrupted')),
+        request         TEXT NOT NULL,
+        priority        INTEGER NOT NULL,
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        conversation_id TEXT REFERENCES conversations (id),
+        session_id      TEXT,
+        rerun_of        TEXT,
+        exit_code       INTEGER,
+        reason          TEXT,
+        error           TEXT,
+        result_text     TEXT,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER,
+        started_at      INTEGER,
+        finished_at     INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_by_status ON runs (status, created_at);
+    CREATE INDEX runs_by_conversation ON runs (conversation_id, created_at);
+    CREATE TABLE run_events (
+        run_id TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        type   TEXT NOT NULL,
+        data   TEXT NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE profiles (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -155,6 +155,9 @@ class ClientSession:
         #: Threads whose notifications this client receives (or every thread's).
         self.subscriptions: set[str] = set()
         self.subscribed_all = False
+        #: Runs whose run/event notifications this client receives (or all of them).
+        self.run_subscriptions: set[str] = set()
+        self.runs_all = False
         #: The client answers server requests (declared in initialize capabilities).
         self.server_requests = False
         #: Terminals this client is attached to.

@@ -1,0 +1,363 @@
+"""Handlers for ``run/*``, ``queue/list``, ``conversation/*``, ``profile/*``, ``provider/*``,
+``secret/*``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from codexd.api.registry import handles
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.base import NoParams
+from codexd.protocol.runs import (
+    CONVERSATION_ARCHIVE,
+    CONVERSATION_CREATE,
+    CONVERSATION_GET,
+    CONVERSATION_LIST,
+    CONVERSATION_RENAME,
+    CONVERSATION_SEND,
+    PROFILE_DELETE,
+    PROFILE_LIST,
+    PROFILE_SAVE,
+    PROVIDER_CAPABILITIES,
+    QUEUE_LIST,
+    RUN_CANCEL,
+    RUN_EVENTS,
+    RUN_EXPORT,
+    RUN_GET,
+    RUN_LIST,
+    RUN_RERUN,
+    RUN_START,
+    RUN_SUBSCRIBE,
+    SECRET_CLEAR,
+    SECRET_HAS,
+    SECRET_SET,
+    Capabilities,
+    CapabilitiesParams,
+    Conversation,
+    ConversationCreateParams,
+    ConversationList,
+    ConversationListParams,
+    ConversationRef,
+    ConversationRenameParams,
+    ConversationSendParams,
+    Exported,
+    ExportParams,
+    Options,
+    Profile,
+    ProfileDeleted,
+    ProfileList,
+    ProfileRef,
+    ProfileSaveParams,
+    QueueEntry,
+    QueueList,
+    RerunParams,
+    Run,
+    RunEvents,
+    RunEventsParams,
+    RunList,
+    RunListParams,
+    RunRef,
+    RunStarted,
+    RunStartParams,
+    RunSubscribed,
+    RunSubscribeParams,
+    SecretRef,
+    SecretSetParams,
+    SecretState,
+)
+from codexd.runs import queue as q
+from codexd.runs.service import now_ms
+from codexd.store import runs as repo
+from codexd.transport.session import ClientSession
+
+MASK = "[REDACTED]"
+
+
+def _svc(session: ClientSession) -> Any:
+    return session.daemon.runs
+
+
+def public(run: Run) -> Run:
+    """A run as clients see it: env values never leave the daemon."""
+    if not run.request.env:
+        return run
+    req = msgspec.structs.replace(run.request, env=dict.fromkeys(run.request.env, MASK))
+    return msgspec.structs.replace(run, request=req)
+
+
+def _who(session: ClientSession) -> str:
+    return f"{session.client_name or 'client'}#{session.id}"
+
+
+@handles(RUN_START)
+async def start(session: ClientSession, p: RunStartParams) -> RunStarted:
+    run = await _svc(session).start(p, session=session)
+    return RunStarted(run_id=run.run_id, status=run.status)
+
+
+@handles(RUN_GET)
+async def get(session: ClientSession, p: RunRef) -> Run:
+    return public(await _svc(session).get(p.run_id))
+
+
+def _cursor(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    try:
+        at, run_id = json.loads(base64.urlsafe_b64decode(value.encode()))
+        return int(at), str(run_id)
+    except (ValueError, TypeError):
+        raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: cursor is not one this daemon "
+                       "returned as nextCursor", {"field": "cursor"}) from None
+
+
+@handles(RUN_LIST)
+async def list_(session: ClientSession, p: RunListParams) -> RunList:
+    before = _cursor(p.cursor)
+    runs = await session.daemon.store.read(lambda c: repo.list_(
+        c, status=p.status, provider=p.provider, conversation_id=p.conversation_id,
+        limit=p.limit + 1, before=before))
+    more = len(runs) > p.limit
+    runs = runs[:p.limit]
+    cursor = None
+    if more:
+        last = runs[-1]
+        cursor = base64.urlsafe_b64encode(json.dumps([last.created_at, last.run_id])
+                                          .encode()).decode()
+    return RunList(runs=[public(r) for r in runs], next_cursor=cursor)
+
+
+@handles(RUN_CANCEL, ordered=False)
+async def cancel(session: ClientSession, p: RunRef) -> Run:
+    return public(await _svc(session).cancel(p.run_id, _who(session)))
+
+
+@handles(RUN_RERUN)
+async def rerun(session: ClientSession, p: RerunParams) -> RunStarted:
+    old = (await _svc(session).get(p.run_id)).request
+    o = p.overrides or Options()
+    params = RunStartParams(
+        prompt=old.prompt, provider=o.provider or old.provider, cwd=o.cwd or old.cwd,
+        model=o.model if o.model is not None else old.model,
+        priority=o.priority if o.priority is not None else old.priority,
+        timeout_seconds=o.timeout_seconds or old.timeout_seconds,
+        max_retries=o.max_retries if o.max_retries is not None else old.max_retries,
+        retry_backoff_ms=o.retry_backoff_ms or old.retry_backoff_ms,
+        sandbox=o.sandbox if o.sandbox is not None else old.sandbox,
+        auto_approve=o.auto_approve if o.auto_approve is not None else old.auto_approve,
+        output_schema=old.output_schema, env=old.env or None, harness=old.harness)
+    run = await _svc(session).start(params, session=session, rerun_of=p.run_id)
+    return RunStarted(run_id=run.run_id, status=run.status)
+
+
+@handles(RUN_EVENTS)
+async def events(session: ClientSession, p: RunEventsParams) -> RunEvents:
+    run = await _svc(session).get(p.run_id)
+    evs = await session.daemon.store.read(
+        lambda c: repo.events(c, p.run_id, p.after_seq, p.limit))
+    ended = run.status not in ("queued", "running")
+    last = evs[-1].seq if evs else p.after_seq
+    return RunEvents(events=evs, complete=ended and last >= run.last_seq)
+
+
+@handles(RUN_SUBSCRIBE)
+def subscribe(session: ClientSession, p: RunSubscribeParams) -> RunSubscribed:
+    session.run_subscriptions.update(p.run_ids or [])
+    session.runs_all = session.runs_all or p.all
+    return RunSubscribed(run_ids=sorted(session.run_subscriptions), all=session.runs_all)
+
+
+@handles(RUN_EXPORT)
+async def export(session: ClientSession, p: ExportParams) -> Exported:
+    run = public(await _svc(session).get(p.run_id))
+    evs = await session.daemon.store.read(lambda c: repo.events(c, p.run_id, 0, 1_000_000))
+    if p.format == "json":
+        doc = {"run": msgspec.to_builtins(run),
+               "events": [{"seq": e.seq, "type": e.type, "at": e.at,
+                           "data": json.loads(bytes(e.data))} for e in evs]}
+        content = json.dumps(doc, indent=2, ensure_ascii=False)
+    else:
+        content = _markdown(run, evs)
+    return Exported(run_id=run.run_id, format=p.format, content=content)
+
+
+def _iso(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else "-"
+
+
+def _markdown(run: Run, evs: list[Any]) -> str:
+    r = run.request
+    lines = [f"# Run {run.run_id}", "",
+             f"- provider: {r.provider}" + (f" (model {r.model})" if r.model else ""),
+             f"- status: **{run.status}**" + (f" ({run.reason})" if run.reason else ""),
+             f"- cwd: `{r.cwd}`", f"- created: {_iso(run.created_at)}, started: "
+             f"{_iso(run.started_at)}, finished: {_iso(run.finished_at)}",
+             f"- attempts: {run.attempt}" + (f", session: `{run.session_id}`"
+                                             if run.session_id else ""),
+             "", "## Prompt", "", r.prompt, "", "## Transcript", ""]
+    for e in evs:
+        data = json.loads(bytes(e.data))
+        if e.type == "run.semantic":
+            if data.get("kind") == "agentMessage":
+                lines += [data.get("text") or "", ""]
+            elif data.get("kind") == "command":
+                cmd = data.get("command") or json.dumps(data.get("input"))
+                lines += ["```sh", f"$ {cmd}", (data.get("output") or "").rstrip(), "```", ""]
+            else:
+                detail = json.dumps(data.get("changes") or data.get("input"))
+                lines += [f"- {data.get('kind')}: `{detail}`", ""]
+        elif e.type in ("run.warning", "run.failed", "run.canceled", "run.interrupted"):
+            lines += [f"> {e.type}: {data.get('message') or data.get('by') or ''}", ""]
+    lines += ["## Result", "", run.result_text or run.error or "(none)", ""]
+    return "\n".join(lines)
+
+
+@handles(QUEUE_LIST)
+def queue_list(session: ClientSession, p: NoParams) -> QueueList:
+    svc = _svc(session)
+    cfg = svc.cfg
+    now = now_ms()
+    running = [QueueEntry(run_id=a.run.run_id, provider=a.run.request.provider, status="running",
+                          priority=a.run.request.priority,
+                          effective_priority=a.run.request.priority, position=None,
+                          waiting_ms=0) for a in svc.active.values()]
+    ordered = q.order(list(svc.waiting.values()), now, cfg.aging_seconds)
+    queued = [QueueEntry(run_id=w.run_id, provider=w.provider, status="queued",
+                         priority=w.priority,
+                         effective_priority=q.effective_priority(w, now, cfg.aging_seconds),
+                         position=i + 1, waiting_ms=now - w.queued_at_ms,
+                         next_attempt_at=w.not_before_ms) for i, w in enumerate(ordered)]
+    return QueueList(running=running, queued=queued, capacity=cfg.queue_capacity,
+                     max_concurrent=cfg.max_concurrent, max_per_provider=cfg.max_per_provider)
+
+
+# ------------------------------------------------------------------------ conversations
+
+
+def _no_conv(conv_id: str) -> RpcError:
+    return RpcError(ErrorCode.NOT_FOUND, f"no conversation {conv_id!r}; `conversation/list` "
+                    "shows them", {"conversationId": conv_id})
+
+
+@handles(CONVERSATION_CREATE)
+async def conv_create(session: ClientSession, p: ConversationCreateParams) -> Conversation:
+    base = await _svc(session)._profile(p.profile)
+    provider = p.provider or base.provider
+    if provider is None:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: provider is required (codex "
+                       "or claude), directly or from the profile", {"field": "provider"})
+    fields = {f: getattr(p, f) for f in Options.__struct_fields__}
+    defaults = Options(**{f: v if v is not None else getattr(base, f) for f, v in fields.items()})
+    defaults = msgspec.structs.replace(defaults, provider=provider)
+    conv_id = "conv_" + secrets.token_hex(6)
+    title = p.title or f"{provider} conversation"
+    return await session.daemon.store.write(
+        lambda c: repo.conv_insert(c, conv_id, provider, title, defaults))
+
+
+@handles(CONVERSATION_LIST)
+async def conv_list(session: ClientSession, p: ConversationListParams) -> ConversationList:
+    return ConversationList(conversations=await session.daemon.store.read(
+        lambda c: repo.conv_list(c, include_archived=p.include_archived, provider=p.provider)))
+
+
+@handles(CONVERSATION_GET)
+async def conv_get(session: ClientSession, p: ConversationRef) -> Conversation:
+    conv = await session.daemon.store.read(
+        lambda c: repo.conv_get(c, p.conversation_id, with_runs=True))
+    if conv is None:
+        raise _no_conv(p.conversation_id)
+    return conv
+
+
+async def _conv_update(session: ClientSession, conv_id: str, **fields: Any) -> Conversation:
+    conv = await session.daemon.store.write(lambda c: repo.conv_update(c, conv_id, **fields))
+    if conv is None:
+        raise _no_conv(conv_id)
+    return conv
+
+
+@handles(CONVERSATION_RENAME)
+async def conv_rename(session: ClientSession, p: ConversationRenameParams) -> Conversation:
+    return await _conv_update(session, p.conversation_id, title=p.title)
+
+
+@handles(CONVERSATION_ARCHIVE)
+async def conv_archive(session: ClientSession, p: ConversationRef) -> Conversation:
+    return await _conv_update(session, p.conversation_id, archived=1)
+
+
+@handles(CONVERSATION_SEND)
+async def conv_send(session: ClientSession, p: ConversationSendParams) -> RunStarted:
+    run = await _svc(session).start(
+        RunStartParams(prompt=p.prompt, provider=p.provider, priority=p.priority,
+                       conversation_id=p.conversation_id), session=session)
+    return RunStarted(run_id=run.run_id, status=run.status)
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@handles(PROFILE_LIST)
+async def profile_list(session: ClientSession, p: NoParams) -> ProfileList:
+    return ProfileList(profiles=await session.daemon.store.read(repo.profile_list))
+
+
+@handles(PROFILE_SAVE)
+async def profile_save(session: ClientSession, p: ProfileSaveParams) -> Profile:
+    d = p.defaults
+    if d.auto_approve and d.sandbox == "danger-full-access":
+        raise RpcError(ErrorCode.POLICY_DENIED, "autoApprove with the danger-full-access "
+                       "sandbox is refused by policy: choose one", {"field": "defaults"})
+    return await session.daemon.store.write(
+        lambda c: repo.profile_save(c, p.name, d))
+
+
+@handles(PROFILE_DELETE)
+async def profile_delete(session: ClientSession, p: ProfileRef) -> ProfileDeleted:
+    if not await session.daemon.store.write(lambda c: repo.profile_delete(c, p.name)):
+        raise RpcError(ErrorCode.NOT_FOUND, f"no profile {p.name!r}", {"profile": p.name})
+    return ProfileDeleted(name=p.name, deleted=True)
+
+
+# ----------------------------------------------------------------- providers, secrets
+
+
+@handles(PROVIDER_CAPABILITIES)
+async def capabilities(session: ClientSession, p: CapabilitiesParams) -> Capabilities:
+    return Capabilities(providers=await _svc(session).capabilities(p.refresh))
+
+
+def _state(session: ClientSession, provider: str, present: bool) -> SecretState:
+    return SecretState(provider=provider, present=present, store=_svc(session).secrets.kind)
+
+
+@handles(SECRET_SET)
+async def secret_set(session: ClientSession, p: SecretSetParams) -> SecretState:
+    store = _svc(session).secrets
+    try:
+        await trio.to_thread.run_sync(store.set, p.provider, p.token)
+    except Exception as exc:
+        raise RpcError(ErrorCode.STORE_ERROR, f"cannot store the token in the {store.kind}: "
+                       f"{type(exc).__name__}; set runs.secret_store = \"file\" to use a 0600 "
+                       "file instead") from None
+    return _state(session, p.provider, True)
+
+
+@handles(SECRET_CLEAR)
+async def secret_clear(session: ClientSession, p: SecretRef) -> SecretState:
+    await trio.to_thread.run_sync(_svc(session).secrets.clear, p.provider)
+    return _state(session, p.provider, False)
+
+
+@handles(SECRET_HAS)
+async def secret_has(session: ClientSession, p: SecretRef) -> SecretState:
+    token = await trio.to_thread.run_sync(_svc(session).secrets.get, p.provider)
+    return _state(session, p.provider, bool(token))

@@ -1,0 +1,1 @@
+"""Provider runs: a durable queue of `codex exec` and `claude -p` runs."""

@@ -1,0 +1,195 @@
+"""The two provider CLIs: how a run's command line is built and how its output is read.
+
+codex: ``codex exec --json [options] [resume SESSION] -`` (the prompt on stdin), one JSON event
+per stdout line (``thread.started``, ``turn.started``, ``item.*``, ``turn.completed``,
+``turn.failed``, ``error``). claude: ``claude -p --output-format stream-json --verbose
+[--resume SESSION] [options]`` (the prompt on stdin), one JSON object per line (``system``/
+``init``, ``assistant``, ``user``, ``result``). Each line becomes zero or more typed run events;
+a line that is not JSON becomes ``run.chunk.stdout``.
+
+Pure: no I/O, no trio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Provider = Literal["codex", "claude"]
+PROVIDERS: tuple[Provider, ...] = ("codex", "claude")
+#: The environment variable each provider's token is given to the child in (only there).
+TOKEN_ENV = {"codex": "CODEX_API_KEY", "claude": "ANTHROPIC_API_KEY"}
+
+Event = tuple[str, dict[str, Any]]
+
+
+def find_cli(provider: str, configured: str, project_root: Path) -> str | None:
+    """The CLI to run: the configured command, else PATH, else the project-local npm install."""
+    if configured:
+        return shutil.which(os.path.expanduser(configured))
+    found = shutil.which(provider)
+    if found:
+        return found
+    local = project_root / ".tools" / "npm" / "node_modules" / ".bin" / provider
+    return str(local) if os.access(local, os.X_OK) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What a run asks for, after profile defaults were merged in."""
+
+    provider: Provider
+    prompt: str
+    cwd: str
+    model: str | None = None
+    sandbox: str | None = None
+    auto_approve: bool = False
+    output_schema_file: str | None = None
+    resume_session: str | None = None
+    allowed_tools: list[str] = field(default_factory=list)
+    disallowed_tools: list[str] = field(default_factory=list)
+    append_system_prompt: str | None = None
+
+
+def argv(exe: str, spec: RunSpec) -> tuple[list[str], list[str]]:
+    """(argv, warnings about options this provider cannot honour)."""
+    warnings: list[str] = []
+    if spec.provider == "codex":
+        args = [exe, "exec", "--json", "--skip-git-repo-check", "-C", spec.cwd]
+        if spec.model:
+            args += ["-m", spec.model]
+        if spec.sandbox:
+            args += ["-s", spec.sandbox]
+        if spec.auto_approve:
+            args += ["-c", 'approval_policy="never"']
+        if spec.output_schema_file:
+            args += ["--output-schema", spec.output_schema_file]
+        if spec.allowed_tools or spec.disallowed_tools:
+            warnings.append("codex exec has no tool allow/deny lists; harness.allowedTools and "
+                            "harness.disallowedTools were dropped")
+        if spec.append_system_prompt:
+            args += ["-c", f"developer_instructions={json.dumps(spec.append_system_prompt)}"]
+        if spec.resume_session:
+            args += ["resume", spec.resume_session]
+        return [*args, "-"], warnings
+    args = [exe, "-p", "--output-format", "stream-json", "--verbose"]
+    if spec.model:
+        args += ["--model", spec.model]
+    if spec.resume_session:
+        args += ["--resume", spec.resume_session]
+    if spec.auto_approve:
+        args += ["--permission-mode", "acceptEdits"]
+    if spec.sandbox:
+        warnings.append(f"claude has no sandbox modes; sandbox {spec.sandbox!r} was dropped")
+    if spec.allowed_tools:
+        args += ["--allowedTools", ",".join(spec.allowed_tools)]
+    if spec.disallowed_tools:
+        args += ["--disallowedTools", ",".join(spec.disallowed_tools)]
+    if spec.append_system_prompt:
+        args += ["--append-system-prompt", spec.append_system_prompt]
+    if spec.output_schema_file:
+        warnings.append("claude -p has no output schema option; the result is validated "
+                        "against outputSchema after the run")
+    return args, warnings
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the parser learned from a run's stdout."""
+
+    session_id: str | None = None
+    last_message: str | None = None
+    result_text: str | None = None
+    failure: str | None = None
+    usage: dict[str, Any] | None = None
+    saw_output: bool = False
+
+
+def parse_line(provider: str, line: str, out: Outcome) -> list[Event]:
+    """Events for one stdout line (already decoded, no newline)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        return [("run.chunk.stdout", {"text": line})] if line.strip() else []
+    out.saw_output = True
+    return _codex(obj, out) if provider == "codex" else _claude(obj, out)
+
+
+def _codex(obj: dict[str, Any], out: Outcome) -> list[Event]:
+    kind = obj.get("type")
+    if kind == "thread.started":
+        out.session_id = obj.get("thread_id")
+        return [("run.progress", {"phase": "session", "sessionId": out.session_id})]
+    if kind == "turn.started":
+        return [("run.progress", {"phase": "turn"})]
+    if kind == "turn.completed":
+        out.usage = obj.get("usage")
+        return [("run.progress", {"phase": "turnCompleted", "usage": out.usage})]
+    if kind == "turn.failed":
+        out.failure = (obj.get("error") or {}).get("message") or "the turn failed"
+        return [("run.warning", {"message": out.failure})]
+    if kind == "error":
+        return [("run.warning", {"message": obj.get("message") or "error"})]
+    if kind in ("item.started", "item.updated", "item.completed"):
+        item = obj.get("item") or {}
+        itype = item.get("type")
+        if kind != "item.completed":
+            return [("run.progress", {"phase": "item", "itemType": itype,
+                                      "status": kind.split(".")[1]})]
+        if itype == "agent_message":
+            out.last_message = item.get("text")
+            return [("run.semantic", {"kind": "agentMessage", "text": out.last_message})]
+        if itype == "command_execution":
+            return [("run.semantic", {"kind": "command", "command": item.get("command"),
+                                      "exitCode": item.get("exit_code"),
+                                      "output": item.get("aggregated_output")})]
+        if itype == "file_change":
+            return [("run.semantic", {"kind": "fileChange", "changes": item.get("changes")})]
+        if itype == "error":
+            return [("run.warning", {"message": item.get("message")})]
+        return [("run.progress", {"phase": "item", "itemType": itype, "status": "completed"})]
+    return [("run.progress", {"phase": str(kind)})]
+
+
+def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
+    kind = obj.get("type")
+    if obj.get("session_id"):
+        out.session_id = obj["session_id"]
+    if kind == "system":
+        return [("run.progress", {"phase": obj.get("subtype") or "system",
+                                  "sessionId": out.session_id, "model": obj.get("model")})]
+    if kind == "assistant":
+        events: list[Event] = []
+        for block in (obj.get("message") or {}).get("content") or []:
+            if block.get("type") == "text":
+                out.last_message = block.get("text")
+                events.append(("run.semantic", {"kind": "agentMessage", "text": block["text"]}))
+            elif block.get("type") == "tool_use":
+                name = block.get("name")
+                sem = "fileChange" if name in ("Edit", "Write", "MultiEdit", "NotebookEdit") \
+                    else "command" if name == "Bash" else "toolUse"
+                events.append(("run.semantic", {"kind": sem, "tool": name,
+                                                "input": block.get("input")}))
+        return events or [("run.progress", {"phase": "assistant"})]
+    if kind == "result":
+        out.result_text = obj.get("result")
+        out.usage = obj.get("usage")
+        if obj.get("is_error") or obj.get("subtype") != "success":
+            out.failure = obj.get("result") or f"claude reported {obj.get('subtype')}"
+        return [("run.progress", {"phase": "result", "durationMs": obj.get("duration_ms"),
+                                  "costUsd": obj.get("total_cost_usd")})]
+    return [("run.progress", {"phase": str(kind)})]
+
+
+def resume_rejected(provider: str, stderr_tail: list[str], out: Outcome) -> bool:
+    """Whether a failed run failed because the CLI did not accept the session to resume."""
+    text = " ".join(stderr_tail[-20:]).lower() + " " + (out.failure or "").lower()
+    return any(s in text for s in ("no conversation found", "session not found",
+                                   "could not find session", "no session", "invalid session",
+                                   "no rollout found", "thread not found"))

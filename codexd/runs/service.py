@@ -1,0 +1,643 @@
+"""The run service: the durable queue of provider runs and their execution.
+
+A run is a row in ``runs`` from ``run/start`` on. The queue loop starts the best waiting run
+(priority with aging) whenever a global and a per-provider slot are free. A run executes its CLI
+as a child in its own session (process group), the prompt on stdin, the provider token in the
+child's environment only. Output lines become typed events, redacted, numbered per run, written
+to ``run_events`` in batches and then sent as ``run/event`` to subscribed clients. Cancel and
+timeout kill the whole process tree; retryable failures go back to the queue with a backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import msgspec
+import structlog
+import trio
+
+from codexd.appserver.process import stop_process
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.runs import (
+    RUN_EVENT,
+    Capability,
+    Options,
+    Run,
+    RunEventNote,
+    RunRequest,
+    RunStartParams,
+)
+from codexd.runs import providers
+from codexd.runs import queue as q
+from codexd.runs.redact import redact
+from codexd.runs.secrets import SecretStore
+from codexd.store import runs as repo
+
+if TYPE_CHECKING:
+    from codexd.daemon import Daemon
+
+log = structlog.get_logger("codexd.runs")
+ROOT = Path(__file__).resolve().parent.parent.parent
+_enc = msgspec.json.Encoder()
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+#: Oldest versions codexd was built against; older ones run, with a warning.
+MIN_VERSION = {"codex": (0, 100, 0), "claude": (2, 0, 0)}
+_NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Active:
+    run: Run
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    canceled_by: str | None = None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    status: str  # succeeded | failed | canceled
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    retryable: bool = False
+    resume_rejected: bool = False
+    outcome: providers.Outcome = field(default_factory=providers.Outcome)
+
+
+class RunService:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.secrets = SecretStore(daemon.config.runs.secret_store, daemon.state_dir)
+        self.waiting: dict[str, q.Waiting] = {}
+        self.active: dict[str, _Active] = {}
+        self._seq: dict[str, int] = {}
+        self._pending: list[tuple[str, int, str, str, int]] = []
+        self._pending_wake = trio.Event()
+        self._written = 0
+        self._queued_events = 0
+        self._drained = trio.Event()
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._caps: list[Capability] | None = None
+        self.events_written = 0
+
+    @property
+    def cfg(self) -> Any:
+        return self.daemon.config.runs
+
+    # ------------------------------------------------------------------------- start-up
+
+    async def startup(self) -> None:
+        """Runs a dead daemon left running are interrupted (never re-run); queued ones wait."""
+        def load(c: Any) -> tuple[list[Run], list[Run]]:
+            stale = repo.by_status(c, ("running",))
+            done = []
+            for run in stale:
+                seq = run.last_seq + 1
+                repo.add_events(c, [(run.run_id, seq, "run.interrupted", _enc.encode(
+                    {"message": "codexd stopped during this run; it was not re-run"}).decode(),
+                    now_ms())])
+                updated = repo.update(c, run.run_id, status="interrupted", reason="daemonStopped",
+                                      error="codexd stopped during this run; it was not re-run",
+                                      finished_at=now_ms())
+                if updated:
+                    done.append(updated)
+            return done, repo.by_status(c, ("queued",))
+
+        log.info("secret_store", store=self.secrets.describe())
+        interrupted, queued = await self.daemon.store.write(load)
+        for run in interrupted:
+            log.warning("run_interrupted", run_id=run.run_id, provider=run.request.provider)
+        for run in queued:
+            self._enqueue(run)
+        if interrupted or queued:
+            log.info("runs_loaded", queued=len(queued), interrupted=len(interrupted))
+
+    def _enqueue(self, run: Run) -> None:
+        self.waiting[run.run_id] = q.Waiting(run.run_id, run.request.provider,
+                                             run.request.priority, run.created_at,
+                                             run.next_attempt_at)
+        self._seq[run.run_id] = run.last_seq
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._event_writer)
+            nursery.start_soon(self._queue_loop)
+            task_status.started()
+
+    # ----------------------------------------------------------------------- requests
+
+    async def _profile(self, name: str | None) -> Options:
+        if name is None:
+            return Options()
+        prof = await self.daemon.store.read(lambda c: repo.profile_get(c, name))
+        if prof is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no profile {name!r}; `profile/list` shows them",
+                           {"profile": name})
+        return prof.defaults
+
+    def _merge(self, p: Any, *layers: Options, profile: str | None) -> RunRequest:
+        """Null-safe merge: the first non-null of the request, then each layer, then config."""
+        def pick(name: str, default: Any) -> Any:
+            for src in (p, *layers):
+                value = getattr(src, name, None)
+                if value is not None:
+                    return value
+            return default
+
+        provider = pick("provider", None)
+        if provider is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: provider is required "
+                           "(codex or claude), directly or from the profile", {"field": "provider"})
+        cwd = pick("cwd", None)
+        if cwd is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: cwd is required, directly "
+                           "or from the profile", {"field": "cwd"})
+        if not os.path.isabs(cwd):
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cwd {cwd!r} must be an "
+                           "absolute path", {"field": "cwd"})
+        req = RunRequest(
+            provider=provider, prompt=p.prompt, cwd=cwd, model=pick("model", None),
+            priority=pick("priority", 0), timeout_seconds=pick("timeout_seconds",
+                                                               self.cfg.default_timeout_seconds),
+            max_retries=pick("max_retries", 0), retry_backoff_ms=pick("retry_backoff_ms", 1000),
+            sandbox=pick("sandbox", None), auto_approve=pick("auto_approve", False),
+            profile=profile, output_schema=getattr(p, "output_schema", None),
+            env=dict(getattr(p, "env", None) or {}), harness=getattr(p, "harness", None))
+        if req.auto_approve and req.sandbox == "danger-full-access":
+            raise RpcError(ErrorCode.POLICY_DENIED, "autoApprove with the danger-full-access "
+                           "sandbox is refused by policy: choose one", {"field": "autoApprove"})
+        if req.output_schema is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(req.output_schema)
+            except jsonschema.SchemaError as exc:
+                raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: outputSchema is not "
+                               f"a JSON Schema: {exc.message}", {"field": "outputSchema"}) from None
+        return req
+
+    async def start(self, p: RunStartParams, *, session: Any = None,
+                    rerun_of: str | None = None, layers: tuple[Options, ...] = ()) -> Run:
+        conv = None
+        if p.conversation_id is not None:
+            conv = await self._conversation_for_send(p.conversation_id, p.provider)
+            layers = (*layers, conv.defaults or Options(provider=conv.provider))
+        profile_defaults = await self._profile(p.profile)
+        req = self._merge(p, *layers, profile_defaults, profile=p.profile)
+        if conv is not None and req.provider != conv.provider:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
+                           f"a {conv.provider} conversation", {"field": "provider"})
+        capacity = self.cfg.queue_capacity
+        run_id = "run_" + secrets.token_hex(6)
+
+        def insert(c: Any) -> Run:
+            if repo.count_queued(c) >= capacity:
+                raise RpcError(ErrorCode.QUEUE_FULL, f"the run queue is full ({capacity} queued, "
+                               "runs.queue_capacity); wait for runs to finish or cancel some",
+                               {"capacity": capacity})
+            return repo.insert(c, run_id, req, conversation_id=conv.conversation_id if conv
+                               else None, rerun_of=rerun_of,
+                               session_id=conv.session_id if conv else None)
+
+        run = await self.daemon.store.write(insert)
+        if session is not None:
+            session.run_subscriptions.add(run.run_id)
+        self._enqueue(run)
+        log.info("run_queued", run_id=run.run_id, provider=req.provider, priority=req.priority,
+                 conversation_id=run.conversation_id)
+        return run
+
+    async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Any:
+        conv = await self.daemon.store.read(lambda c: repo.conv_get(c, conv_id))
+        if conv is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no conversation {conv_id!r}",
+                           {"conversationId": conv_id})
+        if conv.archived:
+            raise RpcError(ErrorCode.CONFLICT, f"conversation {conv_id} is archived; start a "
+                           "new one", {"conversationId": conv_id})
+        if provider is not None and provider != conv.provider:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv_id} is a "
+                           f"{conv.provider} conversation; it cannot continue with {provider}",
+                           {"field": "provider"})
+        return conv
+
+    async def get(self, run_id: str) -> Run:
+        run = await self.daemon.store.read(lambda c: repo.get(c, run_id))
+        if run is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id!r}; `codexctl runs ls` lists "
+                           "them", {"runId": run_id})
+        return run
+
+    async def cancel(self, run_id: str, by: str) -> Run:
+        run = await self.get(run_id)
+        if run.status not in ("queued", "running"):
+            raise RpcError(ErrorCode.ALREADY_RESOLVED, f"run {run_id} has already ended "
+                           f"({run.status})", {"status": run.status})
+        active = self.active.get(run_id)
+        if active is not None:
+            active.canceled_by = by
+            active.scope.cancel()
+            with trio.move_on_after(self.cfg.cancel_grace_seconds + 10):
+                while run_id in self.active:  # noqa: ASYNC110 - answered once the tree is gone
+                    await trio.sleep(0.02)
+            return await self.get(run_id)
+        self.waiting.pop(run_id, None)
+        self._emit(run_id, "run.canceled", {"by": by, "while": "queued"})
+        await self._drain()
+        return await self._set(run_id, status="canceled", reason="canceled",
+                               finished_at=now_ms(), next_attempt_at=None) or run
+
+    async def _set(self, run_id: str, **fields: Any) -> Run | None:
+        run: Run | None = await self.daemon.store.write(
+            lambda c: repo.update(c, run_id, **fields))
+        return run
+
+    # --------------------------------------------------------------------------- events
+
+    def _emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        text = redact(_enc.encode(data).decode(), self.secrets.known())
+        self._pending.append((run_id, seq, kind, text, now_ms()))
+        self._queued_events += 1
+        self._pending_wake.set()
+
+    async def _event_writer(self) -> None:
+        """Batches events into one transaction, then sends them to subscribers, in order."""
+        while True:
+            await self._pending_wake.wait()
+            self._pending_wake = trio.Event()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                await self.daemon.store.write(functools.partial(_add_events, batch))
+            except Exception:
+                log.exception("run_events_write_failed", count=len(batch))
+            self.events_written += len(batch)
+            self._publish(batch)
+            self._written += len(batch)
+            self._drained.set()
+            self._drained = trio.Event()
+
+    def _publish(self, batch: list[tuple[str, int, str, str, int]]) -> None:
+        sessions = [s for s in self.daemon.sessions if s.run_subscriptions or s.runs_all]
+        if not sessions:
+            return
+        for run_id, seq, kind, text, at in batch:
+            data = None
+            for s in sessions:
+                if s.runs_all or run_id in s.run_subscriptions:
+                    if data is None:
+                        data = _enc.encode({"jsonrpc": "2.0", "method": RUN_EVENT.name,
+                                            "params": RunEventNote(
+                                                run_id=run_id, seq=seq, type=kind,
+                                                data=msgspec.Raw(text.encode()), at=at)}) + b"\n"
+                    s.notify(data)
+
+    async def _drain(self) -> None:
+        """Wait until every event emitted so far is stored and sent."""
+        target = self._queued_events
+        while self._written < target:
+            await self._drained.wait()
+
+    # ---------------------------------------------------------------------------- queue
+
+    async def _queue_loop(self) -> None:
+        while True:
+            now = now_ms()
+            running: dict[str, int] = {}
+            for a in self.active.values():
+                running[a.run.request.provider] = running.get(a.run.request.provider, 0) + 1
+            chosen = q.pick(list(self.waiting.values()), running, now_ms=now,
+                            aging_seconds=self.cfg.aging_seconds,
+                            max_concurrent=self.cfg.max_concurrent,
+                            max_per_provider=self.cfg.max_per_provider)
+            for w in chosen:
+                del self.waiting[w.run_id]
+                assert self._nursery is not None
+                active = _Active(run=await self.get(w.run_id))
+                self.active[w.run_id] = active
+                self._nursery.start_soon(self._execute, active)
+            wake_at = q.next_wake_ms(list(self.waiting.values()), now, self.cfg.aging_seconds)
+            timeout = (wake_at - now) / 1000 if wake_at else float("inf")
+            with trio.move_on_after(max(timeout, 0)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    # ------------------------------------------------------------------------ execution
+
+    async def _execute(self, active: _Active) -> None:
+        run = active.run
+        req = run.request
+        run_id = run.run_id
+        started = now_ms()
+        result: _Attempt | None = None
+        try:
+            run = await self._set(run_id, status="running", attempt=run.attempt + 1,
+                                  started_at=run.started_at or started,
+                                  next_attempt_at=None) or run
+            active.run = run
+            timeout = (req.harness.timeout_ms / 1000 if req.harness and req.harness.timeout_ms
+                       else req.timeout_seconds)
+            with active.scope:
+                with trio.move_on_after(timeout) as timer:
+                    result = await self._attempt(run)
+                if timer.cancelled_caught:
+                    result = _Attempt("failed", reason="timeout",
+                                      error=f"timed out after {timeout:g} s; the process tree "
+                                            "was killed")
+            if result is None:  # canceled by run/cancel
+                result = _Attempt("canceled", reason="canceled")
+        except Exception as exc:
+            log.exception("run_crashed", run_id=run_id)
+            result = _Attempt("failed", reason="internal", error=f"internal error: {exc}")
+        finally:
+            with trio.CancelScope(shield=True):
+                if result is None:  # the daemon is stopping
+                    result = _Attempt("interrupted", reason="daemonStopped",
+                                      error="codexd stopped during this run")
+                await self._settle(active, result)
+                self.active.pop(run_id, None)
+                self._wake.set()
+
+    async def _settle(self, active: _Active, res: _Attempt) -> None:
+        run, req, out = active.run, active.run.request, res.outcome
+        run_id = run.run_id
+        fields: dict[str, Any] = {"exit_code": res.exit_code}
+        if out.session_id:
+            fields["session_id"] = out.session_id
+        if res.status == "failed" and res.resume_rejected and run.session_id:
+            self._emit(run_id, "run.warning", {"message": f"the CLI rejected session "
+                       f"{run.session_id}; retrying once without resume"})
+            await self._drain()
+            await self._set(run_id, status="queued", session_id=None, **{
+                k: v for k, v in fields.items() if k != "session_id"})
+            self._enqueue(await self.get(run_id))
+            return
+        retries_left = run.attempt <= req.max_retries
+        if res.status == "failed" and res.retryable and retries_left:
+            delay = min(req.retry_backoff_ms * 2 ** (run.attempt - 1), 600_000)
+            self._emit(run_id, "run.warning", {
+                "message": f"attempt {run.attempt} failed ({res.error}); retrying in {delay} ms",
+                "attempt": run.attempt, "retryInMs": delay})
+            await self._drain()
+            updated = await self._set(run_id, status="queued", next_attempt_at=now_ms() + delay,
+                                      error=res.error, reason=res.reason, **fields)
+            if updated is not None:
+                self._enqueue(updated)
+            log.info("run_retry", run_id=run_id, attempt=run.attempt, delay_ms=delay)
+            return
+        text = out.result_text if out.result_text is not None else out.last_message
+        if res.status == "succeeded":
+            self._emit(run_id, "run.completed", {"resultText": text, "sessionId": out.session_id,
+                                                 "usage": out.usage})
+        elif res.status == "canceled":
+            self._emit(run_id, "run.canceled", {"by": active.canceled_by or "client",
+                                                "while": "running"})
+        elif res.status == "interrupted":
+            self._emit(run_id, "run.interrupted", {"message": res.error})
+        else:
+            self._emit(run_id, "run.failed", {"reason": res.reason, "message": res.error,
+                                              "exitCode": res.exit_code,
+                                              "attempts": run.attempt})
+        await self._drain()
+        final = await self._set(run_id, status=res.status, reason=res.reason, error=res.error,
+                                result_text=redact(text, self.secrets.known()) if text else None,
+                                finished_at=now_ms(), **fields)
+        if run.conversation_id and out.session_id:
+            sid = out.session_id
+            await self.daemon.store.write(lambda c: repo.conv_update(
+                c, run.conversation_id or "", session_id=sid))
+        log.info("run_finished", run_id=run_id, status=res.status, reason=res.reason,
+                 attempts=run.attempt, exit_code=res.exit_code,
+                 duration_ms=(final.finished_at or 0) - (final.started_at or 0) if final else None)
+
+    def _env(self, req: RunRequest, token: str | None) -> dict[str, str]:
+        drop = ("CODEXD_", "NOTIFY_SOCKET", "WATCHDOG_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        for var in providers.TOKEN_ENV.values():
+            env.pop(var, None)  # a token reaches only its own provider
+        if req.provider == "codex" and self.cfg.codex_home:
+            env["CODEX_HOME"] = os.path.expanduser(self.cfg.codex_home)
+        env.update(req.env)
+        if token:
+            env[providers.TOKEN_ENV[req.provider]] = token
+        return env
+
+    async def _attempt(self, run: Run) -> _Attempt:
+        req, run_id = run.request, run.run_id
+        configured = self.cfg.codex_command if req.provider == "codex" else self.cfg.claude_command
+        exe = await trio.to_thread.run_sync(providers.find_cli, req.provider, configured, ROOT)
+        if exe is None:
+            msg = (f"the {req.provider} CLI was not found (runs.{req.provider}_command, PATH, "
+                   f".tools/npm); install it, e.g. `npm install -g "
+                   f"{_NPM[req.provider]}`")
+            self._emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
+            return _Attempt("failed", reason="cliMissing", error=msg)
+        if not await trio.to_thread.run_sync(os.path.isdir, req.cwd):
+            msg = f"cwd {req.cwd!r} does not exist"
+            self._emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
+            return _Attempt("failed", reason="cwdMissing", error=msg)
+        token = await trio.to_thread.run_sync(self.secrets.get, req.provider)
+        with contextlib.ExitStack() as stack:
+            schema_file = None
+            if req.output_schema is not None and req.provider == "codex":
+                f = stack.enter_context(tempfile.NamedTemporaryFile(
+                    "w", suffix=".json", prefix="codexd-schema-"))
+                json.dump(req.output_schema, f)
+                f.flush()
+                schema_file = f.name
+            h = req.harness
+            spec = providers.RunSpec(
+                provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
+                sandbox=req.sandbox, auto_approve=req.auto_approve,
+                output_schema_file=schema_file, resume_session=run.session_id,
+                allowed_tools=list(h.allowed_tools or []) if h else [],
+                disallowed_tools=list(h.disallowed_tools or []) if h else [],
+                append_system_prompt=h.append_system_prompt if h else None)
+            argv, warnings = providers.argv(exe, spec)
+            for w in warnings:
+                self._emit(run_id, "run.warning", {"message": w})
+            return await self._spawn(run, argv, self._env(req, token))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _spawn(self, run: Run, argv: list[str], env: dict[str, str]) -> _Attempt:
+        req, run_id = run.request, run.run_id
+        t0 = time.monotonic()
+        try:
+            proc = await trio.lowlevel.open_process(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=req.cwd, env=env, start_new_session=True)
+        except OSError as exc:
+            msg = f"cannot start {argv[0]}: {exc.strerror or exc}"
+            self._emit(run_id, "run.warning", {"message": msg})
+            return _Attempt("failed", reason="spawnFailed", error=msg, retryable=True)
+        self._emit(run_id, "run.started", {"attempt": run.attempt, "pid": proc.pid,
+                                           "provider": req.provider, "argv": argv,
+                                           "cwd": req.cwd, "resume": run.session_id})
+        out = providers.Outcome()
+        stats = {"stdoutLines": 0, "stderrLines": 0, "truncatedLines": 0}
+        stderr_tail: list[str] = []
+        max_lines = req.harness.max_tool_result_lines if req.harness else None
+
+        async def feed() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await proc.stdin.send_all(req.prompt.encode())
+                await proc.stdin.aclose()
+
+        async def stdout() -> None:
+            assert proc.stdout is not None
+            async for line, cut in _lines(proc.stdout, self.cfg.max_line_bytes):
+                stats["stdoutLines"] += 1
+                if cut:
+                    stats["truncatedLines"] += 1
+                    self._emit(run_id, "run.warning", {"message": f"a stdout line was longer "
+                               f"than {self.cfg.max_line_bytes} bytes and was truncated"})
+                for kind, data in providers.parse_line(req.provider, line, out):
+                    if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
+                                                                           str):
+                        data["output"] = "\n".join(data["output"].splitlines()[:max_lines])
+                    self._emit(run_id, kind, data)
+
+        async def stderr() -> None:
+            assert proc.stderr is not None
+            async for line, _cut in _lines(proc.stderr, self.cfg.max_line_bytes):
+                stats["stderrLines"] += 1
+                stderr_tail.append(line)
+                del stderr_tail[:-50]
+                self._emit(run_id, "run.chunk.stderr", {"text": line})
+
+        try:
+            async with trio.open_nursery() as n:
+                n.start_soon(feed)
+                n.start_soon(stdout)
+                n.start_soon(stderr)
+                await proc.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
+                self._emit(run_id, "run.runner_metrics", {
+                    "durationMs": int((time.monotonic() - t0) * 1000), **stats})
+                self._emit(run_id, "run.cli_exit", {
+                    "exitCode": code if code is not None and code >= 0 else None,
+                    "signal": -code if code is not None and code < 0 else None})
+        res = _Attempt("failed", exit_code=code, outcome=out)
+        if code == 0 and out.failure is None:
+            res.status = "succeeded"
+            self._check_output(run, out, res)
+            return res
+        res.reason = "turnFailed" if out.failure else "exitCode"
+        res.error = out.failure or f"{argv[0].rsplit('/', 1)[-1]} exited with {code}" + (
+            f": {stderr_tail[-1]}" if stderr_tail else "")
+        res.error = redact(res.error, self.secrets.known())
+        res.retryable = not out.saw_output
+        res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
+            req.provider, stderr_tail, out)
+        return res
+
+    def _check_output(self, run: Run, out: providers.Outcome, res: _Attempt) -> None:
+        schema = run.request.output_schema
+        if schema is None:
+            return
+        text = out.result_text if out.result_text is not None else out.last_message
+        try:
+            value = json.loads(text or "")
+            jsonschema.validate(value, schema)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            message = exc.message if isinstance(exc, jsonschema.ValidationError) else \
+                f"the final message is not JSON: {exc}"
+            self._emit(run.run_id, "run.structured_output_invalid", {"message": message})
+            res.status, res.reason = "failed", "structuredOutputInvalid"
+            res.error = f"the output does not match outputSchema: {message}"
+            return
+        self._emit(run.run_id, "run.structured_output", {"value": value})
+
+    # ---------------------------------------------------------------------- capabilities
+
+    async def capabilities(self, refresh: bool) -> list[Capability]:
+        if self._caps is not None and not refresh:
+            return self._caps
+        caps = []
+        for provider in providers.PROVIDERS:
+            configured = self.cfg.codex_command if provider == "codex" else \
+                self.cfg.claude_command
+            caps.append(await trio.to_thread.run_sync(_probe, provider, configured))
+        self._caps = caps
+        return caps
+
+
+def _add_events(batch: list[tuple[str, int, str, str, int]], conn: Any) -> None:
+    repo.add_events(conn, batch)
+
+
+def _probe(provider: str, configured: str) -> Capability:
+    path = providers.find_cli(provider, configured, ROOT)
+    now = now_ms()
+    if path is None:
+        return Capability(provider=provider, status="blocked", path=None, version=None,
+                          reason=f"{provider} is not installed (PATH, .tools/npm, "
+                                 f"runs.{provider}_command)", checked_at=now)
+    try:
+        p = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                           check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Capability(provider=provider, status="blocked", path=path, version=None,
+                          reason=f"`{provider} --version` failed: {exc}", checked_at=now)
+    m = _VERSION.search(p.stdout)
+    if p.returncode != 0 or not m:
+        return Capability(provider=provider, status="blocked", path=path, version=None,
+                          reason=f"`{provider} --version` printed no version (exit "
+                                 f"{p.returncode})", checked_at=now)
+    version = tuple(int(x) for x in m.groups())
+    if version < MIN_VERSION[provider]:
+        return Capability(provider=provider, status="degraded", path=path, version=m.group(0),
+                          reason=f"older than {'.'.join(map(str, MIN_VERSION[provider]))}; JSON "
+                                 "events may differ", checked_at=now)
+    return Capability(provider=provider, status="supported", path=path, version=m.group(0),
+                      reason="", checked_at=now)
+
+
+async def _lines(stream: Any, limit: int) -> Any:
+    """Lines of a byte stream (decoded, without newline) and whether each was truncated."""
+    buf = bytearray()
+    skipping = False
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > limit:
+                    if not skipping:
+                        yield buf[:limit].decode("utf-8", "replace"), True
+                    skipping = True
+                    buf.clear()
+                break
+            line = bytes(buf[:nl])
+            del buf[:nl + 1]
+            if skipping:
+                skipping = False
+                continue
+            yield line.decode("utf-8", "replace").rstrip("\r"), False
+    if buf and not skipping:
+        yield buf.decode("utf-8", "replace"), False

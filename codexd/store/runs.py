@@ -1,0 +1,178 @@
+"""Provider runs, their events, conversations and profiles in SQLite. Times are Unix ms."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import apsw
+import msgspec
+
+from codexd.protocol.runs import Conversation, Options, Profile, Run, RunEvent, RunRequest
+
+_req_dec = msgspec.json.Decoder(RunRequest)
+_opt_dec = msgspec.json.Decoder(Options)
+_enc = msgspec.json.Encoder()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_COLS = ("id, status, request, attempt, created_at, last_seq, conversation_id, session_id, "
+         "rerun_of, exit_code, reason, error, result_text, next_attempt_at, started_at, "
+         "finished_at")
+
+
+def _run(r: Any) -> Run:
+    return Run(run_id=r[0], status=r[1], request=_req_dec.decode(r[2]), attempt=r[3],
+               created_at=r[4], last_seq=r[5], conversation_id=r[6], session_id=r[7],
+               rerun_of=r[8], exit_code=r[9], reason=r[10], error=r[11], result_text=r[12],
+               next_attempt_at=r[13], started_at=r[14], finished_at=r[15])
+
+
+def insert(conn: apsw.Connection, run_id: str, req: RunRequest, *, conversation_id: str | None,
+           rerun_of: str | None, session_id: str | None) -> Run:
+    r = conn.execute(
+        f"INSERT INTO runs (id, provider, status, request, priority, conversation_id, rerun_of, "
+        f"session_id, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING {_COLS}",
+        (run_id, req.provider, _enc.encode(req).decode(), req.priority, conversation_id,
+         rerun_of, session_id, now_ms())).fetchone()
+    return _run(r)
+
+
+def get(conn: apsw.Connection, run_id: str) -> Run | None:
+    r = conn.execute(f"SELECT {_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return _run(r) if r else None
+
+
+def update(conn: apsw.Connection, run_id: str, **fields: Any) -> Run | None:
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    r = conn.execute(f"UPDATE runs SET {cols} WHERE id = ? RETURNING {_COLS}",
+                     (*fields.values(), run_id)).fetchone()
+    return _run(r) if r else None
+
+
+def list_(conn: apsw.Connection, *, status: str | None, provider: str | None,
+          conversation_id: str | None, limit: int, before: tuple[int, str] | None) -> list[Run]:
+    where: list[str] = []
+    args: list[Any] = []
+    for col, value in (("status", status), ("provider", provider),
+                       ("conversation_id", conversation_id)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            args.append(value)
+    if before is not None:
+        where.append("(created_at, id) < (?, ?)")
+        args += list(before)
+    sql = f"SELECT {_COLS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+    return [_run(r) for r in conn.execute(sql, (*args, limit))]
+
+
+def by_status(conn: apsw.Connection, statuses: tuple[str, ...]) -> list[Run]:
+    marks = ",".join("?" * len(statuses))
+    return [_run(r) for r in conn.execute(
+        f"SELECT {_COLS} FROM runs WHERE status IN ({marks}) ORDER BY created_at, id", statuses)]
+
+
+def count_queued(conn: apsw.Connection) -> int:
+    r = conn.execute("SELECT count(*) FROM runs WHERE status = 'queued'").fetchone()
+    return int(r[0]) if r else 0
+
+
+def add_events(conn: apsw.Connection, rows: list[tuple[str, int, str, str, int]]) -> None:
+    conn.executemany("INSERT INTO run_events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
+                     rows)
+    last: dict[str, int] = {}
+    for run_id, seq, *_ in rows:
+        last[run_id] = max(seq, last.get(run_id, 0))
+    conn.executemany("UPDATE runs SET last_seq = max(last_seq, ?) WHERE id = ?",
+                     [(seq, run_id) for run_id, seq in last.items()])
+
+
+def events(conn: apsw.Connection, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
+    return [RunEvent(run_id=run_id, seq=r[0], type=r[1], data=msgspec.Raw(r[2].encode()), at=r[3])
+            for r in conn.execute("SELECT seq, type, data, at FROM run_events WHERE run_id = ? "
+                                  "AND seq > ? ORDER BY seq LIMIT ?", (run_id, after_seq, limit))]
+
+
+# ------------------------------------------------------------------------ conversations
+
+_CONV = "id, provider, title, archived, created_at, updated_at, session_id, defaults"
+
+
+def _conv(r: Any, runs: list[str] | None = None) -> Conversation:
+    return Conversation(conversation_id=r[0], provider=r[1], title=r[2], archived=bool(r[3]),
+                        created_at=r[4], updated_at=r[5], session_id=r[6],
+                        defaults=_opt_dec.decode(r[7]), runs=runs)
+
+
+def conv_insert(conn: apsw.Connection, conv_id: str, provider: str, title: str,
+                defaults: Options) -> Conversation:
+    now = now_ms()
+    r = conn.execute(
+        f"INSERT INTO conversations (id, provider, title, defaults, created_at, updated_at) "
+        f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_CONV}",
+        (conv_id, provider, title, _enc.encode(defaults).decode(), now, now)).fetchone()
+    return _conv(r)
+
+
+def conv_get(conn: apsw.Connection, conv_id: str, *,
+             with_runs: bool = False) -> Conversation | None:
+    r = conn.execute(f"SELECT {_CONV} FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+    if not r:
+        return None
+    runs = None
+    if with_runs:
+        runs = [x[0] for x in conn.execute(
+            "SELECT id FROM runs WHERE conversation_id = ? ORDER BY created_at, id", (conv_id,))]
+    return _conv(r, runs)
+
+
+def conv_update(conn: apsw.Connection, conv_id: str, **fields: Any) -> Conversation | None:
+    fields["updated_at"] = now_ms()
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    r = conn.execute(f"UPDATE conversations SET {cols} WHERE id = ? RETURNING {_CONV}",
+                     (*fields.values(), conv_id)).fetchone()
+    return _conv(r) if r else None
+
+
+def conv_list(conn: apsw.Connection, *, include_archived: bool,
+              provider: str | None) -> list[Conversation]:
+    sql = f"SELECT {_CONV} FROM conversations WHERE 1"
+    args: list[Any] = []
+    if not include_archived:
+        sql += " AND archived = 0"
+    if provider:
+        sql += " AND provider = ?"
+        args.append(provider)
+    return [_conv(r) for r in conn.execute(sql + " ORDER BY updated_at DESC, id", args)]
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def profile_save(conn: apsw.Connection, name: str, defaults: Options) -> Profile:
+    now = now_ms()
+    conn.execute("INSERT INTO profiles (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT "
+                 "(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                 (name, _enc.encode(defaults).decode(), now))
+    return Profile(name=name, defaults=defaults, updated_at=now)
+
+
+def profile_get(conn: apsw.Connection, name: str) -> Profile | None:
+    r = conn.execute("SELECT value, updated_at FROM profiles WHERE name = ?", (name,)).fetchone()
+    return Profile(name=name, defaults=_opt_dec.decode(r[0]), updated_at=r[1]) if r else None
+
+
+def profile_list(conn: apsw.Connection) -> list[Profile]:
+    return [Profile(name=r[0], defaults=_opt_dec.decode(r[1]), updated_at=r[2])
+            for r in conn.execute("SELECT name, value, updated_at FROM profiles ORDER BY name")]
+
+
+def profile_delete(conn: apsw.Connection, name: str) -> bool:
+    conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+    return conn.changes() > 0

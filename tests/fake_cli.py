@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""A stand-in for `codex exec --json` used for fault injection and queue tests (not for the
+real-CLI tests). Reads the prompt from stdin, prints codex-style JSON events.
+
+Behaviour from the environment: FAKE_LOG (append "start|end <run> <time>" lines),
+FAKE_WAIT (wait until this file exists), FAKE_FAIL_ONCE (a marker file: fail silently the first
+time), FAKE_PRINT_ENV (print that variable's value as a plain line), FAKE_TOKEN_FILE (write
+CODEX_API_KEY there).
+"""
+
+import json
+import os
+import sys
+import time
+
+prompt = sys.stdin.read()
+tag = prompt.strip().split()[0] if prompt.strip() else "?"
+log = os.environ.get("FAKE_LOG")
+
+
+def note(what: str) -> None:
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{what} {tag} {time.time():.6f}\n")
+
+
+marker = os.environ.get("FAKE_FAIL_ONCE")
+if marker and not os.path.exists(marker):
+    open(marker, "w").close()
+    sys.exit(3)
+note("start")
+if os.environ.get("FAKE_TOKEN_FILE"):
+    with open(os.environ["FAKE_TOKEN_FILE"], "w") as f:
+        f.write(os.environ.get("CODEX_API_KEY", ""))
+print(json.dumps({"type": "thread.started", "thread_id": "fake-thread-1"}), flush=True)
+if os.environ.get("FAKE_PRINT_ENV"):
+    print(f"token is {os.environ.get(os.environ['FAKE_PRINT_ENV'], '')}", flush=True)
+    print(f"token is {os.environ.get(os.environ['FAKE_PRINT_ENV'], '')}", file=sys.stderr,
+          flush=True)
+wait = os.environ.get("FAKE_WAIT")
+while wait and not os.path.exists(wait):
+    time.sleep(0.01)
+print(json.dumps({"type": "item.completed",
+                  "item": {"id": "i1", "type": "agent_message", "text": f"echo: {prompt}"}}),
+      flush=True)
+print(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1}}), flush=True)
+note("end")

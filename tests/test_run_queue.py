@@ -1,0 +1,204 @@
+"""The run queue with a fake CLI (fault injection): order, limits, capacity, retries, secrets."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexd.client import Client
+from codexd.errors import ErrorCode, RpcError
+from tests.conftest import DaemonProc, make_daemon
+from tests.test_runs import FAKE_CLI, events, wait_done
+
+
+def fake_daemon(base: Path, extra: str = "") -> DaemonProc:
+    (base / "ws").mkdir(exist_ok=True)
+    return make_daemon(base, config=(
+        f'[runs]\ncodex_command = "{FAKE_CLI}"\nclaude_command = "{FAKE_CLI}"\n'
+        f'secret_store = "file"\n{extra}'))
+
+
+def start(c: Client, d: DaemonProc, prompt: str, **kw: Any) -> str:
+    params = {"provider": "codex", "prompt": prompt, "cwd": str(d.base / "ws"), **kw}
+    return c.call("run/start", params)["runId"]  # type: ignore[no-any-return]
+
+
+def wait_running(c: Client, run_id: str) -> None:
+    deadline = time.monotonic() + 20
+    while c.call("run/get", {"runId": run_id})["status"] != "running":
+        assert time.monotonic() < deadline, f"{run_id} never started"
+        time.sleep(0.02)
+
+
+def starts(log: Path) -> list[str]:
+    return [ln.split()[1] for ln in log.read_text().splitlines() if ln.startswith("start")]
+
+
+def test_priority_order_and_aging(short_tmp: Path):
+    d = fake_daemon(short_tmp, "max_concurrent = 1\naging_seconds = 0\n").start()
+    gate, log = short_tmp / "gate", short_tmp / "log"
+    env = {"FAKE_WAIT": str(gate), "FAKE_LOG": str(log)}
+    try:
+        with d.client() as c:
+            first = start(c, d, "blocker", env=env)
+            wait_running(c, first)
+            ids = [start(c, d, name, priority=prio, env=env)
+                   for name, prio in (("low", -5), ("mid", 0), ("high", 7), ("mid2", 0))]
+            q = c.call("queue/list")
+            assert [e["runId"] for e in q["running"]] == [first]
+            assert [e["runId"] for e in q["queued"]] == [ids[2], ids[1], ids[3], ids[0]]
+            gate.touch()
+            for rid in ids:
+                assert wait_done(c, rid)["status"] == "succeeded"
+        assert starts(log) == ["blocker", "high", "mid", "mid2", "low"]
+    finally:
+        d.stop()
+
+
+def test_aging_lifts_old_low_priority_work(short_tmp: Path):
+    d = fake_daemon(short_tmp, "max_concurrent = 1\naging_seconds = 1\n").start()
+    gate = short_tmp / "gate"
+    try:
+        with d.client() as c:
+            start(c, d, "blocker", env={"FAKE_WAIT": str(gate)})
+            old = start(c, d, "old", priority=-3)
+            time.sleep(4.5)  # old ages by 4 steps: -3 + 4 = 1 > 0
+            new = start(c, d, "new", priority=0)
+            q = c.call("queue/list")["queued"]
+            assert [e["runId"] for e in q] == [old, new], q
+            assert q[0]["effectivePriority"] >= 1 and q[1]["effectivePriority"] == 0
+            gate.touch()
+    finally:
+        d.stop()
+
+
+def test_capacity_refusal(short_tmp: Path):
+    d = fake_daemon(short_tmp, "max_concurrent = 1\nqueue_capacity = 3\n").start()
+    gate = short_tmp / "gate"
+    try:
+        with d.client() as c:
+            first = start(c, d, "blocker", env={"FAKE_WAIT": str(gate)})
+            wait_running(c, first)
+            for i in range(3):
+                start(c, d, f"q{i}")
+            with pytest.raises(RpcError) as exc:
+                start(c, d, "one too many")
+            assert exc.value.code == ErrorCode.QUEUE_FULL and exc.value.data == {"capacity": 3}
+            assert "runs.queue_capacity" in exc.value.message
+            assert len(c.call("run/list", {"status": "queued"})["runs"]) == 3
+            gate.touch()
+    finally:
+        d.stop()
+
+
+def test_per_provider_limit_under_20_concurrent_submissions(short_tmp: Path):
+    import threading
+
+    d = fake_daemon(short_tmp, "max_concurrent = 4\nmax_per_provider = 1\n").start()
+    log = short_tmp / "log"
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def submit(i: int) -> None:
+        with d.client() as c:
+            provider = "codex" if i % 2 else "claude"
+            rid = start(c, d, f"{provider}-{i}", provider=provider,
+                        env={"FAKE_LOG": str(log)})
+            with lock:
+                ids.append(rid)
+
+    try:
+        threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with d.client() as c:
+            for rid in ids:
+                assert wait_done(c, rid)["status"] == "succeeded"
+        spans: dict[str, dict[str, list[float]]] = {}
+        for line in log.read_text().splitlines():
+            _what, tag, at = line.split()
+            spans.setdefault(tag.split("-")[0], {}).setdefault(tag, []).append(float(at))
+        assert set(spans) == {"codex", "claude"} and len(ids) == 20
+        for provider, runs in spans.items():
+            intervals = sorted((t[0], t[1]) for t in runs.values())
+            assert len(intervals) == 10
+            for (_s1, e1), (s2, _e2) in itertools.pairwise(intervals):
+                assert s2 >= e1, f"two {provider} runs overlapped"
+    finally:
+        d.stop()
+
+
+def test_retry_after_a_failure_before_any_output(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    try:
+        with d.client() as c:
+            marker = short_tmp / "failed-once"
+            rid = start(c, d, "flaky", maxRetries=2, retryBackoffMs=100,
+                        env={"FAKE_FAIL_ONCE": str(marker)})
+            run = wait_done(c, rid)
+            assert run["status"] == "succeeded" and run["attempt"] == 2
+            kinds = [e["type"] for e in events(c, rid)]
+            assert kinds.count("run.started") == 2
+            warn = next(e for e in events(c, rid) if e["type"] == "run.warning")
+            assert "retrying in 100 ms" in warn["data"]["message"]
+            # No retries allowed: the failure is final.
+            marker.unlink()
+            rid = start(c, d, "flaky", env={"FAKE_FAIL_ONCE": str(marker)})
+            run = wait_done(c, rid)
+            assert run["status"] == "failed" and run["reason"] == "exitCode"
+            assert run["exitCode"] == 3 and run["attempt"] == 1
+    finally:
+        d.stop()
+
+
+def test_spawn_failure_is_retried_then_reported(short_tmp: Path):
+    broken = short_tmp / "broken-cli"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    d = make_daemon(short_tmp, config=f'[runs]\ncodex_command = "{broken}"\n').start()
+    (short_tmp / "ws").mkdir()
+    try:
+        with d.client() as c:
+            rid = start(c, d, "x", maxRetries=2, retryBackoffMs=100)
+            run = wait_done(c, rid)
+            assert run["status"] == "failed" and run["reason"] == "spawnFailed"
+            assert run["attempt"] == 3 and "cannot start" in run["error"]
+    finally:
+        d.stop()
+
+
+def test_a_token_reaches_the_child_and_nothing_else(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    token = "sk-proj-" + "Tq4vX9" * 6
+    try:
+        with d.client() as c:
+            state = c.call("secret/set", {"provider": "codex", "token": token})
+            assert state == {"provider": "codex", "present": True, "store": "file"}
+            assert c.call("secret/has", {"provider": "codex"})["present"] is True
+            seen = short_tmp / "token-seen"
+            rid = start(c, d, "leak", env={"FAKE_PRINT_ENV": "CODEX_API_KEY",
+                                           "FAKE_TOKEN_FILE": str(seen)})
+            run = wait_done(c, rid)
+            assert run["status"] == "succeeded"
+            assert seen.read_text() == token  # the child had it
+            evs = events(c, rid)
+            dump = str(evs) + c.call("run/export", {"runId": rid})["content"]
+            assert token not in dump and "token is [REDACTED]" in dump
+            # claude runs never get the codex token.
+            rid = start(c, d, "other", provider="claude",
+                        env={"FAKE_PRINT_ENV": "CODEX_API_KEY"})
+            wait_done(c, rid)
+            assert any(e["data"].get("text") == "token is " for e in events(c, rid))
+            assert c.call("secret/clear", {"provider": "codex"})["present"] is False
+            assert c.call("secret/has", {"provider": "codex"})["present"] is False
+        secrets_file = d.state_dir / "secrets.json"
+        assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+    finally:
+        d.stop()
+    assert token not in d.log()

@@ -1,0 +1,302 @@
+"""Provider runs with the real codex and claude CLIs against fake model servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexd.client import Client
+from codexd.errors import ErrorCode, RpcError
+from tests.conftest import make_daemon
+from tests.fake_model import FakeModel, message, write_codex_home
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_CLI = ROOT / "tests" / "fake_cli.py"
+CLAUDE_TOKEN = "sk-ant-api03-" + "Zq8" * 12
+
+
+class Env:
+    def __init__(self, base: Path, extra_config: str = "") -> None:
+        self.base = base
+        self.model = FakeModel().start()
+        self.codex_home = write_codex_home(base / "codex-home", self.model.base_url)
+        self.ws = base / "ws"
+        self.ws.mkdir()
+        (base / "home").mkdir()
+        self.daemon = make_daemon(base, config=(
+            f'[runs]\ncodex_home = "{self.codex_home}"\nsecret_store = "file"\n'
+            + extra_config), env={"HOME": str(base / "home")})
+
+    @property
+    def claude_env(self) -> dict[str, str]:
+        return {"ANTHROPIC_BASE_URL": self.model.base_url[:-3]}
+
+    def close(self) -> None:
+        self.daemon.stop()
+        self.model.stop()
+
+
+@pytest.fixture
+def env(short_tmp: Path):
+    e = Env(short_tmp)
+    e.daemon.start()
+    yield e
+    e.close()
+    print("--- daemon log (last 40 lines) ---\n" + "\n".join(e.daemon.log().splitlines()[-40:]))
+
+
+def wait_done(c: Client, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (run := c.call("run/get", {"runId": run_id}))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"run {run_id} never ended: {run}"
+        time.sleep(0.05)
+    return run  # type: ignore[no-any-return]
+
+
+def events(c: Client, run_id: str) -> list[dict[str, Any]]:
+    return c.call("run/events", {"runId": run_id})["events"]  # type: ignore[no-any-return]
+
+
+def texts(evs: list[dict[str, Any]]) -> list[str]:
+    return [e["data"]["text"] for e in evs if e["type"] == "run.semantic"
+            and e["data"]["kind"] == "agentMessage"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_codex_run_completes_with_its_text_and_streams_events(env: Env):
+    env.model.script([message("codex says hi")])
+    with env.daemon.client() as c:
+        started = c.call("run/start", {"provider": "codex", "prompt": "say hi",
+                                       "cwd": str(env.ws)})
+        assert started["status"] == "queued"
+        run = wait_done(c, started["runId"])
+        assert run["status"] == "succeeded", run
+        assert run["resultText"] == "codex says hi" and run["sessionId"]
+        evs = events(c, run["runId"])
+        assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
+        kinds = [e["type"] for e in evs]
+        assert kinds[0] == "run.started" and kinds[-1] == "run.completed"
+        assert "run.cli_exit" in kinds and "run.runner_metrics" in kinds
+        assert texts(evs) == ["codex says hi"]
+        assert evs[-1]["data"]["resultText"] == "codex says hi"
+        # The starter was subscribed: the same events arrived as notifications, in order.
+        notes = []
+        while len(notes) < len(evs):
+            n = c.next_notification(timeout=10)
+            if n.method == "run/event":
+                notes.append(n.params)
+        assert [(n["seq"], n["type"]) for n in notes] == [(e["seq"], e["type"]) for e in evs]
+        assert "say hi" in str(env.model.requests[-1])
+
+
+def test_a_claude_run_completes_with_its_text(env: Env):
+    env.model.script([message("claude says hi")])
+    with env.daemon.client() as c:
+        c.call("secret/set", {"provider": "claude", "token": CLAUDE_TOKEN})
+        rid = c.call("run/start", {"provider": "claude", "prompt": "say hi", "cwd": str(env.ws),
+                                   "env": env.claude_env})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "succeeded", (run, events(c, rid)[-5:])
+        assert run["resultText"] == "claude says hi" and run["sessionId"]
+        evs = events(c, rid)
+        assert texts(evs) == ["claude says hi"] and evs[-1]["type"] == "run.completed"
+        # env values never leave the daemon.
+        assert run["request"]["env"] == {"ANTHROPIC_BASE_URL": "[REDACTED]"}
+
+
+@pytest.mark.parametrize("provider", ["codex", "claude"])
+def test_a_conversation_resumes_the_same_session(env: Env, provider: str):
+    env.model.script([message("first answer")], [message("second answer")])
+    with env.daemon.client() as c:
+        conv = c.call("conversation/create", {"provider": provider, "cwd": str(env.ws),
+                                              "title": "chat"})
+        cid = conv["conversationId"]
+        extra = {"env": env.claude_env} if provider == "claude" else {}
+        c.call("secret/set", {"provider": "claude", "token": CLAUDE_TOKEN})
+        first = c.call("run/start", {"prompt": "one", "conversationId": cid, **extra})["runId"]
+        r1 = wait_done(c, first)
+        assert r1["status"] == "succeeded", r1
+        if provider == "claude":
+            second = c.call("run/start", {"prompt": "two", "conversationId": cid, **extra})
+        else:
+            second = c.call("conversation/send", {"conversationId": cid, "prompt": "two"})
+        r2 = wait_done(c, second["runId"])
+        assert r2["status"] == "succeeded", (r2, events(c, r2["runId"])[-4:])
+        assert r2["resultText"] == "second answer"
+        assert r2["sessionId"] == r1["sessionId"]
+        started = events(c, r2["runId"])[0]["data"]
+        assert started["resume"] == r1["sessionId"]
+        # The model saw the first exchange again: the session really continued.
+        assert "first answer" in json.dumps(env.model.requests[-1])
+        got = c.call("conversation/get", {"conversationId": cid})
+        assert got["runs"] == [first, r2["runId"]] and got["sessionId"] == r1["sessionId"]
+        other = "claude" if provider == "codex" else "codex"
+        with pytest.raises(RpcError) as exc:
+            c.call("conversation/send", {"conversationId": cid, "prompt": "x",
+                                         "provider": other})
+        assert exc.value.code == ErrorCode.INVALID_PARAMS
+        c.call("conversation/archive", {"conversationId": cid})
+        with pytest.raises(RpcError) as exc:
+            c.call("conversation/send", {"conversationId": cid, "prompt": "x"})
+        assert exc.value.code == ErrorCode.CONFLICT and "archived" in exc.value.message
+
+
+def test_cancel_kills_the_whole_tree(env: Env):
+    gate = env.model.hold()
+    try:
+        with env.daemon.client() as c:
+            rid = c.call("run/start", {"provider": "codex", "prompt": "stall",
+                                       "cwd": str(env.ws)})["runId"]
+            deadline = time.monotonic() + 60
+            while not env.model.requests:
+                assert time.monotonic() < deadline, "the run never reached the model"
+                time.sleep(0.05)
+            pid = events(c, rid)[0]["data"]["pid"]
+            assert alive(pid)
+            run = c.call("run/cancel", {"runId": rid})
+            assert run["status"] == "canceled" and run["reason"] == "canceled"
+            assert not alive(pid)
+            assert not any("codex" in (Path(f"/proc/{p}/cmdline").read_bytes()
+                                        .decode(errors="replace"))
+                           for p in _children_of(os.getpid(), env) if alive(p))
+            evs = events(c, rid)
+            assert evs[-1]["type"] == "run.canceled"
+            with pytest.raises(RpcError) as exc:
+                c.call("run/cancel", {"runId": rid})
+            assert exc.value.code == ErrorCode.ALREADY_RESOLVED
+    finally:
+        gate.set()
+
+
+def _children_of(_pid: int, env: Env) -> list[int]:
+    """Processes whose environment names this test's codex home (what the run started)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if str(env.codex_home).encode() in (d / "environ").read_bytes():
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_timeout_fails_the_run_and_kills_it(env: Env):
+    gate = env.model.hold()
+    try:
+        with env.daemon.client() as c:
+            rid = c.call("run/start", {"provider": "codex", "prompt": "stall",
+                                       "cwd": str(env.ws), "timeoutSeconds": 5})["runId"]
+            run = wait_done(c, rid, timeout=60)
+            assert run["status"] == "failed" and run["reason"] == "timeout"
+            assert "timed out after 5 s" in run["error"]
+            pid = events(c, rid)[0]["data"]["pid"]
+            assert not alive(pid)
+            assert events(c, rid)[-1]["data"]["reason"] == "timeout"
+    finally:
+        gate.set()
+
+
+def test_guardrails_refuse_bad_requests(env: Env):
+    base = {"provider": "codex", "prompt": "x", "cwd": str(env.ws)}
+    cases = [({"timeoutSeconds": 4}, "timeoutSeconds"), ({"timeoutSeconds": 10801}, None),
+             ({"maxRetries": 11}, "maxRetries"), ({"retryBackoffMs": 99}, "retryBackoffMs"),
+             ({"retryBackoffMs": 600_001}, None), ({"priority": 11}, "priority"),
+             ({"provider": "gemini"}, "provider"), ({"cwd": "relative"}, "cwd"),
+             ({"sandbox": "yolo"}, "sandbox"), ({"outputSchema": {"type": 12}}, "outputSchema"),
+             ({"profile": "nope"}, None)]
+    with env.daemon.client() as c:
+        for extra, field in cases:
+            with pytest.raises(RpcError) as exc:
+                c.call("run/start", {**base, **extra})
+            assert exc.value.code in (ErrorCode.INVALID_PARAMS, ErrorCode.NOT_FOUND), extra
+            if field:
+                assert (exc.value.data or {}).get("field") == field, (extra, exc.value)
+        with pytest.raises(RpcError) as exc:
+            c.call("run/start", {**base, "autoApprove": True, "sandbox": "danger-full-access"})
+        assert exc.value.code == ErrorCode.POLICY_DENIED
+        assert c.call("run/list")["runs"] == []
+
+
+def test_export_in_both_formats(env: Env):
+    env.model.script([message("exported answer")])
+    with env.daemon.client() as c:
+        rid = c.call("run/start", {"provider": "codex", "prompt": "export me",
+                                   "cwd": str(env.ws)})["runId"]
+        wait_done(c, rid)
+        doc = json.loads(c.call("run/export", {"runId": rid, "format": "json"})["content"])
+        assert doc["run"]["runId"] == rid and doc["run"]["status"] == "succeeded"
+        assert doc["events"][-1]["type"] == "run.completed"
+        assert doc["events"][-1]["data"]["resultText"] == "exported answer"
+        md = c.call("run/export", {"runId": rid, "format": "markdown"})["content"]
+        assert md.startswith(f"# Run {rid}") and "export me" in md and "exported answer" in md
+        assert "status: **succeeded**" in md
+
+
+def test_capabilities_detect_both_clis(env: Env):
+    with env.daemon.client() as c:
+        caps = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
+        assert caps["codex"]["status"] == "supported" and caps["codex"]["version"] == "0.169.0"
+        assert caps["claude"]["status"] == "supported" and caps["claude"]["version"] == "2.1.197"
+
+
+def test_a_missing_cli_fails_fast(short_tmp: Path):
+    e = Env(short_tmp, 'claude_command = "/nonexistent/claude"\n')
+    e.daemon.start()
+    try:
+        with e.daemon.client() as c:
+            rid = c.call("run/start", {"provider": "claude", "prompt": "x",
+                                       "cwd": str(e.ws), "maxRetries": 3})["runId"]
+            run = wait_done(c, rid, timeout=20)
+            assert run["status"] == "failed" and run["reason"] == "cliMissing"
+            assert run["attempt"] == 1  # not retried: it cannot get better
+            assert events(c, rid)[0]["type"] == "run.cli_missing"
+            caps = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
+            assert caps["claude"]["status"] == "blocked"
+    finally:
+        e.close()
+
+
+def test_runs_interrupted_by_kill_9_are_marked_interrupted(short_tmp: Path):
+    e = Env(short_tmp)
+    e.daemon.start()
+    gate = e.model.hold()
+    try:
+        with e.daemon.client() as c:
+            rid = c.call("run/start", {"provider": "codex", "prompt": "stall",
+                                       "cwd": str(e.ws)})["runId"]
+            queued = c.call("run/start", {"provider": "codex", "prompt": "later",
+                                          "cwd": str(e.ws)})["runId"]
+            deadline = time.monotonic() + 60
+            while c.call("run/get", {"runId": rid})["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        e.daemon.signal(signal.SIGKILL)
+        e.daemon.wait()
+        gate.set()
+        e.daemon.start()
+        with e.daemon.client() as c:
+            run = c.call("run/get", {"runId": rid})
+            assert run["status"] == "interrupted" and run["reason"] == "daemonStopped"
+            assert events(c, rid)[-1]["type"] == "run.interrupted"
+            # The queued one stayed queued and now runs.
+            assert wait_done(c, queued)["status"] == "succeeded"
+            assert c.call("run/get", {"runId": rid})["status"] == "interrupted"
+    finally:
+        gate.set()
+        e.close()
