@@ -202,3 +202,48 @@ def test_a_token_reaches_the_child_and_nothing_else(short_tmp: Path):
     finally:
         d.stop()
     assert token not in d.log()
+
+
+def test_codexctl_run_runs_conv_secret(short_tmp: Path):
+    import json
+    import subprocess
+    import sys
+
+    d = fake_daemon(short_tmp).start()
+    ws = str(short_tmp / "ws")
+    try:
+        out = d.ctl("run", "--wait", "--cwd", ws, "--", "hello", "there")
+        assert out.returncode == 0, out.stderr
+        assert "echo: hello there" in out.stdout and "succeeded" in out.stderr
+        rid = json.loads(d.ctl("runs", "ls", "--json").stdout)["runs"][0]["runId"]
+        assert rid in d.ctl("runs", "ls").stdout
+        assert "succeeded" in d.ctl("runs", "show", rid).stdout
+        assert "echo: hello there" in d.ctl("runs", "logs", rid).stdout
+        assert "echo: hello there" in d.ctl("runs", "logs", "-f", rid).stdout
+        md = d.ctl("runs", "export", rid)
+        assert md.stdout.startswith(f"# Run {rid}")
+        exported = json.loads(d.ctl("runs", "export", rid, "--format", "json").stdout)
+        assert exported["run"]["runId"] == rid
+        queued = json.loads(d.ctl("run", "--cwd", ws, "--json", "--", "later").stdout)
+        assert queued["status"] == "queued"
+        rerun = d.ctl("runs", "rerun", rid, "--wait")
+        assert rerun.returncode == 0 and "echo: hello there" in rerun.stdout
+        assert json.loads(d.ctl("runs", "queue", "--json").stdout)["capacity"] == 512
+        done = d.ctl("runs", "cancel", rid)
+        assert done.returncode == 1 and "already ended" in done.stderr
+        conv = d.ctl("conv", "new", "--cwd", ws, "--title", "chat").stdout.strip()
+        sent = d.ctl("conv", "send", "--wait", conv, "--", "first")
+        assert sent.returncode == 0 and "echo: first" in sent.stdout
+        assert "chat" in d.ctl("conv", "ls").stdout
+        assert "renamed" in d.ctl("conv", "rename", conv, "renamed").stdout
+        assert "(archived)" in d.ctl("conv", "archive", conv).stdout
+        assert d.ctl("conv", "send", conv, "--", "again").returncode == 1
+        # The token comes from stdin, never from argv.
+        p = subprocess.run([sys.executable, "-m", "codexd.cli.codexctl", "--socket",
+                            str(d.socket), "secret", "set", "codex"], input="tok-123456\n",
+                           env=d.env, capture_output=True, text=True, timeout=30, check=False)
+        assert p.returncode == 0 and "stored (file)" in p.stdout
+        assert "stored" in d.ctl("secret", "status", "codex").stdout
+        assert "not stored" in d.ctl("secret", "clear", "codex").stdout
+    finally:
+        d.stop()

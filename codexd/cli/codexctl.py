@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, auto, term
+from codexd.cli import agent, auto, runs, term
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 
@@ -190,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_commands(add, sub)
     term.add_commands(add, sub, common)
     auto.add_commands(add, sub)
+    runs.add_commands(add, sub)
     return p
 
 

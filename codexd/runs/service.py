@@ -258,10 +258,29 @@ class RunService:
                     await trio.sleep(0.02)
             return await self.get(run_id)
         self.waiting.pop(run_id, None)
-        self._emit(run_id, "run.canceled", {"by": by, "while": "queued"})
+        return await self._final(run_id, "run.canceled", {"by": by, "while": "queued"},
+                                 status="canceled", reason="canceled", finished_at=now_ms(),
+                                 next_attempt_at=None) or run
+
+    async def _final(self, run_id: str, kind: str, data: dict[str, Any],
+                     **fields: Any) -> Run | None:
+        """A run's last event and its final status in one transaction, after every earlier
+        event: whoever sees the event finds the run ended."""
         await self._drain()
-        return await self._set(run_id, status="canceled", reason="canceled",
-                               finished_at=now_ms(), next_attempt_at=None) or run
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        row = (run_id, seq, kind, redact(_enc.encode(data).decode(), self.secrets.known()),
+               now_ms())
+
+        def write(c: Any) -> Run | None:
+            repo.add_events(c, [row])
+            return repo.update(c, run_id, **fields)
+
+        run: Run | None = await self.daemon.store.write(write)
+        self.events_written += 1
+        self._publish([row])
+        self._seq.pop(run_id, None)
+        return run
 
     async def _set(self, run_id: str, **fields: Any) -> Run | None:
         run: Run | None = await self.daemon.store.write(
@@ -405,22 +424,22 @@ class RunService:
             log.info("run_retry", run_id=run_id, attempt=run.attempt, delay_ms=delay)
             return
         text = out.result_text if out.result_text is not None else out.last_message
+        data: dict[str, Any]
         if res.status == "succeeded":
-            self._emit(run_id, "run.completed", {"resultText": text, "sessionId": out.session_id,
-                                                 "usage": out.usage})
+            kind, data = "run.completed", {"resultText": text, "sessionId": out.session_id,
+                                           "usage": out.usage}
         elif res.status == "canceled":
-            self._emit(run_id, "run.canceled", {"by": active.canceled_by or "client",
-                                                "while": "running"})
+            kind, data = "run.canceled", {"by": active.canceled_by or "client",
+                                          "while": "running"}
         elif res.status == "interrupted":
-            self._emit(run_id, "run.interrupted", {"message": res.error})
+            kind, data = "run.interrupted", {"message": res.error}
         else:
-            self._emit(run_id, "run.failed", {"reason": res.reason, "message": res.error,
-                                              "exitCode": res.exit_code,
-                                              "attempts": run.attempt})
-        await self._drain()
-        final = await self._set(run_id, status=res.status, reason=res.reason, error=res.error,
-                                result_text=redact(text, self.secrets.known()) if text else None,
-                                finished_at=now_ms(), **fields)
+            kind, data = "run.failed", {"reason": res.reason, "message": res.error,
+                                        "exitCode": res.exit_code, "attempts": run.attempt}
+        final = await self._final(
+            run_id, kind, data, status=res.status, reason=res.reason, error=res.error,
+            result_text=redact(text, self.secrets.known()) if text else None,
+            finished_at=now_ms(), **fields)
         if run.conversation_id and out.session_id:
             sid = out.session_id
             await self.daemon.store.write(lambda c: repo.conv_update(

@@ -1,0 +1,368 @@
+"""``codexctl run``, ``runs``, ``conv`` and ``secret``: provider runs from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from codexd.cli.agent import UsageError
+from codexd.client import Client
+
+FINAL = ("run.completed", "run.failed", "run.canceled", "run.interrupted")
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+def _words(words: list[str]) -> str:
+    return " ".join(words[1:] if words[:1] == ["--"] else words).strip()
+
+
+def _line(e: dict[str, Any]) -> str | None:
+    """The human line for an event (None: shown only in the progress line)."""
+    d, kind = e["data"], e["type"]
+    if kind == "run.semantic":
+        if d.get("kind") == "agentMessage":
+            return str(d.get("text") or "")
+        if d.get("kind") == "command":
+            return f"$ {d.get('command') or d.get('input')}"
+        return f"[{d.get('kind')}] {d.get('changes') or d.get('input') or ''}"
+    if kind in ("run.chunk.stdout",):
+        return str(d.get("text"))
+    if kind in ("run.warning", "run.cli_missing", "run.cwd_missing",
+                "run.structured_output_invalid"):
+        return f"warning: {d.get('message')}"
+    if kind == "run.failed":
+        return f"failed ({d.get('reason')}): {d.get('message')}"
+    if kind == "run.canceled":
+        return f"canceled by {d.get('by')}"
+    if kind == "run.interrupted":
+        return f"interrupted: {d.get('message')}"
+    return None
+
+
+def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bool) -> int:
+    """Print a run's events until its final one; returns the exit code (0 = succeeded)."""
+    t0 = time.monotonic()
+    tty = sys.stderr.isatty() and not as_json
+    count, last_seq, status = 0, after, "queued"
+
+    def show(e: dict[str, Any]) -> None:
+        nonlocal count, last_seq, status
+        last_seq = e["seq"]
+        count += 1
+        if e["type"] == "run.started":
+            status = "running"
+        if as_json:
+            print(json.dumps(e), flush=True)
+            return
+        text = _line(e) if e["type"] != "run.chunk.stderr" or not show_stderr else \
+            f"stderr: {e['data'].get('text')}"
+        if text is not None:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            print(text, flush=True)
+        if tty:
+            sys.stderr.write(f"\r\033[K[{run_id}] {status} · {count} events · "
+                             f"{time.monotonic() - t0:.1f} s")
+            sys.stderr.flush()
+
+    stored = c.call("run/events", {"runId": run_id, "afterSeq": after})
+    final = None
+    for e in stored["events"]:
+        show(e)
+        final = e["type"] if e["type"] in FINAL else final
+    while final is None and not stored["complete"]:
+        try:
+            note = c.next_notification(timeout=1.0)
+        except TimeoutError:
+            run = c.call("run/get", {"runId": run_id})
+            if run["status"] not in ("queued", "running") and run["lastSeq"] <= last_seq:
+                break
+            continue
+        if note.method != "run/event" or note.params["runId"] != run_id:
+            continue
+        if note.params["seq"] <= last_seq:
+            continue
+        show(note.params)
+        if note.params["type"] in FINAL:
+            final = note.params["type"]
+    if tty:
+        sys.stderr.write("\r\033[K")
+    run = c.call("run/get", {"runId": run_id})
+    if not as_json:
+        print(f"[{run_id}] {run['status']}" + (f" ({run['reason']})" if run.get("reason") else "")
+              + f" after {run['attempt']} attempt(s)", file=sys.stderr)
+    return 0 if run["status"] == "succeeded" else 1
+
+
+def cmd_run(c: Client, a: argparse.Namespace) -> Any:
+    prompt = _words(a.prompt_words) or (sys.stdin.read().strip() if not sys.stdin.isatty()
+                                        else "")
+    if not prompt:
+        raise UsageError("give the prompt as words (or after --), or on stdin")
+    params: dict[str, Any] = {"prompt": prompt, "cwd": os.path.abspath(a.cwd or os.getcwd())}
+    for key, value in (("provider", a.provider), ("model", a.model), ("profile", a.profile),
+                       ("priority", a.priority), ("timeoutSeconds", a.timeout_s),
+                       ("maxRetries", a.retries), ("sandbox", a.sandbox),
+                       ("conversationId", a.conversation)):
+        if value is not None:
+            params[key] = value
+    if "provider" not in params and "profile" not in params and "conversationId" not in params:
+        params["provider"] = "codex"
+    if a.auto_approve:
+        params["autoApprove"] = True
+    out = c.call("run/start", params)
+    if not a.wait:
+        if a.json:
+            return out
+        print(out["runId"])
+        return None
+    return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+
+
+def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
+    params: dict[str, Any] = {"limit": a.limit}
+    if a.status:
+        params["status"] = a.status
+    if a.provider:
+        params["provider"] = a.provider
+    out = c.call("run/list", params)
+    if a.json:
+        return out
+    for r in out["runs"]:
+        prompt = r["request"]["prompt"].splitlines()[0][:50] if r["request"]["prompt"] else ""
+        print(f"{r['runId']}  {r['request']['provider']:<6} {r['status']:<11} "
+              f"{_when(r['createdAt'])}  {prompt}")
+    if not out["runs"]:
+        print("no runs (start one with `codexctl run PROMPT`)", file=sys.stderr)
+    return None
+
+
+def cmd_show(c: Client, a: argparse.Namespace) -> Any:
+    r = c.call("run/get", {"runId": a.id})
+    if a.json:
+        return r
+    req = r["request"]
+    for k, v in (("run", r["runId"]), ("provider", req["provider"]), ("status", r["status"]),
+                 ("reason", r.get("reason") or "-"), ("cwd", req["cwd"]),
+                 ("model", req.get("model") or "-"), ("priority", req["priority"]),
+                 ("attempts", r["attempt"]), ("session", r.get("sessionId") or "-"),
+                 ("created", _when(r["createdAt"])), ("finished", _when(r.get("finishedAt"))),
+                 ("events", r["lastSeq"])):
+        print(f"{k:<10} {v}")
+    print(f"prompt\n  {req['prompt']}")
+    if r.get("resultText") or r.get("error"):
+        print(f"result\n  {r.get('resultText') or r.get('error')}")
+    return None
+
+
+def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
+    if a.follow:
+        c.call("run/subscribe", {"runIds": [a.id]})
+        return follow(c, a.id, after=0, as_json=a.json, show_stderr=True)
+    out = c.call("run/events", {"runId": a.id})
+    if a.json:
+        return out
+    for e in out["events"]:
+        text = _line(e) if e["type"] != "run.chunk.stderr" else f"stderr: {e['data']['text']}"
+        if text is not None:
+            print(text)
+    return None
+
+
+def cmd_cancel(c: Client, a: argparse.Namespace) -> Any:
+    r = c.call("run/cancel", {"runId": a.id})
+    if a.json:
+        return r
+    print(f"{a.id} {r['status']}")
+    return None
+
+
+def cmd_rerun(c: Client, a: argparse.Namespace) -> Any:
+    overrides = {k: v for k, v in (("model", a.model), ("priority", a.priority),
+                                   ("provider", a.provider)) if v is not None}
+    out = c.call("run/rerun", {"runId": a.id, **({"overrides": overrides} if overrides else {})})
+    if a.wait:
+        return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+    if a.json:
+        return out
+    print(out["runId"])
+    return None
+
+
+def cmd_export(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("run/export", {"runId": a.id, "format": a.format})
+    if a.output:
+        with open(a.output, "w") as f:
+            f.write(out["content"])
+        print(f"wrote {a.output}", file=sys.stderr)
+        return None
+    print(out["content"])
+    return None
+
+
+def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("queue/list")
+    if a.json:
+        return out
+    for e in out["running"]:
+        print(f"running  {e['runId']}  {e['provider']:<6} priority {e['priority']}")
+    for e in out["queued"]:
+        print(f"#{e['position']:<7} {e['runId']}  {e['provider']:<6} priority {e['priority']} "
+              f"(effective {e['effectivePriority']}) waiting {e['waitingMs'] / 1000:.0f} s")
+    print(f"{len(out['queued'])}/{out['capacity']} queued, {len(out['running'])}/"
+          f"{out['maxConcurrent']} running", file=sys.stderr)
+    return None
+
+
+def cmd_conv_new(c: Client, a: argparse.Namespace) -> Any:
+    params: dict[str, Any] = {"provider": a.provider, "cwd": os.path.abspath(a.cwd or os.getcwd())}
+    for key, value in (("title", a.title), ("model", a.model), ("profile", a.profile)):
+        if value:
+            params[key] = value
+    out = c.call("conversation/create", params)
+    if a.json:
+        return out
+    print(out["conversationId"])
+    return None
+
+
+def cmd_conv_ls(c: Client, a: argparse.Namespace) -> Any:
+    out = c.call("conversation/list", {"includeArchived": a.all})
+    if a.json:
+        return out
+    for v in out["conversations"]:
+        flag = " (archived)" if v["archived"] else ""
+        print(f"{v['conversationId']}  {v['provider']:<6} {_when(v['updatedAt'])}  "
+              f"{v['title']}{flag}")
+    return None
+
+
+def cmd_conv_send(c: Client, a: argparse.Namespace) -> Any:
+    prompt = _words(a.prompt_words)
+    if not prompt:
+        raise UsageError("give the prompt")
+    out = c.call("conversation/send", {"conversationId": a.id, "prompt": prompt})
+    if a.wait:
+        return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+    if a.json:
+        return out
+    print(out["runId"])
+    return None
+
+
+def _conv_simple(method: str) -> Any:
+    def run(c: Client, a: argparse.Namespace) -> Any:
+        params = {"conversationId": a.id}
+        if getattr(a, "title", None):
+            params["title"] = a.title
+        out = c.call(method, params)
+        if a.json:
+            return out
+        print(f"{out['conversationId']}  {out['title']}" + ("  (archived)" if out["archived"]
+                                                             else ""))
+        return None
+    return run
+
+
+def cmd_secret_set(c: Client, a: argparse.Namespace) -> Any:
+    if sys.stdin.isatty():
+        token = getpass.getpass(f"{a.provider} token (not echoed): ")
+    else:
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise UsageError("no token given (type it at the prompt, or pipe it on stdin)")
+    out = c.call("secret/set", {"provider": a.provider, "token": token})
+    if a.json:
+        return out
+    print(f"{a.provider} token stored ({out['store']})")
+    return None
+
+
+def _secret(method: str, verb: str) -> Any:
+    def run(c: Client, a: argparse.Namespace) -> Any:
+        out = c.call(method, {"provider": a.provider})
+        if a.json:
+            return out
+        print(f"{a.provider} token {verb if out['present'] else 'not stored'} ({out['store']})")
+        return None
+    return run
+
+
+def add_commands(add: Any, sub: Any) -> None:
+    sp = add("run", cmd_run, "queue a codex exec / claude -p run; --wait streams it")
+    sp.add_argument("--provider", choices=["codex", "claude"])
+    sp.add_argument("--wait", action="store_true", help="stream the run and exit with its result")
+    sp.add_argument("--cwd", metavar="DIR", help="working directory (default: here)")
+    sp.add_argument("--model")
+    sp.add_argument("--profile")
+    sp.add_argument("--priority", type=int, help="-10..10 (default 0)")
+    sp.add_argument("--timeout", dest="timeout_s", type=int, metavar="SECONDS")
+    sp.add_argument("--retries", type=int)
+    sp.add_argument("--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
+    sp.add_argument("--auto-approve", action="store_true")
+    sp.add_argument("--conversation", metavar="ID", help="continue a conversation")
+    sp.add_argument("prompt_words", nargs=argparse.REMAINDER, metavar="PROMPT")
+
+    runs = sub.add_parser("runs", help="provider runs: ls, show, logs, cancel, rerun, export, "
+                                       "queue").add_subparsers(dest="runs_command", required=True,
+                                                               metavar="RUNS_COMMAND")
+    sp = add("ls", cmd_ls, "list runs, newest first", runs)
+    sp.add_argument("--status")
+    sp.add_argument("--provider")
+    sp.add_argument("--limit", type=int, default=20)
+    add("show", cmd_show, "one run", runs).add_argument("id")
+    sp = add("logs", cmd_logs, "a run's events (-f: follow until it ends)", runs)
+    sp.add_argument("id")
+    sp.add_argument("-f", "--follow", action="store_true")
+    add("cancel", cmd_cancel, "cancel a run (kills its process tree)", runs).add_argument("id")
+    sp = add("rerun", cmd_rerun, "run a run's request again", runs)
+    sp.add_argument("id")
+    sp.add_argument("--model")
+    sp.add_argument("--priority", type=int)
+    sp.add_argument("--provider", choices=["codex", "claude"])
+    sp.add_argument("--wait", action="store_true")
+    sp = add("export", cmd_export, "a run as JSON or Markdown", runs)
+    sp.add_argument("id")
+    sp.add_argument("--format", choices=["json", "markdown"], default="markdown")
+    sp.add_argument("-o", "--output", metavar="FILE")
+    add("queue", cmd_queue, "what runs and what waits, in order", runs)
+
+    conv = sub.add_parser("conv", help="conversations: runs continuing one agent session"
+                          ).add_subparsers(dest="conv_command", required=True,
+                                           metavar="CONV_COMMAND")
+    sp = add("new", cmd_conv_new, "start a conversation; prints its id", conv)
+    sp.add_argument("--provider", choices=["codex", "claude"], default="codex")
+    sp.add_argument("--cwd", metavar="DIR")
+    sp.add_argument("--title")
+    sp.add_argument("--model")
+    sp.add_argument("--profile")
+    add("ls", cmd_conv_ls, "list conversations", conv).add_argument(
+        "--all", action="store_true", help="include archived ones")
+    sp = add("send", cmd_conv_send, "the conversation's next prompt", conv)
+    sp.add_argument("id")
+    sp.add_argument("--wait", action="store_true")
+    sp.add_argument("prompt_words", nargs=argparse.REMAINDER, metavar="PROMPT")
+    add("show", _conv_simple("conversation/get"), "one conversation", conv).add_argument("id")
+    sp = add("rename", _conv_simple("conversation/rename"), "retitle a conversation", conv)
+    sp.add_argument("id")
+    sp.add_argument("title")
+    add("archive", _conv_simple("conversation/archive"), "archive a conversation",
+        conv).add_argument("id")
+
+    sec = sub.add_parser("secret", help="provider tokens (keyring or 0600 file)"
+                         ).add_subparsers(dest="secret_command", required=True,
+                                          metavar="SECRET_COMMAND")
+    for name, fn, help_ in (("set", cmd_secret_set, "store a token (read from stdin or a "
+                             "prompt, never from argv)"),
+                            ("clear", _secret("secret/clear", "cleared"), "forget a token"),
+                            ("status", _secret("secret/has", "stored"), "is a token stored?")):
+        add(name, fn, help_, sec).add_argument("provider", choices=["codex", "claude"])
