@@ -91,6 +91,8 @@ class RunService:
         self._written = 0
         self._queued_events = 0
         self._drained = trio.Event()
+        self._writer_alive = False
+        self._queued_runs: dict[str, Run] = {}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
@@ -120,6 +122,12 @@ class RunService:
             return done, repo.by_status(c, ("queued",))
 
         log.info("secret_store", store=self.secrets.describe())
+        for provider in providers.PROVIDERS:
+            # Every stored token is known to the redactor from the start.
+            try:
+                await trio.to_thread.run_sync(self.secrets.get, provider)
+            except Exception as exc:
+                log.error("secret_read_failed", provider=provider, error=type(exc).__name__)
         interrupted, queued = await self.daemon.store.write(load)
         for run in interrupted:
             log.warning("run_interrupted", run_id=run.run_id, provider=run.request.provider)
@@ -133,6 +141,7 @@ class RunService:
                                              run.request.priority, run.created_at,
                                              run.next_attempt_at)
         self._seq[run.run_id] = run.last_seq
+        self._queued_runs[run.run_id] = run
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -258,6 +267,7 @@ class RunService:
                     await trio.sleep(0.02)
             return await self.get(run_id)
         self.waiting.pop(run_id, None)
+        self._queued_runs.pop(run_id, None)
         return await self._final(run_id, "run.canceled", {"by": by, "while": "queued"},
                                  status="canceled", reason="canceled", finished_at=now_ms(),
                                  next_attempt_at=None) or run
@@ -299,21 +309,29 @@ class RunService:
 
     async def _event_writer(self) -> None:
         """Batches events into one transaction, then sends them to subscribers, in order."""
-        while True:
-            await self._pending_wake.wait()
-            self._pending_wake = trio.Event()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            try:
-                await self.daemon.store.write(functools.partial(_add_events, batch))
-            except Exception:
-                log.exception("run_events_write_failed", count=len(batch))
-            self.events_written += len(batch)
-            self._publish(batch)
-            self._written += len(batch)
+        self._writer_alive = True
+        try:
+            while True:
+                await self._pending_wake.wait()
+                self._pending_wake = trio.Event()
+                await self._write_pending()
+        finally:
+            self._writer_alive = False
             self._drained.set()
-            self._drained = trio.Event()
+
+    async def _write_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await self.daemon.store.write(functools.partial(_add_events, batch))
+        except Exception:
+            log.exception("run_events_write_failed", count=len(batch))
+        self.events_written += len(batch)
+        self._publish(batch)
+        self._written += len(batch)
+        self._drained.set()
+        self._drained = trio.Event()
 
     def _publish(self, batch: list[tuple[str, int, str, str, int]]) -> None:
         sessions = [s for s in self.daemon.sessions if s.run_subscriptions or s.runs_all]
@@ -334,7 +352,12 @@ class RunService:
         """Wait until every event emitted so far is stored and sent."""
         target = self._queued_events
         while self._written < target:
-            await self._drained.wait()
+            if not self._writer_alive:
+                # Stopping: the writer task is gone; store what is left here.
+                await self._write_pending()
+                return
+            with trio.move_on_after(0.5):
+                await self._drained.wait()
 
     # ---------------------------------------------------------------------------- queue
 
@@ -351,7 +374,7 @@ class RunService:
             for w in chosen:
                 del self.waiting[w.run_id]
                 assert self._nursery is not None
-                active = _Active(run=await self.get(w.run_id))
+                active = _Active(run=self._queued_runs.pop(w.run_id))
                 self.active[w.run_id] = active
                 self._nursery.start_soon(self._execute, active)
             wake_at = q.next_wake_ms(list(self.waiting.values()), now, self.cfg.aging_seconds)
@@ -552,7 +575,11 @@ class RunService:
                 await proc.wait()
         finally:
             with trio.CancelScope(shield=True):
-                code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
+                code: int | None
+                if proc.returncode is not None and not _group_alive(proc.pid):
+                    code = proc.returncode  # exited, nothing left in its group: no /proc walk
+                else:
+                    code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
                 self._emit(run_id, "run.runner_metrics", {
                     "durationMs": int((time.monotonic() - t0) * 1000), **stats})
                 self._emit(run_id, "run.cli_exit", {
@@ -601,6 +628,16 @@ class RunService:
             caps.append(await trio.to_thread.run_sync(_probe, provider, configured))
         self._caps = caps
         return caps
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _add_events(batch: list[tuple[str, int, str, str, int]], conn: Any) -> None:
