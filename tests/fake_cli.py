@@ -5,7 +5,8 @@ real-CLI tests). Reads the prompt from stdin, prints codex-style JSON events.
 Behaviour from the environment: FAKE_LOG (append "start|end <run> <time>" lines),
 FAKE_WAIT (wait until this file exists), FAKE_FAIL_ONCE (a marker file: fail silently the first
 time), FAKE_PRINT_ENV (print that variable's value as a plain line), FAKE_TOKEN_FILE (write
-CODEX_API_KEY there).
+CODEX_API_KEY there), FAKE_REJECT_RESUME (fail like a CLI that does not know the session),
+FAKE_LONG_LINE (print a line this long), FAKE_MESSAGE (the agent message to print).
 """
 
 import json
@@ -24,6 +25,9 @@ def note(what: str) -> None:
             f.write(f"{what} {tag} {time.time():.6f}\n")
 
 
+if os.environ.get("FAKE_REJECT_RESUME") and "resume" in sys.argv:
+    print("Error: thread not found: no rollout found for that session", file=sys.stderr)
+    sys.exit(1)
 marker = os.environ.get("FAKE_FAIL_ONCE")
 if marker and not os.path.exists(marker):
     open(marker, "w").close()
@@ -40,8 +44,10 @@ if os.environ.get("FAKE_PRINT_ENV"):
 wait = os.environ.get("FAKE_WAIT")
 while wait and not os.path.exists(wait):
     time.sleep(0.01)
+if os.environ.get("FAKE_LONG_LINE"):
+    print("x" * int(os.environ["FAKE_LONG_LINE"]), flush=True)
+text = os.environ.get("FAKE_MESSAGE", f"echo: {prompt}")
 print(json.dumps({"type": "item.completed",
-                  "item": {"id": "i1", "type": "agent_message", "text": f"echo: {prompt}"}}),
-      flush=True)
+                  "item": {"id": "i1", "type": "agent_message", "text": text}}), flush=True)
 print(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1}}), flush=True)
 note("end")

@@ -247,3 +247,59 @@ def test_codexctl_run_runs_conv_secret(short_tmp: Path):
         assert "not stored" in d.ctl("secret", "clear", "codex").stdout
     finally:
         d.stop()
+
+
+def test_structured_output_long_lines_and_a_rejected_resume(short_tmp: Path):
+    d = fake_daemon(short_tmp, "max_line_bytes = 1024\n").start()
+    schema = {"type": "object", "required": ["answer"],
+              "properties": {"answer": {"type": "string"}}}
+    try:
+        with d.client() as c:
+            ok = start(c, d, "json please", outputSchema=schema,
+                       env={"FAKE_MESSAGE": '{"answer": "42"}'})
+            assert wait_done(c, ok)["status"] == "succeeded"
+            (out,) = [e for e in events(c, ok) if e["type"] == "run.structured_output"]
+            assert out["data"]["value"] == {"answer": "42"}
+            bad = start(c, d, "json please", outputSchema=schema,
+                        env={"FAKE_MESSAGE": '{"answer": 42}'})
+            run = wait_done(c, bad)
+            assert run["status"] == "failed" and run["reason"] == "structuredOutputInvalid"
+            assert any(e["type"] == "run.structured_output_invalid" for e in events(c, bad))
+
+            long = start(c, d, "long", env={"FAKE_LONG_LINE": "5000"})
+            assert wait_done(c, long)["status"] == "succeeded"
+            evs = events(c, long)
+            (chunk,) = [e for e in evs if e["type"] == "run.chunk.stdout"]
+            assert chunk["data"]["text"] == "x" * 1024
+            assert any("truncated" in (e["data"].get("message") or "") for e in evs
+                       if e["type"] == "run.warning")
+
+            conv = c.call("conversation/create", {"provider": "codex",
+                                                  "cwd": str(d.base / "ws")})["conversationId"]
+            first = c.call("conversation/send", {"conversationId": conv, "prompt": "one"})
+            assert wait_done(c, first["runId"])["sessionId"] == "fake-thread-1"
+            second = c.call("run/start", {"conversationId": conv, "prompt": "two",
+                                          "env": {"FAKE_REJECT_RESUME": "1"}})["runId"]
+            run = wait_done(c, second)
+            assert run["status"] == "succeeded", run
+            evs = events(c, second)
+            starts = [e["data"]["resume"] for e in evs if e["type"] == "run.started"]
+            assert starts == ["fake-thread-1", None]
+            assert any("retrying once without resume" in (e["data"].get("message") or "")
+                       for e in evs)
+    finally:
+        d.stop()
+
+
+def test_auto_secret_store_falls_back_to_a_file_and_says_so(short_tmp: Path):
+    (short_tmp / "ws").mkdir()
+    d = make_daemon(short_tmp, config="[runs]\nsecret_store = \"auto\"\n",
+                    env={"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}).start()
+    try:
+        with d.client() as c:
+            status = c.call("daemon/status")
+            assert "auto fell back to the file" in status["secretStore"]
+            assert c.call("secret/set", {"provider": "claude", "token": "t0k3n-abcdef"})[
+                "store"] == "file"
+    finally:
+        d.stop()

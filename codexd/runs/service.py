@@ -694,6 +694,9 @@ async def _lines(stream: Any, limit: int) -> Any:
             if skipping:
                 skipping = False
                 continue
+            if len(line) > limit:
+                yield line[:limit].decode("utf-8", "replace"), True
+                continue
             yield line.decode("utf-8", "replace").rstrip("\r"), False
     if buf and not skipping:
         yield buf.decode("utf-8", "replace"), False
