@@ -303,3 +303,30 @@ def test_auto_secret_store_falls_back_to_a_file_and_says_so(short_tmp: Path):
                 "store"] == "file"
     finally:
         d.stop()
+
+
+def test_profiles_fill_what_a_run_leaves_out(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    try:
+        with d.client() as c:
+            saved = c.call("profile/save", {"name": "slow", "defaults": {
+                "provider": "claude", "cwd": str(d.base / "ws"), "priority": 4,
+                "timeoutSeconds": 120, "model": "m-1"}})
+            assert saved["defaults"]["priority"] == 4
+            rid = c.call("run/start", {"prompt": "p", "profile": "slow", "model": "m-2"})["runId"]
+            req = c.call("run/get", {"runId": rid})["request"]
+            # Given fields win; missing ones come from the profile; the rest from the config.
+            assert (req["provider"], req["model"], req["priority"], req["timeoutSeconds"],
+                    req["maxRetries"], req["profile"]) == ("claude", "m-2", 4, 120, 0, "slow")
+            assert [p["name"] for p in c.call("profile/list")["profiles"]] == ["slow"]
+            with pytest.raises(RpcError) as exc:
+                c.call("profile/save", {"name": "yolo", "defaults": {
+                    "autoApprove": True, "sandbox": "danger-full-access"}})
+            assert exc.value.code == ErrorCode.POLICY_DENIED
+            assert c.call("profile/delete", {"name": "slow"})["deleted"] is True
+            with pytest.raises(RpcError) as exc:
+                c.call("profile/delete", {"name": "slow"})
+            assert exc.value.code == ErrorCode.NOT_FOUND
+            wait_done(c, rid)
+    finally:
+        d.stop()
