@@ -330,3 +330,42 @@ def test_profiles_fill_what_a_run_leaves_out(short_tmp: Path):
             wait_done(c, rid)
     finally:
         d.stop()
+
+
+def test_unknown_ids_and_paging(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    try:
+        with d.client() as c:
+            for method, params in (("run/get", {"runId": "run_nope"}),
+                                   ("run/cancel", {"runId": "run_nope"}),
+                                   ("run/events", {"runId": "run_nope"}),
+                                   ("run/export", {"runId": "run_nope"}),
+                                   ("run/rerun", {"runId": "run_nope"}),
+                                   ("conversation/get", {"conversationId": "conv_nope"}),
+                                   ("conversation/rename", {"conversationId": "conv_nope",
+                                                            "title": "t"}),
+                                   ("conversation/send", {"conversationId": "conv_nope",
+                                                          "prompt": "p"})):
+                with pytest.raises(RpcError) as exc:
+                    c.call(method, params)
+                assert exc.value.code == ErrorCode.NOT_FOUND, (method, exc.value)
+            ids = [start(c, d, f"r{i}") for i in range(5)]
+            for rid in ids:
+                wait_done(c, rid)
+            page1 = c.call("run/list", {"limit": 3})
+            page2 = c.call("run/list", {"limit": 3, "cursor": page1["nextCursor"]})
+            got = [r["runId"] for r in page1["runs"] + page2["runs"]]
+            assert sorted(got) == sorted(ids) and len(set(got)) == 5
+            assert "nextCursor" not in page2
+            with pytest.raises(RpcError) as exc:
+                c.call("run/list", {"cursor": "not-a-cursor"})
+            assert exc.value.code == ErrorCode.INVALID_PARAMS
+            assert exc.value.data == {"field": "cursor"}
+            # A rerun keeps the request and applies overrides through the same merge.
+            again = c.call("run/rerun", {"runId": ids[0], "overrides": {"priority": 3}})
+            run = c.call("run/get", {"runId": again["runId"]})
+            assert run["rerunOf"] == ids[0] and run["request"]["priority"] == 3
+            assert run["request"]["prompt"] == "r0"
+            wait_done(c, again["runId"])
+    finally:
+        d.stop()

@@ -173,7 +173,7 @@ def test_cancel_kills_the_whole_tree(env: Env):
             assert not alive(pid)
             assert not any("codex" in (Path(f"/proc/{p}/cmdline").read_bytes()
                                         .decode(errors="replace"))
-                           for p in _children_of(os.getpid(), env) if alive(p))
+                           for p in _started_by(env) if alive(p))
             evs = events(c, rid)
             assert evs[-1]["type"] == "run.canceled"
             with pytest.raises(RpcError) as exc:
@@ -183,7 +183,7 @@ def test_cancel_kills_the_whole_tree(env: Env):
         gate.set()
 
 
-def _children_of(_pid: int, env: Env) -> list[int]:
+def _started_by(env: Env) -> list[int]:
     """Processes whose environment names this test's codex home (what the run started)."""
     out = []
     for d in Path("/proc").iterdir():

@@ -58,7 +58,8 @@ def _svc(session: ClientSession) -> Any:
 async def create(session: ClientSession, p: CreateParams) -> AutomationInfo:
     svc = _svc(session)
     now = svc.wall_ms()
-    name = (p.name or p.prompt.strip().splitlines()[0] if p.prompt.strip() else p.name or "")
+    lines = p.prompt.strip().splitlines()
+    name = p.name or (lines[0] if lines else "")
     d = Definition(
         id=p.id or new_id(name or "automation"), kind=p.kind, name=(name or "")[:200],
         prompt=p.prompt, status=p.status, rrule=p.rrule, timezone=p.timezone or svc.default_tz,

@@ -142,18 +142,13 @@ async def cancel(session: ClientSession, p: RunRef) -> Run:
 @handles(RUN_RERUN)
 async def rerun(session: ClientSession, p: RerunParams) -> RunStarted:
     old = (await _svc(session).get(p.run_id)).request
-    o = p.overrides or Options()
-    params = RunStartParams(
-        prompt=old.prompt, provider=o.provider or old.provider, cwd=o.cwd or old.cwd,
-        model=o.model if o.model is not None else old.model,
-        priority=o.priority if o.priority is not None else old.priority,
-        timeout_seconds=o.timeout_seconds or old.timeout_seconds,
-        max_retries=o.max_retries if o.max_retries is not None else old.max_retries,
-        retry_backoff_ms=o.retry_backoff_ms or old.retry_backoff_ms,
-        sandbox=o.sandbox if o.sandbox is not None else old.sandbox,
-        auto_approve=o.auto_approve if o.auto_approve is not None else old.auto_approve,
-        output_schema=old.output_schema, env=old.env or None, harness=old.harness)
-    run = await _svc(session).start(params, session=session, rerun_of=p.run_id)
+    fields = Options.__struct_fields__
+    overrides = {f: getattr(p.overrides, f) for f in fields} if p.overrides else {}
+    params = RunStartParams(prompt=old.prompt, output_schema=old.output_schema,
+                            env=old.env or None, harness=old.harness, **overrides)
+    earlier = Options(**{f: getattr(old, f) for f in fields})
+    run = await _svc(session).start(params, session=session, rerun_of=p.run_id,
+                                    layers=(earlier,))
     return RunStarted(run_id=run.run_id, status=run.status)
 
 
@@ -248,7 +243,7 @@ def _no_conv(conv_id: str) -> RpcError:
 
 @handles(CONVERSATION_CREATE)
 async def conv_create(session: ClientSession, p: ConversationCreateParams) -> Conversation:
-    base = await _svc(session)._profile(p.profile)
+    base = await _svc(session).profile_defaults(p.profile)
     provider = p.provider or base.provider
     if provider is None:
         raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: provider is required (codex "

@@ -57,6 +57,28 @@ def session_members(sid: int) -> set[int]:
     return {pid for pid, _ppid, session in _processes() if session == sid}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def kill_tree(
     pid: int, pgid: int | None, sig: int, extra: frozenset[int] | set[int] = frozenset()
 ) -> None:

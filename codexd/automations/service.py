@@ -21,6 +21,7 @@ import msgspec
 import structlog
 import trio
 
+from codexd.appserver.process import pid_alive
 from codexd.automations import definition as defs
 from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition, InvalidDefinition
@@ -112,7 +113,7 @@ class AutomationService:
     async def startup(self) -> None:
         """Before the socket exists: interrupted leftovers, stored definitions, the files."""
         run_id = self.daemon.run_id
-        alive = {pid for pid in await self._store().read(_daemon_pids) if _pid_alive(pid)}
+        alive = {pid for pid in await self._store().read(_daemon_pids) if pid_alive(pid)}
         alive.discard(os.getpid())
         left = await self._store().write(lambda c: repo.interrupt_leftovers(c, run_id, alive))
         for run in left:
@@ -120,6 +121,7 @@ class AutomationService:
                         automation_id=run.automation_id, reason="codexd stopped during the run")
         rows = await self._store().read(repo.list_)
         now = self.wall_ms()
+        changed: list[str] = []
         for row in rows:
             d = row.definition
             try:
@@ -131,6 +133,8 @@ class AutomationService:
             if schedule is not None and d.status == "ACTIVE":
                 # A stored next time in the past is a missed run: the scheduler decides at once.
                 self.scheduler.set(d.id, schedule, row.next_run_at or schedule.next_after(now))
+            if self.scheduler.next_due(d.id) != row.next_run_at:
+                changed.append(d.id)
         for run in left:
             known = self.defs.get(run.automation_id)
             await self._inbox(
@@ -138,7 +142,7 @@ class AutomationService:
                 thread_id=run.thread_id,
                 title=f"{known.definition.name if known else run.automation_id}: interrupted",
                 body=run.error or "", publish=False)
-        await self._persist_next(list(self.defs))
+        await self._persist_next(changed)
         await self.rescan(source="startup", publish=False)
         log.info("automations_loaded", count=len(self.defs), scheduled=len(self.scheduler),
                  interrupted=len(left), dir=str(self.root), timezone=self.default_tz)
@@ -573,13 +577,3 @@ def _daemon_pids(conn: apsw.Connection) -> list[int]:
     return [int(r[0]) for r in conn.execute(
         "SELECT DISTINCT d.pid FROM automation_runs r JOIN daemon_runs d ON d.id = r.daemon_run "
         "WHERE r.status IN ('queued', 'running')")]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -12,6 +13,8 @@ class Waiting:
     priority: int
     queued_at_ms: int
     not_before_ms: int | None = None  # a retry's backoff
+    #: The caller's own record of the run (opaque here).
+    payload: Any = None
 
 
 def effective_priority(w: Waiting, now_ms: int, aging_seconds: float) -> int:

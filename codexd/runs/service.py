@@ -28,7 +28,7 @@ import msgspec
 import structlog
 import trio
 
-from codexd.appserver.process import stop_process
+from codexd.appserver.process import group_alive, stop_process
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.runs import (
     RUN_EVENT,
@@ -66,6 +66,8 @@ class _Active:
     run: Run
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     canceled_by: str | None = None
+    #: Set when the run's task has settled it (process tree gone, status written).
+    done: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass(slots=True)
@@ -92,7 +94,6 @@ class RunService:
         self._queued_events = 0
         self._drained = trio.Event()
         self._writer_alive = False
-        self._queued_runs: dict[str, Run] = {}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
@@ -139,9 +140,8 @@ class RunService:
     def _enqueue(self, run: Run) -> None:
         self.waiting[run.run_id] = q.Waiting(run.run_id, run.request.provider,
                                              run.request.priority, run.created_at,
-                                             run.next_attempt_at)
+                                             run.next_attempt_at, payload=run)
         self._seq[run.run_id] = run.last_seq
-        self._queued_runs[run.run_id] = run
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -153,7 +153,7 @@ class RunService:
 
     # ----------------------------------------------------------------------- requests
 
-    async def _profile(self, name: str | None) -> Options:
+    async def profile_defaults(self, name: str | None) -> Options:
         if name is None:
             return Options()
         prof = await self.daemon.store.read(lambda c: repo.profile_get(c, name))
@@ -207,7 +207,7 @@ class RunService:
         if p.conversation_id is not None:
             conv = await self._conversation_for_send(p.conversation_id, p.provider)
             layers = (*layers, conv.defaults or Options(provider=conv.provider))
-        profile_defaults = await self._profile(p.profile)
+        profile_defaults = await self.profile_defaults(p.profile)
         req = self._merge(p, *layers, profile_defaults, profile=p.profile)
         if conv is not None and req.provider != conv.provider:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
@@ -263,11 +263,9 @@ class RunService:
             active.canceled_by = by
             active.scope.cancel()
             with trio.move_on_after(self.cfg.cancel_grace_seconds + 10):
-                while run_id in self.active:  # noqa: ASYNC110 - answered once the tree is gone
-                    await trio.sleep(0.02)
+                await active.done.wait()
             return await self.get(run_id)
         self.waiting.pop(run_id, None)
-        self._queued_runs.pop(run_id, None)
         return await self._final(run_id, "run.canceled", {"by": by, "while": "queued"},
                                  status="canceled", reason="canceled", finished_at=now_ms(),
                                  next_attempt_at=None) or run
@@ -277,10 +275,7 @@ class RunService:
         """A run's last event and its final status in one transaction, after every earlier
         event: whoever sees the event finds the run ended."""
         await self._drain()
-        seq = self._seq.get(run_id, 0) + 1
-        self._seq[run_id] = seq
-        row = (run_id, seq, kind, redact(_enc.encode(data).decode(), self.secrets.known()),
-               now_ms())
+        row = self._row(run_id, kind, data)
 
         def write(c: Any) -> Run | None:
             repo.add_events(c, [row])
@@ -299,11 +294,16 @@ class RunService:
 
     # --------------------------------------------------------------------------- events
 
-    def _emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+    def _row(self, run_id: str, kind: str, data: dict[str, Any]) -> tuple[str, int, str, str,
+                                                                          int]:
+        """The run's next event as a run_events row: numbered and redacted."""
         seq = self._seq.get(run_id, 0) + 1
         self._seq[run_id] = seq
-        text = redact(_enc.encode(data).decode(), self.secrets.known())
-        self._pending.append((run_id, seq, kind, text, now_ms()))
+        return run_id, seq, kind, redact(_enc.encode(data).decode(), self.secrets.known()), \
+            now_ms()
+
+    def _emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        self._pending.append(self._row(run_id, kind, data))
         self._queued_events += 1
         self._pending_wake.set()
 
@@ -374,7 +374,7 @@ class RunService:
             for w in chosen:
                 del self.waiting[w.run_id]
                 assert self._nursery is not None
-                active = _Active(run=self._queued_runs.pop(w.run_id))
+                active = _Active(run=w.payload)
                 self.active[w.run_id] = active
                 self._nursery.start_soon(self._execute, active)
             wake_at = q.next_wake_ms(list(self.waiting.values()), now, self.cfg.aging_seconds)
@@ -417,6 +417,7 @@ class RunService:
                                       error="codexd stopped during this run")
                 await self._settle(active, result)
                 self.active.pop(run_id, None)
+                active.done.set()
                 self._wake.set()
 
     async def _settle(self, active: _Active, res: _Attempt) -> None:
@@ -576,7 +577,7 @@ class RunService:
         finally:
             with trio.CancelScope(shield=True):
                 code: int | None
-                if proc.returncode is not None and not _group_alive(proc.pid):
+                if proc.returncode is not None and not group_alive(proc.pid):
                     code = proc.returncode  # exited, nothing left in its group: no /proc walk
                 else:
                     code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
@@ -628,16 +629,6 @@ class RunService:
             caps.append(await trio.to_thread.run_sync(_probe, provider, configured))
         self._caps = caps
         return caps
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _add_events(batch: list[tuple[str, int, str, str, int]], conn: Any) -> None:
