@@ -42,7 +42,8 @@ class ExitInfo(Struct, frozen=True, omit_defaults=False):
 
 class Attached(Struct, frozen=True, omit_defaults=False):
     terminal_id: str
-    snapshot: str  # base64
+    #: The scrollback; on the wire standard base64 (msgspec encodes ``bytes`` that way).
+    snapshot: bytes
     seq: int
     cols: int
     rows: int
@@ -95,12 +96,13 @@ class TerminalList(Struct, frozen=True):
 class Output(Struct, frozen=True):
     terminal_id: str
     seq: int
-    data: str  # base64
+    #: The raw output; on the wire standard base64.
+    data: bytes
 
 
 class Resync(Struct, frozen=True):
     terminal_id: str
-    snapshot: str
+    snapshot: bytes  # standard base64 on the wire
     seq: int
 
 

@@ -15,7 +15,6 @@ then SIGKILLs whatever is left. Daemon shutdown closes every terminal the same w
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import pwd
@@ -101,10 +100,6 @@ class Terminal:
             cols=self.cols, rows=self.rows, created_at=self.created_at,
             attached=len(self.attachments), output_bytes=self.scrollback.end, exited=self.exit,
         )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def default_shell(configured: str) -> list[str]:
@@ -206,7 +201,7 @@ class TerminalHost:
         session.terminals.add(term.id)
         term.idle_since = time.monotonic()
         snapshot, seq = term.scrollback.snapshot()
-        return Attached(terminal_id=term.id, snapshot=_b64(snapshot), seq=seq, cols=term.cols,
+        return Attached(terminal_id=term.id, snapshot=snapshot, seq=seq, cols=term.cols,
                         rows=term.rows, read_only=read_only, exited=term.exit)
 
     def _writable(self, session: ClientSession, term: Terminal) -> None:
@@ -285,7 +280,7 @@ class TerminalHost:
             # back over it (under a flood, whole-scrollback resyncs would only feed the flood).
             snapshot = snapshot[-(self.cfg.client_lag_bytes // 2):]
             session.send(encode_notification(TERMINAL_RESYNC.name, Resync(
-                terminal_id=term.id, snapshot=_b64(snapshot), seq=seq)))
+                terminal_id=term.id, snapshot=snapshot, seq=seq)))
             log.info("terminal_resync", terminal_id=term.id, conn=session.id, seq=seq)
 
     # ---------------------------------------------------------------------------- internals
@@ -331,7 +326,7 @@ class TerminalHost:
                         continue
                     if not message:
                         message = encode_notification(TERMINAL_OUTPUT.name, Output(
-                            terminal_id=term.id, seq=seq, data=_b64(data)))
+                            terminal_id=term.id, seq=seq, data=data))
                     att.session.send(message)
                 await trio.lowlevel.checkpoint()
         finally:
