@@ -130,6 +130,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sequential", type=int, default=2000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--extra-config", default="",
+                    help=r'TOML added to the config of codexd, e.g. "[log]\nrpc_calls = false"')
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="cxd-bb-", dir="/tmp"))
     model = FakeModel().start()
@@ -137,7 +139,7 @@ def main() -> int:
     (base / "home").mkdir()
     (base / "config" / "codexd").mkdir(parents=True)
     (base / "config" / "codexd" / "config.toml").write_text(
-        f'[appserver]\ncodex_home = "{home}"\n')
+        f'[appserver]\ncodex_home = "{home}"\n' + args.extra_config.replace("\\n", "\n"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXD_")}
     env.update(XDG_CONFIG_HOME=str(base / "config"), HOME=str(base / "home"))
     sock = base / "codexd.sock"

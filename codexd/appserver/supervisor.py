@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import shutil
 import time
 from collections import deque
@@ -40,6 +41,7 @@ from codexd.rpc import (
     BadMessage,
     ErrorObject,
     ErrorResponse,
+    Event,
     Notification,
     Request,
     RequestId,
@@ -95,15 +97,21 @@ class _Exit(Exception):
         self.failure = failure
 
 
+#: Passes a successful result on to the client that asked: ``deliver(result, in_thread)``.
+#: From the stdout pump thread (``in_thread``) it may decline by returning False (the client
+#: has output queued); the event loop then calls it again with ``in_thread=False``.
+Deliver = Callable[[msgspec.Raw, bool], bool]
+
+
 @dataclass
 class _Pending:
     done: trio.Event = field(default_factory=trio.Event)
     result: msgspec.Raw | None = None
     error: ErrorObject | None = None
     lost: str | None = None  # the process went away before answering
-    #: Called with a successful result straight from the reader (saves a task switch on the
-    #: hot path); ``delivered`` records that it ran.
-    on_result: Callable[[msgspec.Raw], None] | None = None
+    #: Delivers a successful result without waking the caller's task (the hot path);
+    #: ``delivered`` records that it did.
+    deliver: Deliver | None = None
     delivered: bool = False
 
 
@@ -172,6 +180,9 @@ class AppServer:
         self._backlog = b""
         self._generation_nursery: trio.Nursery | None = None
         self._stderr_buf = b""
+        # Batches the stdout pump handed to the event loop, and how many it has dispatched.
+        self._handed = 0
+        self._dispatched = 0
 
     # ---------------------------------------------------------------------------- status
 
@@ -413,31 +424,106 @@ class AppServer:
             self.version = text.split()[-1] if text else None
 
     async def _read_stdout(self, process: trio.Process) -> None:
+        """Run the stdout pump thread for this generation; raise :class:`_Exit` at EOF.
+
+        The pump blocks in ``poll`` on its own thread, so an answer to a forwarded request goes
+        from the app-server's pipe to the client's socket without a turn of the event loop
+        (each turn costs tens of µs of Python, which is most of what codexd adds to a round
+        trip). Everything else it reads is handed to the event loop in order, one call per read.
+        """
         assert process.stdout is not None
-        while data := await process.stdout.receive_some(262144):
-            for ev in self._rpc.receive_data(data):
-                if isinstance(ev, Response | ErrorResponse):
-                    slot = self._pending.pop(ev.id, None) if ev.id is not None else None
-                    if slot is None:
-                        log.warning("appserver_unexpected_response", id=ev.id)
-                        continue
-                    if isinstance(ev, Response):
-                        slot.result = ev.result
-                        if slot.on_result is not None:
-                            slot.on_result(ev.result)
-                            slot.delivered = True
-                    else:
-                        slot.error = ev.error
-                    slot.done.set()
-                elif isinstance(ev, Notification):
-                    self._on_notification(ev.method, ev.params, ev.emitted_at_ms)
-                elif isinstance(ev, Request):
-                    self._on_server_request(
-                        ServerRequestIn(self.generation, ev.id, ev.method, ev.params)
-                    )
-                elif isinstance(ev, BadMessage):
-                    log.warning("appserver_bad_message", code=int(ev.code), error=ev.message)
+        fd = process.stdout.fileno()  # type: ignore[attr-defined]
+        token = trio.lowlevel.current_trio_token()
+        stop_r, stop_w = os.pipe()
+        finished = trio.Event()
+        self._handed = self._dispatched = 0
+
+        def pump() -> None:
+            try:
+                self._pump(fd, stop_r, token)
+            finally:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(finished.set)
+
+        try:
+            # Its own limiter: the pump must not hold one of the default pool's tokens.
+            await trio.to_thread.run_sync(pump, abandon_on_cancel=True,
+                                          limiter=trio.CapacityLimiter(1))
+        finally:
+            with trio.CancelScope(shield=True):
+                os.write(stop_w, b"x")
+                # The pipe's fd must outlive the thread's last poll; and every batch it handed
+                # over is dispatched before the generation's requests are failed.
+                await finished.wait()
+                os.close(stop_w)
+                os.close(stop_r)
         raise _Exit("closed its stdout")
+
+    def _pump(self, fd: int, stop_fd: int, token: trio.lowlevel.TrioToken) -> None:
+        """The stdout pump thread's loop (see :meth:`_read_stdout`)."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(stop_fd, select.POLLIN)
+        while True:
+            ready = poller.poll()
+            if any(rfd == stop_fd for rfd, _ in ready):
+                return
+            try:
+                data = os.read(fd, 262144)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            batch: list[Event] = []
+            for ev in self._rpc.receive_data(data):
+                if not batch and self._dispatched == self._handed and isinstance(ev, Response):
+                    # Nothing read earlier is still waiting for the event loop, so answering
+                    # the client from here keeps the order it would have seen.
+                    slot = self._pending.get(ev.id)
+                    if slot is not None and slot.deliver is not None:
+                        slot.result = ev.result
+                        slot.delivered = slot.deliver(ev.result, True)
+                batch.append(ev)
+            if batch:
+                self._handed += 1
+                try:
+                    token.run_sync_soon(self._dispatch, batch)
+                except trio.RunFinishedError:
+                    return
+
+    def _dispatch(self, batch: list[Event]) -> None:
+        """Handle what the pump read, on the event loop (never raises: it is a loop callback)."""
+        try:
+            for ev in batch:
+                self._dispatch_one(ev)
+        except Exception:
+            log.exception("appserver_dispatch_failed")
+        finally:
+            self._dispatched += 1
+
+    def _dispatch_one(self, ev: Event) -> None:
+        if isinstance(ev, Response | ErrorResponse):
+            slot = self._pending.pop(ev.id, None) if ev.id is not None else None
+            if slot is None:
+                log.warning("appserver_unexpected_response", id=ev.id)
+                return
+            if isinstance(ev, Response):
+                slot.result = ev.result
+                if slot.deliver is not None and not slot.delivered:
+                    slot.delivered = slot.deliver(ev.result, False)
+            else:
+                slot.error = ev.error
+            slot.done.set()
+        elif isinstance(ev, Notification):
+            self._on_notification(ev.method, ev.params, ev.emitted_at_ms)
+        elif isinstance(ev, Request):
+            self._on_server_request(
+                ServerRequestIn(self.generation, ev.id, ev.method, ev.params)
+            )
+        elif isinstance(ev, BadMessage):
+            log.warning("appserver_bad_message", code=int(ev.code), error=ev.message)
 
     async def _read_stderr(self, process: trio.Process) -> None:
         """Keep stderr lines (the partial last line survives a cancelled read)."""
@@ -490,27 +576,30 @@ class AppServer:
                                f"the app-server stopped reading: {exc}") from None
 
     def try_send_now(
-        self, method: str, params: msgspec.Raw | None, owner: Hashable
+        self, method: str, params: msgspec.Raw | None, owner: Hashable, deliver: Deliver,
     ) -> tuple[RequestId, _Pending] | None:
         """Write a request upstream without waiting, if that can be done right now.
 
-        The hot path of forwarding: ready, a free slot, nobody else writing. Returns the
-        pending slot to pass to :meth:`call` as ``presend``; None means use :meth:`call`.
+        The hot path of forwarding: ready, a free slot, nobody else writing. ``deliver`` passes
+        the result on (see :data:`Deliver`). Returns the pending slot to pass to :meth:`call`
+        as ``presend``; None means use :meth:`call`.
         """
         if (not self.is_ready or self._stdin_fd < 0 or self._send_lock.locked()
                 or self._backlog or not self._limiter.try_acquire()):
             return None
         payload: Any = msgspec.UNSET if params is None else params
         rid, data = self._rpc.send_request(method, payload)
+        # Registered before the write: the pump thread may read the answer at once.
+        slot = self._pending[rid] = _Pending(deliver=deliver)
         try:
             written = os.write(self._stdin_fd, data)
         except BlockingIOError:
             written = 0
         except OSError:
+            self._pending.pop(rid, None)
             self._rpc.forget_request(rid)
             self._limiter.release()
             return None
-        slot = self._pending[rid] = _Pending()
         if written < len(data):
             # The pipe is full: the rest is written (before anything else) by a flusher task.
             self._backlog = data[written:]
@@ -537,7 +626,8 @@ class AppServer:
 
     def _fail_pending(self, why: str) -> None:
         for slot in self._pending.values():
-            slot.lost = why
+            if not slot.delivered:  # answered already (from the pump thread): not lost
+                slot.lost = why
             slot.done.set()
         self._pending.clear()
 

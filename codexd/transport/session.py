@@ -13,9 +13,9 @@ peer.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +28,17 @@ import trio
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.protocol import MethodSpec
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
-from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
+from codexd.rpc import (
+    BadMessage,
+    ErrorResponse,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    RpcConnection,
+)
 from codexd.statemachine import BadTransition, apply
-from codexd.transport.outqueue import OutputQueue
+from codexd.transport.outqueue import BUSY, OutputQueue
 
 if TYPE_CHECKING:
     from codexd.daemon import Daemon
@@ -140,7 +148,10 @@ class ClientSession:
         self.peer = peer
         self.id = next(_conn_ids)
         self.rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes)
-        self.out = OutputQueue(cfg.client_queue_bytes)
+        # The socket's fd for the direct-write fast path in send() (-1: always queue).
+        self.out = OutputQueue(cfg.client_queue_bytes, stream.socket.fileno()
+                               if isinstance(stream, trio.SocketStream) else -1)
+        self._token = trio.lowlevel.current_trio_token()
         self.state = SessionState.NEW
         self.client_name = ""
         self.client_version = ""
@@ -166,9 +177,6 @@ class ClientSession:
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
         self._log_calls = daemon.config.log.rpc_calls
-        # The socket's fd for the direct-write fast path in send() (-1: always queue).
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
-        self._writing = False
         # Bound once (not a lazy proxy resolved per line): the per-call log line is on the
         # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
         self._call_log = log.bind(conn=self.id)
@@ -191,7 +199,7 @@ class ClientSession:
                 self.out.close()
         finally:
             self.state = SessionState.CLOSED
-            self._fd = -1
+            self.out.detach_fd()
             self.daemon.terminals.session_closed(self)
             self.out.close()
             with trio.CancelScope(shield=True):
@@ -207,7 +215,7 @@ class ClientSession:
     @property
     def idle(self) -> bool:
         """No request in progress and nothing waiting to be, or being, written."""
-        return self._inflight_count == 0 and self.out.empty() and not self._writing
+        return self._inflight_count == 0 and self.out.idle
 
     def reconfigure(self) -> None:
         cfg = self.daemon.config
@@ -240,18 +248,25 @@ class ClientSession:
         """
         if self.state is SessionState.CLOSED:
             return
-        if self._fd >= 0 and not self._writing and self.out.empty():
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = len(data)  # the peer is gone; the read side will notice
-            if sent == len(data):
-                return
-            data = data[sent:]
-        if not self.out.put(data) and self.out.overflowed:
+        rest = self.out.write_now(data)
+        if rest > 0:
+            self.out.wake()
+        elif rest == BUSY and not self.out.put(data) and self.out.overflowed:
             self._overflow()
+
+    def send_from_thread(self, data: bytes) -> bool:
+        """Like :meth:`send`, from another thread, but only when it can write at once.
+
+        False: something is queued or being written; the caller hands ``data`` to the event
+        loop instead (which keeps the order).
+        """
+        if self.state is SessionState.CLOSED:
+            return True
+        rest = self.out.write_now(data)
+        if rest > 0:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self.out.wake)
+        return rest != BUSY
 
     def _overflow(self) -> None:
         if self.state is SessionState.CLOSED or (self._scope and self._scope.cancel_called):
@@ -289,9 +304,8 @@ class ClientSession:
     async def _write_loop(self) -> None:
         try:
             while data := await self.out.get_batch():
-                self._writing = True
                 await self.stream.send_all(data)
-                self._writing = False
+                self.out.written()
                 if self.terminals and self.out.empty():
                     self.daemon.terminals.on_drained(self)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -374,11 +388,9 @@ class ClientSession:
             # The app-server's method: forwarded in arrival order, answered whenever it answers.
             if self._ordered_pending == 0 and self._inflight.value > 0:
                 # Fast path: written upstream right here, so order holds without the worker.
-                presend = self.daemon.appserver.try_send_now(req.method, req.params, self.id)
+                presend = self.daemon.appserver.try_send_now(
+                    req.method, req.params, self.id, self._deliverer(req.id))
                 if presend is not None:
-                    rid = req.id
-                    presend[1].on_result = lambda result: self.send(
-                        self.rpc.send_response(rid, result))
                     self._inflight.acquire_nowait()
                     self._inflight_count += 1
                     assert self._handlers is not None
@@ -446,6 +458,16 @@ class ClientSession:
                 self._ordered_pending -= 1
                 self._inflight_count -= 1
                 self._inflight.release()
+
+    def _deliverer(self, rid: RequestId) -> Callable[[msgspec.Raw, bool], bool]:
+        """Writes a forwarded request's result to this client (see ``appserver.Deliver``)."""
+        def deliver(result: msgspec.Raw, in_thread: bool) -> bool:
+            data = self.rpc.send_response(rid, result)
+            if in_thread:
+                return self.send_from_thread(data)
+            self.send(data)
+            return True
+        return deliver
 
     async def _forward(self, req: Request, started: float, sent: trio.Event | None,
                        presend: Any = None) -> None:
