@@ -17,6 +17,7 @@ import os
 import random
 import select
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -48,10 +49,14 @@ from codexd.rpc import (
     Response,
     RpcConnection,
 )
+from codexd.transport.outqueue import BUSY, OutputQueue
+from codexd.transport.threads import run_reader_thread
 
 log = structlog.get_logger("codexd.appserver")
 
 OVERLOADED = -32001
+#: Bound on bytes waiting for the app-server's stdin (it reads them at once when healthy).
+_UPSTREAM_QUEUE_BYTES = 64 * 1024 * 1024
 #: The request the health probe sends: cheap, read-only, answered from memory.
 HEALTH_METHOD = "thread/loaded/list"
 _PROJECT_CODEX = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
@@ -169,15 +174,17 @@ class AppServer:
         self._rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes,
                                   send_jsonrpc_member=False)
         self._pending: dict[RequestId, _Pending] = {}
-        self._stdin: trio.abc.SendStream | None = None
-        self._send_lock = trio.StrictFIFOLock()
+        #: Bytes for the app-server's stdin: written at once when nothing is queued, else by
+        #: the generation's writer task. None while no process runs.
+        self._upstream: OutputQueue | None = None
+        #: Held (briefly, never across an await) to send a request from a client's reader
+        #: thread, and by the event loop to end a generation, so neither sees half of the other.
+        self._lock = threading.Lock()
         self._ready = trio.Event()
         self._wake = trio.Event()  # restart requested or config changed
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
         self._stderr_budget = (0.0, 0)
-        self._stdin_fd = -1
-        self._backlog = b""
         self._generation_nursery: trio.Nursery | None = None
         self._stderr_buf = b""
         # Batches the stdout pump handed to the event loop, and how many it has dispatched.
@@ -250,6 +257,7 @@ class AppServer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep an app-server running until cancelled; started as soon as supervision begins."""
+        self._token = trio.lowlevel.current_trio_token()
         task_status.started()
         try:
             while True:
@@ -327,9 +335,9 @@ class AppServer:
         self.pid = process.pid
         self._rpc = RpcConnection(max_message_bytes=self.cfg.max_message_bytes,
                                   send_jsonrpc_member=False)
-        self._stdin = process.stdin
-        self._stdin_fd = process.stdin.fileno() if process.stdin is not None else -1  # type: ignore[attr-defined]
-        self._backlog = b""
+        assert process.stdin is not None
+        upstream = OutputQueue(_UPSTREAM_QUEUE_BYTES,
+                               process.stdin.fileno())  # type: ignore[attr-defined]
         log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
         try:
             with trio.CancelScope() as scope:
@@ -337,6 +345,8 @@ class AppServer:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._generation_nursery = nursery
+                        self._upstream = upstream
+                        nursery.start_soon(self._write_stdin, process.stdin, upstream)
                         nursery.start_soon(self._read_stdout, process)
                         nursery.start_soon(self._read_stderr, process)
                         nursery.start_soon(self._watch_exit, process)
@@ -361,8 +371,10 @@ class AppServer:
             if ready_at is not None:
                 self._healthy_for = time.monotonic() - ready_at
             with trio.CancelScope(shield=True):
-                self._stdin = None
-                self._stdin_fd = -1
+                with self._lock:
+                    self._upstream = None
+                    upstream.close()
+                    upstream.detach_fd()
                 self._generation_nursery = None
                 self._fail_pending(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
@@ -426,37 +438,16 @@ class AppServer:
     async def _read_stdout(self, process: trio.Process) -> None:
         """Run the stdout pump thread for this generation; raise :class:`_Exit` at EOF.
 
-        The pump blocks in ``poll`` on its own thread, so an answer to a forwarded request goes
-        from the app-server's pipe to the client's socket without a turn of the event loop
-        (each turn costs tens of µs of Python, which is most of what codexd adds to a round
-        trip). Everything else it reads is handed to the event loop in order, one call per read.
+        The pump (see :mod:`codexd.transport.threads`) answers forwarded requests straight to
+        the client's socket; everything else it reads is handed to the event loop in order, one
+        call per read. When this returns, every batch it handed over has been dispatched.
         """
         assert process.stdout is not None
         fd = process.stdout.fileno()  # type: ignore[attr-defined]
         token = trio.lowlevel.current_trio_token()
-        stop_r, stop_w = os.pipe()
-        finished = trio.Event()
         self._handed = self._dispatched = 0
-
-        def pump() -> None:
-            try:
-                self._pump(fd, stop_r, token)
-            finally:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(finished.set)
-
-        try:
-            # Its own limiter: the pump must not hold one of the default pool's tokens.
-            await trio.to_thread.run_sync(pump, abandon_on_cancel=True,
-                                          limiter=trio.CapacityLimiter(1))
-        finally:
-            with trio.CancelScope(shield=True):
-                os.write(stop_w, b"x")
-                # The pipe's fd must outlive the thread's last poll; and every batch it handed
-                # over is dispatched before the generation's requests are failed.
-                await finished.wait()
-                os.close(stop_w)
-                os.close(stop_r)
+        await run_reader_thread(lambda stop_fd: self._pump(fd, stop_fd, token),
+                                "codexd appserver stdout")
         raise _Exit("closed its stdout")
 
     def _pump(self, fd: int, stop_fd: int, token: trio.lowlevel.TrioToken) -> None:
@@ -560,52 +551,69 @@ class AppServer:
 
     # ---------------------------------------------------------------------------- requests
 
+    async def _write_stdin(self, stdin: trio.abc.SendStream, upstream: OutputQueue) -> None:
+        """The generation's writer: what could not be written at once, in order."""
+        try:
+            while data := await upstream.get_batch():
+                await stdin.send_all(data)
+                upstream.written()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _Exit(f"stopped reading its stdin ({exc})") from None
+
     async def _send(self, data: bytes) -> None:
-        stdin = self._stdin
-        if stdin is None:
+        """Queue bytes for the app-server's stdin (written at once when nothing is queued)."""
+        self._send_now(data, in_thread=False)
+
+    def _send_now(self, data: bytes, *, in_thread: bool) -> bool:
+        """Write or queue ``data`` upstream; from a thread only write (False: not done)."""
+        upstream = self._upstream
+        if upstream is None:
+            if in_thread:
+                return False
             raise RpcError(ErrorCode.APPSERVER_RESTARTED, "the app-server is not running")
-        async with self._send_lock:
-            try:
-                if self._backlog:  # the rest of a fast-path write goes first
-                    backlog, self._backlog = self._backlog, b""
-                    await stdin.send_all(backlog)
-                if data:
-                    await stdin.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise RpcError(ErrorCode.APPSERVER_RESTARTED,
-                               f"the app-server stopped reading: {exc}") from None
+        rest = upstream.write_now(data)
+        if rest > 0:
+            if in_thread:
+                with contextlib.suppress(trio.RunFinishedError):
+                    self._token.run_sync_soon(upstream.wake)
+            else:
+                upstream.wake()
+        elif rest == BUSY:
+            if in_thread:
+                return False
+            if not upstream.put(data):
+                raise RpcError(ErrorCode.APPSERVER_BUSY,
+                               "the app-server is not reading its input; retry later")
+        return True
 
     def try_send_now(
         self, method: str, params: msgspec.Raw | None, owner: Hashable, deliver: Deliver,
+        *, in_thread: bool = False,
     ) -> tuple[RequestId, _Pending] | None:
         """Write a request upstream without waiting, if that can be done right now.
 
-        The hot path of forwarding: ready, a free slot, nobody else writing. ``deliver`` passes
-        the result on (see :data:`Deliver`). Returns the pending slot to pass to :meth:`call`
-        as ``presend``; None means use :meth:`call`.
+        The hot path of forwarding: ready, a free slot, nothing queued upstream. ``deliver``
+        passes the result on (see :data:`Deliver`). Returns the pending slot to pass to
+        :meth:`call` as ``presend``; None means use :meth:`call`. Thread-safe (a client's
+        reader thread calls it with ``in_thread=True``).
         """
-        if (not self.is_ready or self._stdin_fd < 0 or self._send_lock.locked()
-                or self._backlog or not self._limiter.try_acquire()):
-            return None
-        payload: Any = msgspec.UNSET if params is None else params
-        rid, data = self._rpc.send_request(method, payload)
-        # Registered before the write: the pump thread may read the answer at once.
-        slot = self._pending[rid] = _Pending(deliver=deliver)
-        try:
-            written = os.write(self._stdin_fd, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self._pending.pop(rid, None)
+        with self._lock:
+            if not self.is_ready or self._upstream is None or not self._limiter.try_acquire():
+                return None
+            payload: Any = msgspec.UNSET if params is None else params
+            rid, data = self._rpc.send_request(method, payload)
+            # Registered before the write: the pump thread may read the answer at once.
+            slot = self._pending[rid] = _Pending(deliver=deliver)
+            if self._send_now(data, in_thread=in_thread):
+                return rid, slot
+            del self._pending[rid]
             self._rpc.forget_request(rid)
+        if in_thread:  # the limiter wakes waiters: on the event loop only
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._limiter.release)
+        else:
             self._limiter.release()
-            return None
-        if written < len(data):
-            # The pipe is full: the rest is written (before anything else) by a flusher task.
-            self._backlog = data[written:]
-            assert self._generation_nursery is not None
-            self._generation_nursery.start_soon(self._send, b"")
-        return rid, slot
+        return None
 
     async def _request_now(self, method: str, params: Any) -> msgspec.Raw:
         """Send one request on the current process and wait; no ready wait, no limiter."""
@@ -625,7 +633,7 @@ class AppServer:
         return slot.result
 
     def _fail_pending(self, why: str) -> None:
-        for slot in self._pending.values():
+        for slot in list(self._pending.values()):
             if not slot.delivered:  # answered already (from the pump thread): not lost
                 slot.lost = why
             slot.done.set()
@@ -731,7 +739,7 @@ class AppServer:
     async def respond(self, generation: int, upstream_id: RequestId, result: msgspec.Raw | None,
                       error: ErrorObject | None = None) -> bool:
         """Answer a server request of ``generation``; False if that process is gone."""
-        if generation != self.generation or self._stdin is None:
+        if generation != self.generation or self._upstream is None:
             return False
         if error is not None:
             data = self._rpc.send_error(upstream_id, error.code, error.message,
