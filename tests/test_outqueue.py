@@ -119,3 +119,17 @@ async def test_writes_from_two_threads_never_interleave_or_reorder() -> None:
         assert [m for m in lines if m in mine] == messages[k::2]
     a.close()
     b.close()
+
+
+async def test_send_writes_when_idle_queues_behind_a_batch_and_refuses_past_the_limit() -> None:
+    a, b = _pair()
+    q = OutputQueue(64, a.fileno())
+    assert q.send(b"now\n")
+    assert b.recv(100) == b"now\n"
+    assert q.put(b"first\n")
+    assert q.send(b"second\n")  # queued behind "first", not written ahead of it
+    assert q.queued_bytes == len(b"first\nsecond\n")
+    assert not q.send(b"x" * 100) and q.overflowed
+    assert await q.get_batch() == b"first\nsecond\n"
+    a.close()
+    b.close()

@@ -2,15 +2,11 @@
 
 One client pipelining 2000 requests must not starve another client's single request: waiters
 queue per owner, and a freed slot goes to the next owner in turn.
-
-:meth:`FairLimiter.try_acquire` may be called from any thread (a client's reader thread sends
-requests on the hot path); everything else runs on the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable
 
@@ -30,55 +26,50 @@ class FairLimiter:
         self.total = total
         self.in_use = 0
         self._queues: OrderedDict[Hashable, deque[_Waiter]] = OrderedDict()
-        self._lock = threading.Lock()  # in_use and the queues change under it
 
     @property
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
     def try_acquire(self) -> bool:
-        """Take a slot now if one is free and nobody waits (no checkpoint; any thread)."""
-        with self._lock:
-            if self.in_use < self.total and not self._queues:
-                self.in_use += 1
-                return True
-            return False
+        """Take a slot now if one is free and nobody waits (no checkpoint)."""
+        if self.in_use < self.total and not self._queues:
+            self.in_use += 1
+            return True
+        return False
 
     async def acquire(self, owner: Hashable) -> None:
-        if self.try_acquire():
+        if self.in_use < self.total and not self._queues:
+            self.in_use += 1
             await trio.lowlevel.checkpoint()
             return
         waiter = _Waiter()
-        with self._lock:
-            self._queues.setdefault(owner, deque()).append(waiter)
+        self._queues.setdefault(owner, deque()).append(waiter)
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
                 self.release()
             else:
-                with self._lock:
-                    queue = self._queues.get(owner)
-                    if queue is not None:
-                        queue.remove(waiter)
-                        if not queue:
-                            del self._queues[owner]
+                queue = self._queues.get(owner)
+                if queue is not None:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self._queues[owner]
             raise
 
     def release(self) -> None:
-        """Free a slot, or hand it straight to the next owner's waiter (event loop only)."""
-        with self._lock:
-            if not self._queues:
-                self.in_use -= 1
-                return
+        while self._queues:
             owner, queue = next(iter(self._queues.items()))
             waiter = queue.popleft()
             if queue:
                 self._queues.move_to_end(owner)
             else:
                 del self._queues[owner]
-        waiter.granted = True
-        waiter.event.set()  # the slot passes to the waiter; in_use is unchanged
+            waiter.granted = True
+            waiter.event.set()
+            return  # the slot passes straight to the waiter; in_use is unchanged
+        self.in_use -= 1
 
     @contextlib.asynccontextmanager
     async def slot(self, owner: Hashable) -> AsyncIterator[None]:

@@ -17,7 +17,6 @@ import os
 import random
 import select
 import shutil
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -49,7 +48,7 @@ from codexd.rpc import (
     Response,
     RpcConnection,
 )
-from codexd.transport.outqueue import BUSY, OutputQueue
+from codexd.transport.outqueue import OutputQueue
 from codexd.transport.threads import run_reader_thread
 
 log = structlog.get_logger("codexd.appserver")
@@ -177,15 +176,11 @@ class AppServer:
         #: Bytes for the app-server's stdin: written at once when nothing is queued, else by
         #: the generation's writer task. None while no process runs.
         self._upstream: OutputQueue | None = None
-        #: Held (briefly, never across an await) to send a request from a client's reader
-        #: thread, and by the event loop to end a generation, so neither sees half of the other.
-        self._lock = threading.Lock()
         self._ready = trio.Event()
         self._wake = trio.Event()  # restart requested or config changed
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
         self._stderr_budget = (0.0, 0)
-        self._generation_nursery: trio.Nursery | None = None
         self._stderr_buf = b""
         # Batches the stdout pump handed to the event loop, and how many it has dispatched.
         self._handed = 0
@@ -257,7 +252,6 @@ class AppServer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep an app-server running until cancelled; started as soon as supervision begins."""
-        self._token = trio.lowlevel.current_trio_token()
         task_status.started()
         try:
             while True:
@@ -344,7 +338,6 @@ class AppServer:
                 self._generation_scope = scope
                 try:
                     async with trio.open_nursery() as nursery:
-                        self._generation_nursery = nursery
                         self._upstream = upstream
                         nursery.start_soon(self._write_stdin, process.stdin, upstream)
                         nursery.start_soon(self._read_stdout, process)
@@ -371,11 +364,9 @@ class AppServer:
             if ready_at is not None:
                 self._healthy_for = time.monotonic() - ready_at
             with trio.CancelScope(shield=True):
-                with self._lock:
-                    self._upstream = None
-                    upstream.close()
-                    upstream.detach_fd()
-                self._generation_nursery = None
+                self._upstream = None
+                upstream.close()
+                upstream.detach_fd()
                 self._fail_pending(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
                 # Its last words (why it died) are often still in the pipe.
@@ -561,59 +552,40 @@ class AppServer:
             raise _Exit(f"stopped reading its stdin ({exc})") from None
 
     async def _send(self, data: bytes) -> None:
-        """Queue bytes for the app-server's stdin (written at once when nothing is queued)."""
-        self._send_now(data, in_thread=False)
+        self._write_upstream(data)
 
-    def _send_now(self, data: bytes, *, in_thread: bool) -> bool:
-        """Write or queue ``data`` upstream; from a thread only write (False: not done)."""
+    def _write_upstream(self, data: bytes) -> None:
+        """Write ``data`` to the app-server's stdin now, or queue it behind what is queued."""
         upstream = self._upstream
         if upstream is None:
-            if in_thread:
-                return False
             raise RpcError(ErrorCode.APPSERVER_RESTARTED, "the app-server is not running")
-        rest = upstream.write_now(data)
-        if rest > 0:
-            if in_thread:
-                with contextlib.suppress(trio.RunFinishedError):
-                    self._token.run_sync_soon(upstream.wake)
-            else:
-                upstream.wake()
-        elif rest == BUSY:
-            if in_thread:
-                return False
-            if not upstream.put(data):
-                raise RpcError(ErrorCode.APPSERVER_BUSY,
-                               "the app-server is not reading its input; retry later")
-        return True
+        if not upstream.send(data):
+            raise RpcError(ErrorCode.APPSERVER_BUSY,
+                           "the app-server is not reading its input; retry later")
 
     def try_send_now(
         self, method: str, params: msgspec.Raw | None, owner: Hashable, deliver: Deliver,
-        *, in_thread: bool = False,
     ) -> tuple[RequestId, _Pending] | None:
-        """Write a request upstream without waiting, if that can be done right now.
+        """Send a request upstream without waiting, if that can be done right now.
 
-        The hot path of forwarding: ready, a free slot, nothing queued upstream. ``deliver``
-        passes the result on (see :data:`Deliver`). Returns the pending slot to pass to
-        :meth:`call` as ``presend``; None means use :meth:`call`. Thread-safe (a client's
-        reader thread calls it with ``in_thread=True``).
+        The hot path of forwarding: ready and a free slot. ``deliver`` passes the result on
+        (see :data:`Deliver`). Returns the pending slot to pass to :meth:`call` as
+        ``presend``; None means use :meth:`call`.
         """
-        with self._lock:
-            if not self.is_ready or self._upstream is None or not self._limiter.try_acquire():
-                return None
-            payload: Any = msgspec.UNSET if params is None else params
-            rid, data = self._rpc.send_request(method, payload)
-            # Registered before the write: the pump thread may read the answer at once.
-            slot = self._pending[rid] = _Pending(deliver=deliver)
-            if self._send_now(data, in_thread=in_thread):
-                return rid, slot
+        if not self.is_ready or self._upstream is None or not self._limiter.try_acquire():
+            return None
+        payload: Any = msgspec.UNSET if params is None else params
+        rid, data = self._rpc.send_request(method, payload)
+        # Registered before the write: the pump thread may read the answer at once.
+        slot = self._pending[rid] = _Pending(deliver=deliver)
+        try:
+            self._write_upstream(data)
+        except RpcError:
             del self._pending[rid]
             self._rpc.forget_request(rid)
-        if in_thread:  # the limiter wakes waiters: on the event loop only
-            with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._limiter.release)
-        else:
             self._limiter.release()
-        return None
+            return None
+        return rid, slot
 
     async def _request_now(self, method: str, params: Any) -> msgspec.Raw:
         """Send one request on the current process and wait; no ready wait, no limiter."""

@@ -10,7 +10,6 @@ No I/O happens here and nothing here imports trio: the caller feeds received byt
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +145,7 @@ class RpcConnection:
     def __init__(self, *, max_message_bytes: int, send_jsonrpc_member: bool = True) -> None:
         self._framer = LineFramer(max_message_bytes)
         self._jsonrpc: str | UnsetType = "2.0" if send_jsonrpc_member else UNSET
-        # next() on an itertools.count is atomic: requests may be sent from two threads.
-        self._next_id = itertools.count(1)
+        self._next_id = 0
         self._pending: dict[RequestId, str] = {}
 
     # ------------------------------------------------------------------------------- inbound
@@ -257,7 +255,8 @@ class RpcConnection:
 
     def send_request(self, method: str, params: Any = UNSET) -> tuple[int, bytes]:
         """Encode a request; returns its id and the bytes to write."""
-        rid = next(self._next_id)
+        self._next_id += 1
+        rid = self._next_id
         self._pending[rid] = method
         msg = _OutRequest(jsonrpc=self._jsonrpc, id=rid, method=method, params=params)
         return rid, _encoder.encode(msg) + b"\n"

@@ -78,6 +78,18 @@ class OutputQueue:
             self._bytes += len(rest)
             return len(rest)
 
+    def send(self, data: bytes) -> bool:
+        """Write ``data`` now, or queue it behind what is queued (event loop thread only).
+
+        False when it could not be queued (closed, or past the limit: see ``overflowed``).
+        """
+        rest = self.write_now(data)
+        if rest > 0:
+            self.wake()
+        elif rest == BUSY:
+            return self.put(data)
+        return True
+
     def wake(self) -> None:
         """Wake the writer task (event loop thread only)."""
         self._wakeup.set()

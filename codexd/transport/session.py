@@ -249,10 +249,7 @@ class ClientSession:
         """
         if self.state is SessionState.CLOSED:
             return
-        rest = self.out.write_now(data)
-        if rest > 0:
-            self.out.wake()
-        elif rest == BUSY and not self.out.put(data) and self.out.overflowed:
+        if not self.out.send(data) and self.out.overflowed:
             self._overflow()
 
     def send_from_thread(self, data: bytes) -> bool:

@@ -1,10 +1,12 @@
-"""Dedicated I/O threads on the hot paths, stopped cleanly with their task.
+"""A dedicated I/O thread on the hot path, stopped cleanly with its task.
 
 A turn of trio's event loop costs tens of µs of Python; on a forwarded request's round trip there
 are two (the client's request arriving, the app-server's answer arriving), which is most of what
-codexd adds to it. The two readers on that path (a Unix-socket client's input and the app-server's
-stdout) therefore block in ``poll`` on threads of their own and do the hot path there; everything
-else they read is handed to the event loop in order.
+codexd adds to it. The app-server's stdout is therefore read by a thread of its own, blocking in
+``poll``, which writes answers to forwarded requests straight to the client and hands everything
+else to the event loop in order (``AppServer._pump``). (A reader thread per client was measured
+too and rejected: codexd's own methods then cross from thread to loop and back, which costs more
+than it saves; see docs/performance.md.)
 """
 
 from __future__ import annotations
