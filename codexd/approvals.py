@@ -21,7 +21,13 @@ import trio
 
 from codexd.appserver.supervisor import ServerRequestIn
 from codexd.errors import ErrorCode, RpcError
-from codexd.protocol.approvals import SERVER_REQUEST_RESOLVED, Approval, ServerRequestResolved
+from codexd.protocol.approvals import (
+    SERVER_REQUEST_ANSWER_REJECTED,
+    SERVER_REQUEST_RESOLVED,
+    AnswerRejected,
+    Approval,
+    ServerRequestResolved,
+)
 from codexd.rpc import ErrorObject
 from codexd.store import approvals as repo
 
@@ -48,6 +54,29 @@ def thread_refs(params: msgspec.Raw | None) -> tuple[str | None, str | None]:
     except msgspec.DecodeError:
         return None, None
     return r.threadId, r.turnId
+
+
+class _Decision(msgspec.Struct):
+    decision: Any = msgspec.UNSET
+
+
+def check_answer(method: str, result: msgspec.Raw) -> str | None:
+    """Why ``result`` cannot answer a ``method`` server request, or None if it can.
+
+    Every app-server request is answered with a JSON object; an approval (a method named
+    ``...requestApproval`` or ``...Approval``) needs its ``decision``.
+    """
+    if not bytes(result).lstrip().startswith(b"{"):
+        return 'the answer must be the JSON object the request expects, e.g. {"decision": ' \
+               '"accept"}'
+    if method.endswith(("requestApproval", "Approval")):
+        try:
+            decision = msgspec.json.decode(result, type=_Decision).decision
+        except msgspec.DecodeError:
+            return "the answer is not valid JSON"
+        if decision is msgspec.UNSET or decision is None:
+            return f'an answer to {method} needs a "decision", e.g. {{"decision": "accept"}}'
+    return None
 
 
 @dataclass
@@ -133,6 +162,13 @@ class ApprovalBook:
         Raises:
             RpcError: NOT_FOUND for an unknown id, ALREADY_RESOLVED when it is not pending.
         """
+        live = self._live.get(approval_id)
+        if live is not None and result is not None:
+            wrong = check_answer(live.row.method, result)
+            if wrong is not None:
+                raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {wrong}; server "
+                               f"request {approval_id} is still pending",
+                               {"field": "result", "approvalId": approval_id})
         live = self._live.pop(approval_id, None)
         if live is None:
             row = await self.daemon.store.read(lambda c: repo.get(c, approval_id))
@@ -166,6 +202,16 @@ class ApprovalBook:
         try:
             await self.answer(approval_id, result, error, who)
         except RpcError as exc:
+            if exc.code == ErrorCode.INVALID_PARAMS:
+                # Nothing went upstream and the request stays pending for everyone else; the
+                # sender is told (a response cannot be answered with an error response).
+                log.info("server_request_answer_rejected", approval_id=approval_id, by=who,
+                         error=exc.message)
+                session.notify(self.daemon.events.encode(
+                    SERVER_REQUEST_ANSWER_REJECTED.name,
+                    AnswerRejected(request_id=approval_id, approval_id=approval_id,
+                                   message=exc.message), self.daemon.events.seq))
+                return
             # A response cannot be answered with an error; the client already got (or gets)
             # serverRequest/resolved. Log it for whoever wonders why nothing happened.
             log.info("server_request_late_answer", approval_id=approval_id, by=who,
@@ -231,10 +277,9 @@ class ApprovalBook:
                 continue
             now = trio.current_time()
             for live in [lv for lv in self._live.values() if lv.deadline <= now]:
-                try:
+                # e.g. the database is locked: a fault of this one approval, the loop goes on
+                with self.daemon.faults.boundary("approval", str(live.row.id)):
                     await self._time_out(live)
-                except Exception:  # e.g. the database is locked: logged, the loop goes on
-                    log.exception("server_request_timeout_failed", approval_id=live.row.id)
 
     async def _time_out(self, live: _Live) -> None:
         if self._live.pop(live.row.id, None) is None:

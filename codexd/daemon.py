@@ -10,6 +10,7 @@ socket file → close the store → release the lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -21,7 +22,7 @@ import msgspec
 import structlog
 import trio
 
-from codexd import __version__, logs
+from codexd import __version__, faults, logs
 from codexd import config as config_mod
 from codexd.api import ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
@@ -31,6 +32,7 @@ from codexd.automations.service import AutomationService
 from codexd.config import Config
 from codexd.errors import ConfigError, ErrorCode
 from codexd.events import EventHub
+from codexd.faults import Faults
 from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
@@ -56,13 +58,6 @@ log = structlog.get_logger("codexd.daemon")
 OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/",
                   "automation/", "inbox/", "run/", "queue/", "conversation/", "profile/",
                   "provider/", "secret/")
-
-
-async def _guarded(coro: Any) -> None:
-    try:
-        await coro
-    except Exception:
-        log.exception("background_task_failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +92,14 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.routes = ROUTES
         self.stats = Stats()
+        self.faults = Faults()
         self.sessions: set[ClientSession] = set()
         self.started_monotonic = time.monotonic()
         self.started_at_iso = now_iso()
         self.shutting_down = False
         self.shutdown_reason = ""
+        #: The daemon life before this one ended without a clean stop (kill -9, crash).
+        self.previous_run_unclean = False
         self._stop = trio.Event()
         self._force = trio.Event()
         self._store: Store | None = None
@@ -119,6 +117,7 @@ class Daemon:
             on_server_request=self._on_server_request,
             on_generation_end=self.approvals.expire_generation,
             next_generation=self._next_generation,
+            faults=self.faults,
         )
 
     @property
@@ -155,10 +154,14 @@ class Daemon:
         return (self.config.appserver.enabled and not method.startswith(OWN_NAMESPACES)
                 and method not in ("initialize", "initialized"))
 
-    def spawn(self, coro: Any) -> None:
-        """Run a coroutine as a daemon service task; its failure is logged, never fatal."""
+    def spawn(self, coro: Any, kind: str = "task") -> None:
+        """Run a coroutine as a daemon service task: a unit of its own (see codexd.faults)."""
         assert self._services is not None, "spawn() before the daemon started"
-        self._services.start_soon(_guarded, coro)
+
+        async def unit() -> None:
+            await coro
+
+        self._services.start_soon(functools.partial(self.faults.run, kind, "", unit))
 
     # --------------------------------------------------------------------- app-server hooks
 
@@ -273,10 +276,15 @@ class Daemon:
                 with contextlib.suppress(FileNotFoundError):
                     self.socket_path.unlink()
         finally:
+            # A stop nobody asked for (a fault in a core loop) stays unrecorded, so the next
+            # start reports previous_run_unclean.
+            clean = bool(self.shutdown_reason)
             with trio.CancelScope(shield=True):
-                await self._record_stop()
+                if clean:
+                    await self._record_stop()
                 await trio.to_thread.run_sync(self.store.close)
-            log.info("daemon_stopped", reason=self.shutdown_reason or "cancelled")
+            (log.info if clean else log.error)(
+                "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
 
     async def _serve(
         self, listener: trio.SocketListener, signals: Any, task_status: trio.TaskStatus[Daemon]
@@ -344,6 +352,7 @@ class Daemon:
                         log.error("accept_failed", error=str(exc))
                         await trio.sleep(0.1)
                         continue
+                    faults.inject("daemon.accept")
                     clients.start_soon(self._serve_client, stream)
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
@@ -365,7 +374,9 @@ class Daemon:
         self.sessions.add(session)
         self.stats.clients_total += 1
         try:
-            await session.run()
+            # A bug in one session ends that connection (closed in session.run's finally).
+            with self.faults.boundary("session", f"conn {session.id}"):
+                await session.run()
         finally:
             self.sessions.discard(session)
 
@@ -408,7 +419,9 @@ class Daemon:
 
         self._run_id, prev = await self.store.write(record)
         if prev is not None:
-            log.warning("previous_run_unclean", pid=prev[1], started_at=prev[2])
+            self.previous_run_unclean = True
+            log.warning("previous_run_unclean", pid=prev[1], started_at=prev[2],
+                        hint="the last codexd was killed or crashed; see its log")
 
     async def _record_stop(self) -> None:
         if self._run_id is None:

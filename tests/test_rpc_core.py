@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,73 @@ def test_rpc_core_imports_no_io_libraries():
     code = ("import sys, codexd.rpc; bad = {'trio','apsw','structlog'} & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\u00e9'),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(alphabet='[]{}"\\k', max_size=3), inner, max_size=3),
+    max_leaves=400,
+)
+
+
+@given(_json_values, st.integers(min_value=1, max_value=12))
+def test_depth_check_agrees_with_the_real_depth(value, limit):
+    from codexd.rpc.depth import too_deep
+
+    line = json.dumps(value).encode()
+    assert too_deep(line, limit) == (_depth(value) > limit)
+
+
+def test_depth_check_on_the_hostile_shapes():
+    from codexd.rpc.depth import MAX_DEPTH, too_deep
+
+    assert too_deep(b"[" * 100_000 + b"]" * 100_000)
+    assert too_deep(b"[[[[]" * 40_000 + b"]" * 120_000)
+    assert not too_deep(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    assert too_deep(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+    # Brackets inside strings (escaped quotes and backslashes too) do not count.
+    assert not too_deep(b'["' + b"[" * 1000 + b'\\\\", "\\"' + b"{" * 1000 + b'"]')
+    # Deep but unbalanced: the decoder's RecursionError is caught and reported the same way.
+    conn = RpcConnection(max_message_bytes=1 << 20)
+    bad = conn.decode_message(b'{"id":1,"method":"x","params":' + b"[" * 50_000 + b"}")
+    assert isinstance(bad, BadMessage)
+
+
+def test_every_integer_a_client_sends_is_bounded_to_64_bits():
+    import msgspec.inspect as mi
+
+    import codexd.api  # noqa: F401 - registers every method
+    from codexd.protocol import METHODS
+
+    unbounded: list[str] = []
+    seen: set[type] = set()
+
+    def walk(t: object, path: str) -> None:
+        if isinstance(t, mi.IntType):
+            if t.le is None or t.le > 2**63 - 1 or t.ge is None or t.ge < -(2**63):
+                unbounded.append(path)
+        elif isinstance(t, mi.StructType):
+            if t.cls not in seen:
+                seen.add(t.cls)
+                for f in t.fields:
+                    walk(f.type, f"{t.cls.__name__}.{f.name}")
+        elif isinstance(t, mi.UnionType):
+            for x in t.types:
+                walk(x, path)
+        elif isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            walk(t.item_type, path + "[]")
+        elif isinstance(t, mi.DictType):
+            walk(t.value_type, path + "{}")
+
+    for spec in METHODS.values():
+        walk(mi.type_info(spec.params), spec.name)
+    assert unbounded == [], "use protocol.base.Int64 or Count for these"

@@ -69,7 +69,8 @@ def test_shell_echo_resize_and_exit_status(daemon, short_tmp):
         while True:
             note = c.next_notification(timeout=10)
             if note.method == "terminal/exited":
-                assert note.params == {"terminalId": tid, "exitCode": 7, "signal": None}
+                assert note.params == {"terminalId": tid, "exitCode": 7, "signal": None,
+                                           "reason": None}
                 break
         # The exit status is kept until the terminal is closed.
         (info,) = c.call("terminal/list")["terminals"]

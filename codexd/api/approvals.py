@@ -26,7 +26,7 @@ async def list_(session: ClientSession, p: ApprovalListParams) -> ApprovalList:
 
 @handles(APPROVAL_RESPOND)
 async def respond(session: ClientSession, p: ApprovalRespondParams) -> ApprovalRespondResult:
-    if not bytes(p.result).lstrip().startswith(b"{"):
+    if not bytes(p.result).lstrip().startswith(b"{"):  # known or not, never a non-object
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        'invalid params: result must be the JSON object the request expects, '
                        'e.g. {"decision": "accept"}', {"field": "result"})

@@ -20,6 +20,7 @@ from codexd.protocol.daemon import (
     CheckResult,
     DaemonHealth,
     DaemonStatus,
+    FaultInfo,
     InitializeParams,
     InitializeResult,
     ReplayInfo,
@@ -27,6 +28,7 @@ from codexd.protocol.daemon import (
     ShutdownResult,
 )
 from codexd.statemachine import BadTransition
+from codexd.store import iso_time
 from codexd.transport.session import ClientSession, SessionInput, next_state
 
 
@@ -70,6 +72,7 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
 @handles(DAEMON_STATUS, during_shutdown=True)
 def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
     d = session.daemon
+    last = d.faults.last
     return DaemonStatus(
         version=__version__,
         protocol_version=PROTOCOL_VERSION,
@@ -84,6 +87,10 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         clients_total=d.stats.clients_total,
         methods=d.stats.methods(),
         secret_store=d.runs.secrets.describe(),
+        faults=dict(sorted(d.faults.counts.items())),
+        last_fault=FaultInfo(kind=last.kind, unit=last.unit, message=last.message,
+                             at=iso_time(last.at)) if last else None,
+        previous_run_unclean=d.previous_run_unclean,
     )
 
 

@@ -19,6 +19,14 @@ import trio
 log = structlog.get_logger("codexd.appserver")
 
 
+def close_fd(fd: int) -> None:
+    """Close an fd a trio task may be waiting on: ``notify_closing`` first (trio's rule), so the
+    waiter wakes with ``ClosedResourceError`` and the number can be reused safely."""
+    with contextlib.suppress(OSError):
+        trio.lowlevel.notify_closing(fd)
+        os.close(fd)
+
+
 def _processes() -> Iterator[tuple[int, int, int]]:
     """(pid, ppid, session id) of every live process (Linux /proc; nothing elsewhere)."""
     proc = Path("/proc")

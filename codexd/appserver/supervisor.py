@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from codexd.appserver.process import stop_process
 from codexd.appserver.states import Input, State, transition
 from codexd.config import AppServerSection
 from codexd.errors import CodexdError, ErrorCode, RpcError
+from codexd.faults import Faults
 from codexd.protocol.appserver import AppServerStatus
 from codexd.rpc import (
     BadMessage,
@@ -48,6 +48,7 @@ from codexd.rpc import (
     Response,
     RpcConnection,
 )
+from codexd.store.db import iso_time
 from codexd.transport.outqueue import OutputQueue
 from codexd.transport.threads import run_reader_thread
 
@@ -59,10 +60,6 @@ _UPSTREAM_QUEUE_BYTES = 64 * 1024 * 1024
 #: The request the health probe sends: cheap, read-only, answered from memory.
 HEALTH_METHOD = "thread/loaded/list"
 _PROJECT_CODEX = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def resolve_command(cfg: AppServerSection) -> list[str]:
@@ -147,9 +144,11 @@ class AppServer:
         on_server_request: ServerRequestHook,
         on_generation_end: GenerationEndHook,
         next_generation: Callable[[], Awaitable[int]],
+        faults: Faults | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
+        self._faults = faults or Faults()
         self.state = State.STOPPED
         self.generation = 0
         self.pid: int | None = None
@@ -205,8 +204,8 @@ class AppServer:
             recent_failures=self._breaker.recent,
             last_exit_code=self.last_exit_code,
             last_error=self.last_error,
-            since=_iso(self.since),
-            next_start_at=_iso(self.next_start_at) if self.next_start_at else None,
+            since=iso_time(self.since),
+            next_start_at=iso_time(self.next_start_at) if self.next_start_at else None,
             user_agent=init.get("userAgent"),
             codex_home=init.get("codexHome"),
             platform_os=init.get("platformOs"),
@@ -354,6 +353,11 @@ class AppServer:
                     first = group.exceptions[0]
                     assert isinstance(first, _Exit)
                     reason = first.reason
+                except* Exception as group:
+                    # A bug in this generation's tasks ends this generation only: it is
+                    # restarted like a crash of the process.
+                    reason = "internal error: " + self._faults.record(
+                        "appserver", f"generation {self.generation}", group)
             if scope.cancelled_caught:
                 reason = "restart requested"
         except trio.Cancelled:
@@ -386,10 +390,8 @@ class AppServer:
 
     async def _generation_ended(self, reason: str) -> None:
         """Tell the owner (approvals expire); its failure must not take supervision down."""
-        try:
+        with self._faults.boundary("appserver", f"generation {self.generation} end"):
             await self._on_generation_end(self.generation, reason or "ended")
-        except Exception:
-            log.exception("appserver_generation_end_failed", generation=self.generation)
 
     async def _handshake(self) -> None:
         params = {"clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
@@ -479,9 +481,8 @@ class AppServer:
         """Handle what the pump read, on the event loop (never raises: it is a loop callback)."""
         try:
             for ev in batch:
-                self._dispatch_one(ev)
-        except Exception:
-            log.exception("appserver_dispatch_failed")
+                with self._faults.boundary("appserver.dispatch", getattr(ev, "method", "") or ""):
+                    self._dispatch_one(ev)
         finally:
             self._dispatched += 1
 
@@ -612,17 +613,22 @@ class AppServer:
         self._pending.clear()
 
     async def wait_ready(self, deadline: float) -> None:
-        """Wait until ready or ``deadline`` (trio time); then fail with the state and a hint."""
+        """Wait until ready or ``deadline`` (trio time); then fail with the state and a hint.
+
+        In the ``failed`` state (the breaker is open) it fails at once: nothing will change
+        until someone restarts the app-server.
+        """
         if self.state is State.READY:
             return
         if not self.cfg.enabled:
             raise RpcError(ErrorCode.APPSERVER_NOT_READY,
                            "the app-server is disabled (appserver.enabled = false in config.toml)",
                            {"state": self.state.value})
-        with trio.move_on_at(deadline):
-            while not self.is_ready:
-                await self._ready.wait()
-            return
+        if self.state is not State.FAILED:
+            with trio.move_on_at(deadline):
+                while not self.is_ready:
+                    await self._ready.wait()
+                return
         data: dict[str, Any] = {"state": self.state.value}
         if self.state is State.FAILED:
             hint = "the app-server keeps crashing; fix the cause, then codexctl appserver restart"

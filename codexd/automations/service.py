@@ -457,9 +457,9 @@ class AutomationService:
                 outcome = Outcome(status="interrupted", thread_id=outcome.thread_id,
                                   turn_id=outcome.turn_id,
                                   error="the automation was deleted during the run")
-        except Exception as exc:
-            log.exception("automation_run_crashed", automation_id=d.id, run_id=run.run_id)
-            outcome = Outcome(status="failed", error=f"internal error: {exc}")
+        except Exception as exc:  # the fire is the unit: it fails, the scheduler goes on
+            message = self.daemon.faults.record("automation", f"{d.id} run {run.run_id}", exc)
+            outcome = Outcome(status="failed", error=f"internal error: {message}")
         finally:
             self._active.pop(run.run_id, None)
             with trio.CancelScope(shield=True):

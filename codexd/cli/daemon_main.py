@@ -14,6 +14,8 @@ from codexd.errors import CodexdError, ConfigError
 from codexd.paths import default_config_file, default_socket, default_state_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: sysexits EX_SOFTWARE: an internal error stopped the daemon (logged as daemon_crashed).
+EXIT_CRASHED = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILED
         if isinstance(cause, KeyboardInterrupt):
             return 130
-        raise
+        # A bug in a core loop: one structured event (never a raw traceback on stderr).
+        import traceback
+
+        logs.get_logger("codexd").critical(
+            "daemon_crashed", error=f"{type(cause).__name__}: {cause}",
+            traceback="".join(traceback.format_exception(group)))
+        return EXIT_CRASHED
     return EXIT_OK
 
 

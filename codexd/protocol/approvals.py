@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from codexd.protocol.base import Params, Struct, method, notification
+from codexd.protocol.base import Count, Params, Struct, method, notification
 
 ApprovalStatus = Literal["pending", "resolved", "expired", "timedOut"]
 
@@ -36,7 +36,7 @@ class ApprovalList(Struct, frozen=True):
 
 
 class ApprovalRespondParams(Params, frozen=True):
-    approval_id: int
+    approval_id: Count
     result: msgspec.Raw
 
 
@@ -54,6 +54,12 @@ class ServerRequestResolved(Struct, frozen=True):
     reason: str | None = None
 
 
+class AnswerRejected(Struct, frozen=True):
+    request_id: int
+    approval_id: int
+    message: str
+
+
 APPROVAL_LIST = method(
     "approval/list", ApprovalListParams, ApprovalList,
     "Server requests (newest first), filtered by status and thread.",
@@ -65,4 +71,9 @@ APPROVAL_RESPOND = method(
 SERVER_REQUEST_RESOLVED = notification(
     "serverRequest/resolved", ServerRequestResolved,
     "A server request was answered, expired or timed out (requestId = approvalId).",
+)
+SERVER_REQUEST_ANSWER_REJECTED = notification(
+    "serverRequest/answerRejected", AnswerRejected,
+    "To the client alone: its answer to a server request had the wrong shape and was not "
+    "sent upstream; the request is still pending.",
 )

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-from codexd.protocol.base import Params, Struct, method, notification
+from codexd.protocol.base import Count, Params, Struct, method, notification
 
 AtomKey = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-Revision = Annotated[int, msgspec.Meta(ge=0)]
+Revision = Count
 
 
 class AtomKeyParams(Params, frozen=True):

@@ -11,14 +11,14 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from codexd.automations.definition import Definition, Kind, MissedPolicy, Status
-from codexd.protocol.base import NoParams, Params, Struct, method, notification
+from codexd.protocol.base import Count, Int64, NoParams, Params, Struct, method, notification
 
 AutomationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
 Short = Annotated[str, msgspec.Meta(max_length=200)]
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-ItemIds = Annotated[list[int], msgspec.Meta(min_length=1, max_length=10_000)]
+ItemIds = Annotated[list[Count], msgspec.Meta(min_length=1, max_length=10_000)]
 
 
 class RunRow(Struct, frozen=True):
@@ -126,7 +126,7 @@ class PreviewParams(Params, frozen=True):
     automation_id: AutomationId | None = None
     count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     #: Occurrences after this time (default now).
-    after: int | None = None
+    after: Int64 | None = None
 
 
 class Occurrence(Struct, frozen=True):

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from codexd.errors import ErrorCode, RpcError
+
+#: Integers a client may send: SQLite (and every id and time codexd stores) is 64-bit signed, so
+#: a larger number is -32602 at the boundary, not an overflow deep inside.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=INT64_MAX)]
+#: An id, revision, seq or count: 0 .. 2^63 - 1.
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
 class Struct(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):

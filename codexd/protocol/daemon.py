@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from codexd.protocol.base import NoParams, Params, Struct, method, notification
+from codexd.protocol.base import Count, NoParams, Params, Struct, method, notification
 
 PROTOCOL_VERSION = 1
 
@@ -29,7 +29,7 @@ class InitializeParams(Params, frozen=True):
     capabilities: ClientCapabilities | None = None
     #: Resume after a reconnect: the epoch and last seq the client saw.
     epoch: str | None = None
-    after_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    after_seq: Count | None = None
 
 
 class ReplayInfo(Struct, frozen=True):
@@ -59,7 +59,14 @@ class MethodCount(Struct, frozen=True):
     errors: int
 
 
-class DaemonStatus(Struct, frozen=True):
+class FaultInfo(Struct, frozen=True, omit_defaults=False):
+    kind: str
+    unit: str
+    message: str
+    at: str
+
+
+class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     version: str
     protocol_version: int
     pid: int
@@ -75,6 +82,12 @@ class DaemonStatus(Struct, frozen=True):
     #: Where provider tokens are kept, e.g. "keyring (SecretService)" or "file ... (no keyring
     #: backend; auto fell back to the file)".
     secret_store: str = ""
+    #: Contained faults by unit kind (session, request, terminal, run, ...): each ended that
+    #: unit only. See docs/design.md, "Containment".
+    faults: dict[str, int] = msgspec.field(default_factory=dict)
+    last_fault: FaultInfo | None = None
+    #: The daemon life before this one did not stop cleanly (killed, crashed).
+    previous_run_unclean: bool = False
 
 
 class CheckResult(Struct, frozen=True):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from codexd.protocol.base import Params, Struct, method, notification
+from codexd.protocol.base import Count, Params, Struct, method, notification
 
 ThreadId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -22,7 +22,7 @@ class Subscriptions(Struct, frozen=True):
 
 
 class ReplayParams(Params, frozen=True):
-    after_seq: Annotated[int, msgspec.Meta(ge=0)]
+    after_seq: Count
     epoch: str | None = None
 
 

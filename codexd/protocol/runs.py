@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from codexd.protocol.base import NoParams, Params, Struct, method, notification
+from codexd.protocol.base import Count, NoParams, Params, Struct, method, notification
 
 ProviderName = Literal["codex", "claude"]
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
@@ -129,7 +129,7 @@ class RerunParams(Params, frozen=True):
 
 class RunEventsParams(Params, frozen=True):
     run_id: RunId
-    after_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after_seq: Count = 0
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10_000
 
 

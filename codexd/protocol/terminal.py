@@ -110,6 +110,8 @@ class Exited(Struct, frozen=True, omit_defaults=False):
     terminal_id: str
     exit_code: int | None
     signal: int | None
+    #: Why codexd ended the terminal, when it was not the program's own exit (a fault).
+    reason: str | None = None
 
 
 TERMINAL_CREATE = method("terminal/create", CreateParams, Created,

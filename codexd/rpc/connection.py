@@ -10,6 +10,7 @@ No I/O happens here and nothing here imports trio: the caller feeds received byt
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from codexd.errors import ErrorCode
+from codexd.rpc.depth import MAX_DEPTH, too_deep
 from codexd.rpc.framing import LineFramer, OversizedLine
 
 RequestId = int | str
@@ -126,6 +128,12 @@ class BadMessage:
 Event = Request | Notification | Response | ErrorResponse | BadMessage
 
 _decoder = msgspec.json.Decoder(_Envelope)
+#: A UTF-8 byte order mark: tolerated (and dropped) at the start of a line.
+_BOM = b"\xef\xbb\xbf"
+#: A high surrogate escape not followed by a low one, or a low one on its own.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<![0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _error_decoder = msgspec.json.Decoder(ErrorObject)
 _encoder = msgspec.json.Encoder()
 
@@ -181,7 +189,11 @@ class RpcConnection:
         return events
 
     def decode_message(self, line: bytes) -> Event:
-        """Classify one complete JSON text."""
+        """Classify one complete JSON text (never raises: bad input becomes a BadMessage)."""
+        if line.startswith(_BOM):
+            line = line[len(_BOM):]
+        if too_deep(line):
+            return self._too_deep()
         if not line.isascii():
             # msgspec skips unknown members without checking them; the whole line must be UTF-8.
             try:
@@ -190,6 +202,8 @@ class RpcConnection:
                 return self._bad(ErrorCode.PARSE_ERROR, f"invalid UTF-8: {exc}", None)
         try:
             env = _decoder.decode(line)
+        except RecursionError:  # unbalanced and deep: the depth check leaves it to us
+            return self._too_deep()
         except msgspec.ValidationError as exc:
             stripped = line.lstrip()
             if stripped.startswith(b"["):
@@ -205,7 +219,10 @@ class RpcConnection:
             return self._bad(ErrorCode.INVALID_REQUEST, f"invalid message: {exc}", None)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             what = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
-            return self._bad(ErrorCode.PARSE_ERROR, f"{what}: {exc}", None)
+            detail = str(exc)
+            if _LONE_SURROGATE.search(line):
+                detail = "a \\u escape holds a lone UTF-16 surrogate (not a character)"
+            return self._bad(ErrorCode.PARSE_ERROR, f"{what}: {detail}", None)
 
         if env.jsonrpc is not UNSET and env.jsonrpc != "2.0":
             rid = env.id if isinstance(env.id, int | str) else None
@@ -245,6 +262,11 @@ class RpcConnection:
             )
         assert env.result is not UNSET
         return Response(rid, env.result, method)
+
+    def _too_deep(self) -> BadMessage:
+        return self._bad(ErrorCode.INVALID_REQUEST,
+                         f"message nests deeper than {MAX_DEPTH} levels of arrays/objects; "
+                         "it was discarded", None, data={"maxDepth": MAX_DEPTH})
 
     def _bad(
         self, code: ErrorCode, message: str, rid: RequestId | None, data: Any = UNSET

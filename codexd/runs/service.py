@@ -407,9 +407,9 @@ class RunService:
                                             "was killed")
             if result is None:  # canceled by run/cancel
                 result = _Attempt("canceled", reason="canceled")
-        except Exception as exc:
-            log.exception("run_crashed", run_id=run_id)
-            result = _Attempt("failed", reason="internal", error=f"internal error: {exc}")
+        except Exception as exc:  # the run is the unit: it fails, the queue goes on
+            message = self.daemon.faults.record("run", run_id, exc)
+            result = _Attempt("failed", reason="internal", error=f"internal error: {message}")
         finally:
             with trio.CancelScope(shield=True):
                 if result is None:  # the daemon is stopping

@@ -16,6 +16,7 @@ then SIGKILLs whatever is left. Daemon shutdown closes every terminal the same w
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import secrets
@@ -30,7 +31,8 @@ import ptyprocess
 import structlog
 import trio
 
-from codexd.appserver.process import descendants, kill_tree, session_members
+from codexd import faults
+from codexd.appserver.process import close_fd, descendants, kill_tree, session_members
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.terminal import (
     TERMINAL_EXITED,
@@ -85,6 +87,9 @@ class Terminal:
     eof: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
     closing: bool = False
+    #: Set when a bug in this terminal's tasks ended it ("internal error: ...").
+    fault: str | None = None
+    exited_sent: bool = False
 
     @property
     def pid(self) -> int:
@@ -188,8 +193,12 @@ class TerminalHost:
                         scrollback=Scrollback(self.cfg.scrollback_bytes))
         self.terminals[term.id] = term
         assert self._nursery is not None
-        self._nursery.start_soon(self._pump, term)
-        self._nursery.start_soon(self._wait_exit, term)
+        book = self.daemon.faults
+        on_fault = functools.partial(self._on_fault, term)
+        self._nursery.start_soon(functools.partial(book.run, "terminal", term.id, self._pump,
+                                                   term, on_fault=on_fault))
+        self._nursery.start_soon(functools.partial(book.run, "terminal", term.id,
+                                                   self._wait_exit, term, on_fault=on_fault))
         log.info("terminal_created", terminal_id=term.id, pid=term.pid, argv=argv, cwd=params.cwd)
         return term
 
@@ -220,10 +229,16 @@ class TerminalHost:
         async with term.write_lock:
             view = memoryview(data)
             while view:
+                if term.closing:
+                    raise RpcError(ErrorCode.TERMINAL_EXITED, f"terminal {term.id} is closing")
                 try:
                     n = os.write(term.fd, view)
                 except BlockingIOError:
-                    await trio.lowlevel.wait_writable(term.fd)
+                    try:
+                        await trio.lowlevel.wait_writable(term.fd)
+                    except trio.ClosedResourceError:
+                        raise RpcError(ErrorCode.TERMINAL_EXITED,
+                                       f"terminal {term.id} was closed") from None
                     continue
                 except OSError as exc:
                     raise RpcError(ErrorCode.TERMINAL_EXITED,
@@ -285,16 +300,31 @@ class TerminalHost:
 
     # ---------------------------------------------------------------------------- internals
 
+    def _on_fault(self, term: Terminal, message: str) -> None:
+        """A bug in one terminal's tasks ends that terminal only; its watchers learn why."""
+        if term.fault is None:
+            term.fault = f"internal error: {message}"
+            assert self._nursery is not None
+            self._nursery.start_soon(self._close, term, signal.SIGHUP)
+
     async def _pump(self, term: Terminal) -> None:
-        """Read the PTY until EOF; keep scrollback; stream to attachers that keep up."""
+        """Read the PTY until EOF; keep scrollback; stream to attachers that keep up.
+
+        Cancellation and closing: :meth:`_close` calls ``notify_closing`` on the fd before it
+        closes it, which wakes this task with ``ClosedResourceError`` (its end, like EOF).
+        """
         fd = term.fd
         lag = self.cfg.client_lag_bytes
         try:
             while True:
+                faults.inject("terminal.pump")
                 try:
                     data = os.read(fd, _READ_CHUNK)
                 except BlockingIOError:
-                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        await trio.lowlevel.wait_readable(fd)
+                    except trio.ClosedResourceError:
+                        break
                     continue
                 except OSError:  # EIO: every process holding the PTY is gone
                     break
@@ -362,7 +392,7 @@ class TerminalHost:
                 await trio.lowlevel.wait_readable(pidfd)
                 self._try_reap(term)  # readable = exited, so this returns at once
             finally:
-                os.close(pidfd)
+                close_fd(pidfd)
         assert term.exit is not None
         term.idle_since = time.monotonic()
         # Let the last output arrive before telling attachers it exited.
@@ -371,8 +401,16 @@ class TerminalHost:
         term.exited.set()
         log.info("terminal_exited", terminal_id=term.id, pid=pid, exit_code=term.exit.exit_code,
                  signal=term.exit.signal)
+        self._send_exited(term)
+
+    def _send_exited(self, term: Terminal) -> None:
+        if term.exited_sent:
+            return
+        term.exited_sent = True
+        exit_info = term.exit or ExitInfo(exit_code=None, signal=None)
         message = encode_notification(TERMINAL_EXITED.name, Exited(
-            terminal_id=term.id, exit_code=term.exit.exit_code, signal=term.exit.signal))
+            terminal_id=term.id, exit_code=exit_info.exit_code, signal=exit_info.signal,
+            reason=term.fault))
         for att in list(term.attachments.values()):
             att.session.send(message)
 
@@ -393,10 +431,15 @@ class TerminalHost:
         with trio.move_on_after(5.0):
             await self._reaped(term)
         self.terminals.pop(term.id, None)
+        if term.fault is not None:
+            self._send_exited(term)  # the exit task may be the one that failed
         for att in term.attachments.values():
             att.session.terminals.discard(term.id)
         term.attachments.clear()
+        # Wake the pump and any writer waiting on the fd before it is closed: the number is
+        # reused by the next PTY or pipe, and trio must not think a task still waits on it.
         with contextlib.suppress(OSError):
+            trio.lowlevel.notify_closing(term.fd)
             term.proc.fileobj.close()
         term.proc.closed = True  # ptyprocess must not try to reap what we reaped
         log.info("terminal_closed", terminal_id=term.id, pid=pid, signal=signal.Signals(sig).name)

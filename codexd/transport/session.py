@@ -134,6 +134,9 @@ def map_error(exc: Exception) -> RpcError:
         return RpcError(ErrorCode.STORE_BUSY, f"{exc}; retry shortly")
     if isinstance(exc, StoreError):
         return RpcError(ErrorCode.STORE_ERROR, str(exc))
+    if isinstance(exc, OverflowError):  # a number no field can hold (SQLite: 64-bit signed)
+        return RpcError(ErrorCode.INVALID_PARAMS,
+                        "invalid params: a number is out of range (at most 2^63 - 1)")
     return RpcError(
         ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the daemon log"
     )
@@ -392,6 +395,11 @@ class ClientSession:
                 "must be initialize {clientInfo: {name, version}}",
             ))
             return
+        if req.method == "initialized":
+            self._fail(req, started, RpcError(
+                ErrorCode.INVALID_REQUEST,
+                f"{req.method} is a notification: send it without an id"))
+            return
         if route is None and not self.daemon.forwards(req.method):
             hint = ("" if self.daemon.config.appserver.enabled else
                     " (app-server methods are unavailable: appserver.enabled = false)")
@@ -520,7 +528,8 @@ class ClientSession:
     def _fail(self, req: Request, started: float, exc: Exception) -> None:
         err = map_error(exc)
         if err.code == ErrorCode.INTERNAL_ERROR and not isinstance(exc, RpcError):
-            log.error("rpc_handler_crashed", conn=self.id, method=req.method, exc_info=exc)
+            # The request is the unit: it fails, the session and the daemon go on.
+            self.daemon.faults.record("request", req.method, exc, conn=self.id)
         self.send(self.rpc.send_error(req.id, err.code, err.message, err.data))
         self._record(req.method, started, err)
 

@@ -1,0 +1,48 @@
+"""Helpers shared by tests (never imported from conftest or from another test file)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(pred: Callable[[], T], timeout: float = 10.0, what: str = "condition",
+               interval: float = 0.02) -> T:
+    """Poll ``pred`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T = pred()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+        last = pred()
+    return last
+
+
+def log_events(log_path: Path, event: str | None = None) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines (optionally one event's); a non-JSON line fails the test."""
+    out = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"a log line is not JSON: {line[:300]!r}") from None
+        if event is None or rec.get("event") == event:
+            out.append(rec)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
