@@ -57,6 +57,8 @@ class RpcSection(_Section, frozen=True):
     max_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1024
     #: Notifications held for a client between initialize and initialized.
     pending_notifications: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1000
+    #: A connection that has not sent initialize by then is closed (0 = never).
+    initialize_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
 
 
 class StoreSection(_Section, frozen=True):
@@ -106,6 +108,8 @@ class AppServerSection(_Section, frozen=True):
 class EventsSection(_Section, frozen=True):
     #: Notifications kept for replay after a reconnect.
     ring_size: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10_000
+    #: ...and at most this many bytes of them (the oldest go first).
+    ring_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024, le=4096 * MiB)] = 64 * MiB
 
 
 class ApprovalsSection(_Section, frozen=True):
@@ -197,6 +201,7 @@ NOT_RELOADABLE = (
     "daemon.state_dir",
     "store.busy_timeout_ms",
     "events.ring_size",
+    "events.ring_bytes",
     "automations.enabled",
     "automations.codex_home",
     "automations.timezone",
@@ -236,14 +241,29 @@ def parse(text: str, *, source: str = "config.toml") -> Config:
     """
     try:
         doc = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError as exc:
+    except tomlkit.exceptions.TOMLKitError as exc:  # ParseError, KeyAlreadyPresent, ...
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    _refuse_nul(doc, source)
     try:
         return msgspec.convert(doc, Config)
     except msgspec.ValidationError as exc:
         key, detail = _error_key(str(exc))
         where = f"key `{key}`" if key else "top level"
         raise ConfigError(f"{source}: {where}: {detail}") from None
+
+
+def _refuse_nul(value: object, source: str, key: str = "") -> None:
+    """No string in the config may hold a NUL: paths, commands and env values cannot."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(f"{source}: key `{key}`: contains a NUL byte (\\u0000); paths, "
+                              "commands and names cannot")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_nul(v, source, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_nul(v, source, f"{key}[{i}]")
 
 
 def load(path: Path | None, *, required: bool = False) -> Config:
@@ -293,6 +313,7 @@ def with_overrides(
     merged = msgspec.to_builtins(cfg)
     merged["daemon"].update(daemon)
     merged["log"].update(log)
+    _refuse_nul({"daemon": daemon, "log": log}, "command line/environment")
     try:
         return msgspec.convert(merged, Config)
     except msgspec.ValidationError as exc:

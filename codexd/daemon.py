@@ -10,8 +10,10 @@ socket file → close the store → release the lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import resource
 import signal
 import time
 from dataclasses import dataclass
@@ -60,6 +62,21 @@ OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "term
                   "provider/", "secret/")
 
 
+def raise_fd_limit() -> None:
+    """Raise the soft fd limit to the hard one: every client, terminal and run costs fds, and
+    the usual soft limit of 1024 is reached long before memory is (set LimitNOFILE= too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("fd_limit_unchanged", soft=soft, hard=hard, error=str(exc))
+        return
+    log.info("fd_limit_raised", old=soft, new=target)
+
+
 @dataclass(frozen=True, slots=True)
 class Overrides:
     """Command-line values that win over the config file, kept for SIGHUP reloads."""
@@ -105,7 +122,9 @@ class Daemon:
         self._store: Store | None = None
         self._run_id: int | None = None
         self._services: trio.Nursery | None = None
-        self.events = EventHub(config.events.ring_size)
+        #: Kept open to be given up when accept() hits EMFILE (see _refuse_for_fds).
+        self._spare_fd = -1
+        self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
         self.approvals = ApprovalBook(self)
         self.terminals = TerminalHost(self)
         self.automations = AutomationService(self)
@@ -247,6 +266,8 @@ class Daemon:
             CodexdError: the socket cannot be created.
         """
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            raise_fd_limit()
+            self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             prepare_socket_dir(self.socket_path)
             lock = InstanceLock(lock_file_for(self.socket_path))
             lock.acquire(self.socket_path)
@@ -255,6 +276,9 @@ class Daemon:
             finally:
                 lock.release()
                 self.notifier.close()
+                if self._spare_fd >= 0:
+                    os.close(self._spare_fd)
+                    self._spare_fd = -1
 
     async def _run_locked(self, signals: Any, task_status: trio.TaskStatus[Daemon]) -> None:
         self.notifier.status("opening the database")
@@ -348,12 +372,35 @@ class Daemon:
                     try:
                         stream = await listener.accept()
                     except OSError as exc:
-                        # EMFILE and friends: do not spin, do not die.
+                        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd >= 0:
+                            await self._refuse_for_fds(listener)
+                            continue
+                        # Anything else: do not spin, do not die.
                         log.error("accept_failed", error=str(exc))
                         await trio.sleep(0.1)
                         continue
                     faults.inject("daemon.accept")
                     clients.start_soon(self._serve_client, stream)
+
+    async def _refuse_for_fds(self, listener: trio.SocketListener) -> None:
+        """Out of fds: give the spare one up to accept the waiting client, tell it why, close
+        it, and take the spare back (a client that hangs in the backlog learns nothing)."""
+        os.close(self._spare_fd)
+        self._spare_fd = -1
+        try:
+            with trio.move_on_after(1):
+                stream = await listener.accept()
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                log.error("client_refused", reason="out_of_fds", fd_limit=limit)
+                await self._refuse(stream, ErrorCode.TOO_MANY_CLIENTS,
+                                   f"codexd is out of file descriptors (limit {limit}); close "
+                                   "some clients or terminals, or raise LimitNOFILE")
+        except OSError as exc:
+            log.error("accept_failed", error=str(exc))
+            await trio.sleep(0.1)
+        finally:
+            with contextlib.suppress(OSError):
+                self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
         ok, peer = check_peer(stream)

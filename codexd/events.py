@@ -46,14 +46,41 @@ class _Entry:
     data: bytes
 
 
-class EventHub:
-    """Owned by the daemon; used from the event loop only (no locking)."""
+@dataclass(frozen=True, slots=True)
+class ReplayPage:
+    """What a client missed: ``events`` (encoded), ``gap`` (some are lost: re-read state), and
+    ``more`` with ``next_after_seq`` when the page was cut at its bound (ask again from there)."""
 
-    def __init__(self, ring_size: int) -> None:
+    events: list[bytes]
+    gap: bool
+    more: bool = False
+    next_after_seq: int = 0
+
+
+class EventHub:
+    """Owned by the daemon; used from the event loop only (no locking).
+
+    The ring is bounded twice: at most ``ring_size`` notifications and at most ``ring_bytes`` of
+    their encoded size (the oldest go first), so a burst of large notifications (``atom/changed``
+    carries the whole value) cannot grow memory without bound.
+    """
+
+    def __init__(self, ring_size: int, ring_bytes: int = 64 * 1024 * 1024) -> None:
         self.epoch = secrets.token_hex(8)
         self.seq = 0
-        self._ring: deque[_Entry] = deque(maxlen=ring_size or None)
+        self._ring: deque[_Entry] = deque()
         self._ring_size = ring_size
+        self._ring_bytes = ring_bytes
+        self._bytes = 0
+
+    @property
+    def ring_bytes(self) -> int:
+        """Encoded bytes held for replay now."""
+        return self._bytes
+
+    @property
+    def ring_len(self) -> int:
+        return len(self._ring)
 
     def encode(self, method: str, params: Any | UnsetType, seq: int,
                emitted_at_ms: int | None = None) -> bytes:
@@ -75,24 +102,40 @@ class EventHub:
         self.seq += 1
         data = self.encode(method, params, self.seq, emitted_at_ms)
         exclude_id = exclude.id if exclude is not None else None
-        if self._ring_size:
-            self._ring.append(_Entry(self.seq, thread_id, exclude_id, data))
+        if self._ring_size and len(data) <= self._ring_bytes:
+            ring = self._ring
+            ring.append(_Entry(self.seq, thread_id, exclude_id, data))
+            self._bytes += len(data)
+            while len(ring) > self._ring_size or self._bytes > self._ring_bytes:
+                self._bytes -= len(ring.popleft().data)
         for session in sessions:
             if session.id != exclude_id and session.wants(thread_id):
                 session.notify(data)
         return self.seq
 
     def replay(
-        self, after_seq: int, epoch: str | None, session: Subscriber
-    ) -> tuple[list[bytes], bool]:
-        """What ``session`` missed after ``after_seq``: (encoded notifications, gap)."""
+        self, after_seq: int, epoch: str | None, session: Subscriber, *,
+        max_count: int | None = None, max_bytes: int | None = None,
+    ) -> ReplayPage:
+        """What ``session`` missed after ``after_seq``, at most ``max_count`` notifications and
+        ``max_bytes`` (always at least one, so paging makes progress)."""
         if epoch is not None and epoch != self.epoch:
             # Another daemon life: its seqs mean nothing here; the client must re-read state.
-            return [], True
+            return ReplayPage([], True)
+        if after_seq > self.seq:
+            # Seqs this daemon never issued: the client saw another life (it gave no epoch).
+            return ReplayPage([], True)
         oldest = self._ring[0].seq if self._ring else self.seq + 1
         gap = after_seq < self.seq and after_seq + 1 < oldest
-        events = [
-            e.data for e in self._ring
-            if e.seq > after_seq and e.exclude != session.id and session.wants(e.thread_id)
-        ]
-        return events, gap
+        events: list[bytes] = []
+        size = last = 0
+        for e in self._ring:
+            if e.seq <= after_seq or e.exclude == session.id or not session.wants(e.thread_id):
+                continue
+            if events and ((max_count is not None and len(events) >= max_count)
+                           or (max_bytes is not None and size + len(e.data) > max_bytes)):
+                return ReplayPage(events, gap, True, last)
+            events.append(e.data)
+            size += len(e.data)
+            last = e.seq
+        return ReplayPage(events, gap)

@@ -293,7 +293,7 @@ def test_reconnect_with_after_seq_receives_exactly_the_missed_events(bridge):
     try:
         info = back.call("initialize", {"clientInfo": {"name": "watcher"}, "epoch": epoch,
                                         "afterSeq": last})
-        assert info["replay"] == {"gap": False, "count": 5}
+        assert info["replay"] == {"gap": False, "count": 5, "more": False, "nextAfterSeq": None}
         back.notify("initialized")
         got = [back.next_notification(timeout=10) for _ in range(5)]
         assert [n.params["key"] for n in got] == [f"missed{i}" for i in range(5)]

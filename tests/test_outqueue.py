@@ -133,3 +133,22 @@ async def test_send_writes_when_idle_queues_behind_a_batch_and_refuses_past_the_
     assert await q.get_batch() == b"first\nsecond\n"
     a.close()
     b.close()
+
+
+async def test_overflow_notice_follows_a_whole_message_never_a_cut_one() -> None:
+    """Regression: replacing the queue on overflow dropped the unsent tail of a message the
+    client had started reading, so it read one invalid JSON line before the notice."""
+    a, b = _pair()
+    q = OutputQueue(1 << 24, a.fileno())
+    big = b'{"m":"' + b"x" * 300_000 + b'"}\n'
+    rest = q.write_now(big)
+    assert 0 < rest < len(big)  # the socket took part of it
+    q.put(b'{"m":"later"}\n')
+    q.replace_with(b'{"method":"events/overflow"}\n')
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_writer, q, a)
+        got = await trio.to_thread.run_sync(
+            _drain, b, len(big) + len(b'{"method":"events/overflow"}\n'))
+    assert got.split(b"\n")[:-1] == [big.rstrip(b"\n"), b'{"method":"events/overflow"}']
+    a.close()
+    b.close()

@@ -5,7 +5,12 @@ Every test here runs against a real daemon process.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -148,10 +153,9 @@ def test_injected_fault_ends_one_terminal_only(short_tmp):
     d = make_daemon(short_tmp, env={"CODEXD_INJECT_FAULTS": "terminal.pump"}).start()
     try:
         with d.client() as c:
-            tid = c.call("terminal/create", {"cwd": str(short_tmp), "cols": 80, "rows": 24,
-                                             "command": ["sleep", "30"]})["terminalId"]
-            pid = eventually(lambda: [t["pid"] for t in c.call("terminal/list")["terminals"]]
-                             or None, what="the terminal") [0]
+            created = c.call("terminal/create", {"cwd": str(short_tmp), "cols": 80,
+                                                 "rows": 24, "command": ["sleep", "30"]})
+            tid, pid = created["terminalId"], created["pid"]
             eventually(lambda: not c.call("terminal/list")["terminals"],
                        what="the faulty terminal to be closed")
             eventually(lambda: not pid_alive(pid), what="its process to be killed")
@@ -212,5 +216,219 @@ def test_core_loop_fault_stops_cleanly_and_next_start_reports_unclean(short_tmp)
     try:
         with d.client() as c:
             assert c.call("daemon/status")["previousRunUnclean"] is False
+    finally:
+        d.stop()
+
+
+def scripted_config(extra: str = "") -> str:
+    script = Path(__file__).with_name("scripted_appserver.py")
+    return (f'[appserver]\ncommand = "{sys.executable}"\nargs = ["{script}"]\n'
+            "backoff_initial_seconds = 0.05\n" + extra)
+
+
+def test_nested_json_from_the_app_server_is_dropped_not_fatal(short_tmp):
+    """Regression: a 2 KB line of depth 997 on the app-server's stdout killed the daemon through
+    the pump thread."""
+    d = make_daemon(short_tmp, config=scripted_config()).start()
+    try:
+        with d.client() as c:
+            eventually(lambda: c.call("daemon/appServer/status")["state"] == "ready",
+                       what="the app-server to be ready")
+            assert c.call("test/deep", {"depth": 997}) == {}
+            eventually(lambda: "appserver_bad_message" in d.log(), what="the bad line logged")
+            assert c.call("thread/loaded/list", {}) == {"data": []}
+            st = c.call("daemon/appServer/status")
+            assert st["state"] == "ready" and st["restarts"] == 0
+        bad = log_events(d.log_path, "appserver_bad_message")
+        assert "128 levels" in bad[0]["error"]
+    finally:
+        d.stop()
+
+
+def test_reconnect_with_subscriptions_replays_missed_thread_events(short_tmp, wire):
+    """Regression: initialize {epoch, afterSeq} filtered the replay by the new connection's
+    subscriptions, still empty then, so a missed turn/completed never came and gap was false."""
+    d = make_daemon(short_tmp, config=scripted_config()).start()
+    try:
+        with d.client() as c:
+            eventually(lambda: c.call("daemon/appServer/status")["state"] == "ready",
+                       what="ready")
+            epoch, seq = c.server_info["epoch"], c.call("events/replay", {"afterSeq": 0})[
+                "lastSeq"]
+            c.call("test/emit", {"threadId": "T1", "count": 3})
+            c.call("test/emit", {"threadId": "T2", "count": 2})
+        w = wire(d)
+        res = w.call("initialize", {"clientInfo": {"name": "back"}, "epoch": epoch,
+                                    "afterSeq": seq, "threadIds": ["T1"]}, 0)["result"]
+        assert res["replay"] == {"gap": False, "count": 3, "more": False, "nextAfterSeq": None}
+        w.send_json({"method": "initialized"})
+        got = [w.recv() for _ in range(3)]
+        assert [m["params"]["threadId"] for m in got] == ["T1"] * 3
+        assert [m["seq"] for m in got] == sorted(m["seq"] for m in got)
+        # Live events keep flowing for the restored subscription.
+        w.send_json({"id": 5, "method": "test/emit", "params": {"threadId": "T1", "count": 1}})
+        note = w.recv()
+        assert note["method"] == "turn/completed" and note["seq"] > got[-1]["seq"]
+        # An afterSeq this daemon never issued (no epoch given) is a gap, not "nothing missed".
+        w2 = wire(d)
+        res = w2.call("initialize", {"clientInfo": {"name": "odd"}, "afterSeq": 10**9}, 0)
+        assert res["result"]["replay"]["gap"] is True
+    finally:
+        d.stop()
+
+
+def test_replay_larger_than_the_client_queue_is_paged(short_tmp, wire):
+    """A reconnect whose replay is bigger than the client's queue still catches up, by pages."""
+    d = make_daemon(short_tmp, config=scripted_config(
+        "[rpc]\nclient_queue_bytes = 1048576\n")).start()
+    try:
+        with d.client() as c:
+            eventually(lambda: c.call("daemon/appServer/status")["state"] == "ready",
+                       what="ready")
+            epoch = c.server_info["epoch"]
+            seq = c.call("events/replay", {"afterSeq": 0})["lastSeq"]
+            for _ in range(6):  # 6 x 20 x 20 kB = 2.4 MB missed, over twice the queue
+                c.call("test/emit", {"threadId": "T", "count": 20, "size": 20_000})
+        w = wire(d, timeout=30)
+        res = w.call("initialize", {"clientInfo": {"name": "pager"}, "epoch": epoch,
+                                    "afterSeq": seq, "threadIds": ["T"]}, 0)["result"]
+        assert res["replay"]["more"] is True and res["replay"]["gap"] is False
+        w.send_json({"method": "initialized"})
+        seen = [w.recv()["seq"] for _ in range(res["replay"]["count"])]
+        after = res["replay"]["nextAfterSeq"]
+        assert after == seen[-1]
+        while True:
+            page = w.call("events/replay", {"afterSeq": after, "epoch": epoch}, 7)["result"]
+            seen += [e["seq"] for e in page["events"]]
+            if not page["more"]:
+                break
+            after = page["nextAfterSeq"]
+        assert len(seen) == 120 and seen == sorted(set(seen))
+    finally:
+        d.stop()
+
+
+def _codexd_processes(socket_path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b"codexd" in cmd and str(socket_path).encode() in cmd:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"env": {"A": "x\u0000y"}}, "env"),
+    ({"env": {"A\u0000B": "x"}}, "env"),
+    ({"env": {"A=B": "x"}}, "env"),
+    ({"command": ["sh", "-c", "echo\u0000hi"]}, "command"),
+    ({"cwd": "/tmp\u0000/x"}, "cwd"),
+])
+def test_nul_bytes_in_terminal_create_are_refused_before_fork(daemon, short_tmp, params, field):
+    base = {"cwd": str(short_tmp), "cols": 80, "rows": 24, **params}
+    with daemon.client() as c:
+        from codexd.errors import RpcError
+
+        with pytest.raises(RpcError) as info:
+            c.call("terminal/create", base)
+        assert info.value.code == ErrorCode.INVALID_PARAMS
+        assert info.value.data["field"].startswith(field)
+        assert "NUL" in info.value.message or "'='" in info.value.message
+        assert c.call("terminal/list")["terminals"] == []
+    assert _codexd_processes(daemon.socket) == [daemon.proc.pid], "a forked copy of codexd"
+
+
+@pytest.mark.parametrize("env", [{"A\u0000": "x"}, {"A": "\u0000"}, {"": "x"}])
+def test_nul_bytes_in_a_run_env_are_refused_at_start(daemon, short_tmp, env):
+    from codexd.errors import RpcError
+
+    with daemon.client() as c, pytest.raises(RpcError) as info:
+        c.call("run/start", {"provider": "codex", "prompt": "hi", "cwd": str(short_tmp),
+                             "env": env})
+    assert info.value.code == ErrorCode.INVALID_PARAMS
+    assert info.value.data["field"].startswith("env")
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('[daemon]\nsocket = "/tmp/a"\nsocket = "/tmp/b"\n', 'Key "socket" already exists'),
+    ('[daemon]\nstate_dir = "/tmp/a\\u0000b"\n', "`daemon.state_dir`: contains a NUL"),
+    ('[daemon]\nsocket = "/tmp/a\\u0000b"\n', "`daemon.socket`: contains a NUL"),
+])
+def test_bad_config_files_get_a_clear_error_not_a_traceback(short_tmp, text, needle):
+    cfg = short_tmp / "bad.toml"
+    cfg.write_text(text)
+    for cmd in ("config", "run"):
+        out = subprocess.run([sys.executable, "-m", "codexd", cmd, "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 2, out
+        assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_connection_that_never_initializes_is_closed(short_tmp, wire):
+    d = make_daemon(short_tmp, config="[rpc]\ninitialize_timeout_seconds = 0.5\n").start()
+    try:
+        w = wire(d)
+        err = w.recv()
+        assert err["error"]["code"] == ErrorCode.NOT_INITIALIZED
+        assert "initialize_timeout_seconds" in err["error"]["message"]
+        with pytest.raises(EOFError):
+            w.recv()
+        ok = wire(d)
+        ok.initialize()
+        time.sleep(0.8)
+        _status_ok(ok)  # an initialized connection is never timed out
+    finally:
+        d.stop()
+
+
+def test_health_and_status_say_when_the_app_server_cannot_start(short_tmp):
+    d = make_daemon(short_tmp, config=(
+        '[appserver]\ncommand = "/nonexistent/codex"\nbackoff_initial_seconds = 0.05\n'
+        "backoff_max_seconds = 0.1\nbreaker_failures = 2\nready_wait_seconds = 60\n")).start()
+    try:
+        with d.client() as c:
+            eventually(lambda: c.call("daemon/appServer/status")["state"] == "failed",
+                       what="the breaker to open")
+            # In the failed state a forwarded request is answered at once, not after 60 s.
+            from codexd.errors import RpcError
+
+            with pytest.raises(RpcError) as info:
+                c.call("thread/list", {})
+            assert info.value.code == ErrorCode.APPSERVER_NOT_READY
+        out = d.ctl("health")
+        assert out.returncode == 1, out.stdout
+        assert "UNHEALTHY" in out.stdout and "/nonexistent/codex" in out.stdout
+        assert "appserver restart" in out.stdout
+        health = json.loads(d.ctl("health", "--json").stdout)
+        assert health["ok"] is False and health["checks"]["appserver"]["ok"] is False
+        assert health["checks"]["store"]["ok"] is True
+        status = d.ctl("status")
+        assert status.returncode == 0
+        assert "appserver failed" in status.stdout and "/nonexistent/codex" in status.stdout
+    finally:
+        d.stop()
+
+
+def test_files_are_private_whatever_the_umask(short_tmp):
+    state = short_tmp / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    old = os.umask(0o022)
+    try:
+        d = make_daemon(short_tmp).start()
+    finally:
+        os.umask(old)
+    try:
+        with d.client() as c:
+            c.call("atom/set", {"key": "k", "value": 1})
+            mode = lambda p: oct(p.stat().st_mode & 0o777)  # noqa: E731
+            assert mode(state) == "0o700"
+            for name in ("codexd.db", "codexd.db-wal", "codexd.db-shm"):
+                assert mode(state / name) == "0o600", name
     finally:
         d.stop()

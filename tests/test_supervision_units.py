@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from codexd.appserver.backoff import Backoff, Breaker
 from codexd.appserver.limiter import FairLimiter
 from codexd.appserver.states import BadTransition, Input, State, transition
-from codexd.events import EventHub
+from codexd.events import EventHub, ReplayPage
 
 
 def test_state_table_refuses_edges_not_in_it():
@@ -95,14 +95,14 @@ def test_event_hub_fans_out_by_thread_and_replays_with_gaps():
     hub.publish("x/t1", {"threadId": "t1"}, [a, b], thread_id="t1")
     assert len(a.got) == 2 and len(b.got) == 1
     assert b'"seq":2' in a.got[1] and hub.epoch.encode() in a.got[1]
-    events, gap = hub.replay(0, hub.epoch, b)
-    assert gap is False and len(events) == 1
+    page = hub.replay(0, hub.epoch, b)
+    assert page.gap is False and len(page.events) == 1
     for _ in range(3):
         hub.publish("x/more", {}, [])
-    events, gap = hub.replay(1, hub.epoch, a)  # seq 2 fell out of the 3-entry ring
-    assert gap is True and len(events) == 3
-    assert hub.replay(hub.seq, hub.epoch, a) == ([], False)
-    assert hub.replay(0, "another-epoch", a) == ([], True)
+    page = hub.replay(1, hub.epoch, a)  # seq 2 fell out of the 3-entry ring
+    assert page.gap is True and len(page.events) == 3
+    assert hub.replay(hub.seq, hub.epoch, a) == ReplayPage([], False)
+    assert hub.replay(0, "another-epoch", a) == ReplayPage([], True)
 
 
 @given(chunks=st.lists(st.binary(max_size=50), max_size=40), limit=st.integers(1, 64))

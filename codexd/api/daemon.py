@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import trio
 
 from codexd import __version__
 from codexd.api.registry import handles
+from codexd.appserver.states import State
+from codexd.appserver.supervisor import AppServer
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import NoParams
 from codexd.protocol.daemon import (
@@ -44,12 +47,21 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
     session.client_version = params.client_info.version
     session.server_requests = bool(params.capabilities and params.capabilities.server_requests)
     d = session.daemon
+    # Subscriptions first: the replay below is filtered by them, as live delivery is.
+    session.subscriptions.update(params.thread_ids)
+    session.subscribed_all = session.subscribed_all or params.all_threads
+    session.run_subscriptions.update(params.run_ids)
+    session.runs_all = session.runs_all or params.all_runs
     replay = None
     if params.after_seq is not None or params.epoch is not None:
-        # Missed events are held with anything newer and flushed at `initialized`, in order.
-        events, gap = d.events.replay(params.after_seq or 0, params.epoch, session)
-        session.hold(events)
-        replay = ReplayInfo(gap=gap, count=len(events))
+        # Missed events are held with anything newer and flushed at `initialized`, in order;
+        # one page at most (what the held list and half the queue take), the rest by paging.
+        page = d.events.replay(params.after_seq or 0, params.epoch, session,
+                               max_count=max(1, d.config.rpc.pending_notifications // 2),
+                               max_bytes=session.out.limit // 2)
+        session.hold(page.events)
+        replay = ReplayInfo(gap=page.gap, count=len(page.events), more=page.more,
+                            next_after_seq=page.next_after_seq if page.more else None)
     init = d.appserver.init_result
     return InitializeResult(
         server="codexd",
@@ -94,6 +106,13 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
     )
 
 
+def _probe_write(conn: Any) -> None:
+    # A real write (a WAL frame, fsync'd at the next checkpoint): a full disk or a read-only
+    # file fails here the way every other write would, where a SELECT would still pass.
+    conn.execute("INSERT INTO meta (key, value) VALUES ('health_probe', ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (int(time.time()),))
+
+
 @handles(DAEMON_HEALTH, during_shutdown=True)
 async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     d = session.daemon
@@ -101,10 +120,12 @@ async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     # The writer must be free and the database writable within a deadline.
     with trio.move_on_after(2) as scope:
         try:
-            await d.store.write(lambda conn: conn.execute("SELECT 1").fetchall())
+            await d.store.write(_probe_write)
             checks["store"] = CheckResult(ok=True)
         except Exception as exc:
-            checks["store"] = CheckResult(ok=False, detail=str(exc))
+            checks["store"] = CheckResult(
+                ok=False, detail=f"{exc}; writes fail (free disk space under {d.state_dir}, "
+                                 "check its permissions)")
     if scope.cancelled_caught:
         checks["store"] = CheckResult(ok=False, detail="the database writer did not answer in 2 s")
     # Without its socket file nobody new can connect (someone deleted it, or a tmp cleaner did).
@@ -114,9 +135,28 @@ async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
         checks["socket"] = CheckResult(
             ok=False, detail=f"{d.socket_path} is missing; restart the daemon to recreate it"
         )
+    if d.config.appserver.enabled:
+        checks["appserver"] = _appserver_check(d.appserver)
     if d.shutting_down:
         checks["daemon"] = CheckResult(ok=False, detail="shutting down")
     return DaemonHealth(ok=all(c.ok for c in checks.values()), checks=checks)
+
+
+def _appserver_check(appserver: AppServer) -> CheckResult:
+    state = appserver.state
+    if state is State.READY:
+        return CheckResult(ok=True)
+    parts = [f"the app-server is {state.value}"]
+    if appserver.last_error:
+        parts.append(f"last error: {appserver.last_error}")
+    tail = [line for line in appserver.stderr_tail if line.strip()][-3:]
+    if tail:
+        parts.append("stderr: " + " | ".join(tail))
+    if state is State.FAILED:
+        parts.append("the breaker is open: fix the cause, then `codexctl appserver restart`")
+    elif state is State.BACKOFF:
+        parts.append("restarting with backoff")
+    return CheckResult(ok=False, detail="; ".join(parts))
 
 
 @handles(DAEMON_SHUTDOWN)

@@ -46,9 +46,12 @@ def unsubscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
 @handles(EVENTS_REPLAY)
 def replay(session: ClientSession, p: ReplayParams) -> Replay:
     hub = session.daemon.events
-    events, gap = hub.replay(p.after_seq, p.epoch, session)
-    return Replay(epoch=hub.epoch, gap=gap, last_seq=hub.seq,
-                  events=[msgspec.Raw(e.rstrip(b"\n")) for e in events])
+    # Half the client's queue bound per page: the answer itself must fit in the queue.
+    page = hub.replay(p.after_seq, p.epoch, session, max_count=p.limit,
+                      max_bytes=session.out.limit // 2)
+    return Replay(epoch=hub.epoch, gap=page.gap, last_seq=hub.seq,
+                  events=[msgspec.Raw(e.rstrip(b"\n")) for e in page.events], more=page.more,
+                  next_after_seq=page.next_after_seq if page.more else None)
 
 
 @handles(THREAD_UNSUBSCRIBE)

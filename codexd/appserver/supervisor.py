@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import select
 import shutil
 import time
@@ -60,6 +61,14 @@ _UPSTREAM_QUEUE_BYTES = 64 * 1024 * 1024
 #: The request the health probe sends: cheap, read-only, answered from memory.
 HEALTH_METHOD = "thread/loaded/list"
 _PROJECT_CODEX = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
+
+
+#: Terminal escape sequences (colours, cursor moves) in the child's stderr.
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+#: The level word of a tracing/log line ("2026-… ERROR codex_core: …"), mapped to ours.
+_LEVEL = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
+_LEVELS = {"TRACE": "debug", "DEBUG": "debug", "INFO": "info", "WARN": "warning",
+           "WARNING": "warning", "ERROR": "error", "FATAL": "critical"}
 
 
 def resolve_command(cfg: AppServerSection) -> list[str]:
@@ -523,7 +532,7 @@ class AppServer:
             self._stderr_buf = b""
 
     def _stderr_line(self, raw: bytes) -> None:
-        line = raw.decode(errors="replace").rstrip()[:2000]
+        line = _ANSI.sub("", raw.decode(errors="replace")).rstrip()[:2000]
         if line:
             self.stderr_tail.append(line)
             self._log_stderr(line)
@@ -539,7 +548,9 @@ class AppServer:
         else:
             self._stderr_budget = (start, count + 1)
         if self._stderr_budget[1] <= self.cfg.stderr_log_per_second:
-            log.info("appserver_stderr", line=line)
+            level = _LEVEL.search(line[:80])
+            emit = getattr(log, _LEVELS[level.group(1)] if level else "info")
+            emit("appserver_stderr", line=line)
 
     # ---------------------------------------------------------------------------- requests
 

@@ -62,6 +62,27 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
         for m, v in st["methods"].items()
     )
     print(f"calls     {calls or 'none'}")
+    try:
+        srv = c.call("daemon/appServer/status")
+    except RpcError:
+        srv = None
+    if srv is not None:
+        line = srv["state"] if srv.get("enabled", True) else "disabled (appserver.enabled)"
+        if srv.get("pid"):
+            line += f", pid {srv['pid']}"
+        if srv.get("version"):
+            line += f", codex {srv['version']}"
+        if srv["state"] != "ready" and srv.get("lastError"):
+            line += f"; last error: {srv['lastError']}"
+        print(f"appserver {line}")
+    faults = st.get("faults") or {}
+    if faults:
+        last = st.get("lastFault") or {}
+        print("faults    " + ", ".join(f"{k} {v}" for k, v in faults.items())
+              + (f"; last: {last.get('kind')} {last.get('unit')}: {last.get('message')}"
+                 if last else "") + " (contained; see the daemon log, event unit_fault)")
+    if st.get("previousRunUnclean"):
+        print("note      the previous codexd did not stop cleanly (killed or crashed)")
     return None
 
 

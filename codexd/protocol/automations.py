@@ -11,12 +11,22 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from codexd.automations.definition import Definition, Kind, MissedPolicy, Status
-from codexd.protocol.base import Count, Int64, NoParams, Params, Struct, method, notification
+from codexd.protocol.base import (
+    Count,
+    Int64,
+    NoParams,
+    OsPath,
+    OsShort,
+    Params,
+    Struct,
+    method,
+    notification,
+)
 
 AutomationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
-Short = Annotated[str, msgspec.Meta(max_length=200)]
-Path = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+Short = OsShort
+Path = OsPath
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 ItemIds = Annotated[list[Count], msgspec.Meta(min_length=1, max_length=10_000)]
 

@@ -23,6 +23,21 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=INT64_MAX)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
+#: The regex of a string that may reach exec, a path or the environment: the OS cannot carry a
+#: NUL byte there, so one is -32602 at the boundary (never a ValueError after fork).
+NO_NUL = r"^[^\x00]*$"
+#: An environment variable's name: not empty, no NUL, no "=".
+EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00=]+$")]
+
+
+#: A path (a cwd, a root): absolute or not is the method's rule.
+OsPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=NO_NUL)]
+#: An argv item or an environment value.
+OsArg = Annotated[str, msgspec.Meta(max_length=65_536, pattern=NO_NUL)]
+#: A short string that reaches argv (a model name, a tool name).
+OsShort = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+
+
 class Struct(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """A wire type codexd sends (results and notification params)."""
 
@@ -72,6 +87,9 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _EMPTY = (b"", b"null", b"{}", b"[]")
 _AT = re.compile(r" - at `\$((?:\.[^`]*|\[[^`]*)*)`$")
 _NAMED = re.compile(r"field `([^`]+)`")
+_KEY_AT = re.compile(r" - at `key` in `\$((?:\.[^`]*|\[[^`]*)*)`$")
+_NUL_RULE = re.compile(r"matching regex '\^\[\^\\+x00\]\*\$'")
+_ENV_RULE = re.compile(r"matching regex '\^\[\^\\+x00=\]\+\$'")
 
 
 def method(name: str, params: type[P], result: Any, summary: str) -> MethodSpec[P, Any]:
@@ -116,6 +134,13 @@ def invalid_params(detail: str) -> RpcError:
     if m:
         field = m.group(1).lstrip(".")
         detail = detail[: m.start()] + (f" - at params.{field}" if field else " - at params")
+    detail = _NUL_RULE.sub("without NUL bytes (\\\\u0000)", detail)
+    detail = _ENV_RULE.sub("without NUL bytes or '=' (an environment variable name)", detail)
+    key = _KEY_AT.search(detail)
+    if key:  # "- at `key` in `$.env`": the field is the mapping itself
+        detail = detail[: key.start()] + f" - in a key of params.{key.group(1).lstrip('.')}"
+        return RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {detail}",
+                        {"field": key.group(1).lstrip(".")})
     if detail.startswith("Expected `object`"):
         detail += " (params must be a JSON object)"
     named = _NAMED.search(detail)

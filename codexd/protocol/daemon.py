@@ -27,14 +27,25 @@ class ClientCapabilities(msgspec.Struct, frozen=True, kw_only=True, rename="came
 class InitializeParams(Params, frozen=True):
     client_info: ClientInfo
     capabilities: ClientCapabilities | None = None
-    #: Resume after a reconnect: the epoch and last seq the client saw.
+    #: Resume after a reconnect: the epoch and last seq the client saw...
     epoch: str | None = None
     after_seq: Count | None = None
+    #: ...and the subscriptions it had, restored before the replay is filtered by them.
+    thread_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]],
+                          msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
+    all_threads: bool = False
+    run_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                       msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
+    all_runs: bool = False
 
 
-class ReplayInfo(Struct, frozen=True):
+class ReplayInfo(Struct, frozen=True, omit_defaults=False):
     gap: bool
     count: int
+    #: More was missed than one page holds: continue with events/replay from nextAfterSeq
+    #: (live notifications after it may arrive first; drop any seq already seen).
+    more: bool = False
+    next_after_seq: int | None = None
 
 
 class InitializeResult(Struct, frozen=True):

@@ -24,13 +24,18 @@ class Subscriptions(Struct, frozen=True):
 class ReplayParams(Params, frozen=True):
     after_seq: Count
     epoch: str | None = None
+    #: Notifications per page at most (a page is also bounded by half the client's queue).
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10_000
 
 
-class Replay(Struct, frozen=True):
+class Replay(Struct, frozen=True, omit_defaults=False):
     epoch: str
     gap: bool
     last_seq: int
     events: list[msgspec.Raw]
+    #: The page was cut at its bound: call again with afterSeq = nextAfterSeq.
+    more: bool = False
+    next_after_seq: int | None = None
 
 
 class Overflow(Struct, frozen=True):

@@ -7,7 +7,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from codexd.protocol.base import Count, NoParams, Params, Struct, method, notification
+from codexd.protocol.base import (
+    NO_NUL,
+    Count,
+    EnvName,
+    NoParams,
+    OsArg,
+    OsPath,
+    OsShort,
+    Params,
+    Struct,
+    method,
+    notification,
+)
 
 ProviderName = Literal["codex", "claude"]
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
@@ -19,7 +31,7 @@ Timeout = Annotated[int, msgspec.Meta(ge=5, le=10_800)]
 Retries = Annotated[int, msgspec.Meta(ge=0, le=10)]
 Backoff = Annotated[int, msgspec.Meta(ge=100, le=600_000)]
 Prompt = Annotated[str, msgspec.Meta(min_length=1, max_length=1_000_000)]
-Text = Annotated[str, msgspec.Meta(max_length=200)]
+Text = OsShort
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
@@ -32,14 +44,15 @@ class Harness(Params, frozen=True):
     max_tool_result_lines: Annotated[int, msgspec.Meta(ge=1, le=20_000)] | None = None
     allowed_tools: list[Text] | None = None
     disallowed_tools: list[Text] | None = None
-    append_system_prompt: Annotated[str, msgspec.Meta(max_length=100_000)] | None = None
+    append_system_prompt: Annotated[str, msgspec.Meta(max_length=100_000,
+                                                      pattern=NO_NUL)] | None = None
 
 
 class Options(Params, frozen=True):
     """Everything about a run that a profile can default (null = inherit)."""
 
     provider: ProviderName | None = None
-    cwd: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    cwd: OsPath | None = None
     model: Text | None = None
     priority: Priority | None = None
     timeout_seconds: Timeout | None = None
@@ -53,7 +66,7 @@ class RunStartParams(Options, frozen=True, kw_only=True):
     prompt: Prompt
     profile: Name | None = None
     output_schema: dict[str, Any] | None = None
-    env: dict[Text, Annotated[str, msgspec.Meta(max_length=65_536)]] | None = None
+    env: dict[EnvName, OsArg] | None = None
     harness: Harness | None = None
     conversation_id: RunId | None = None
 

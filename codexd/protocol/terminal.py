@@ -6,18 +6,28 @@ from typing import Annotated
 
 import msgspec
 
-from codexd.protocol.base import NoParams, Params, Struct, method, notification
+from codexd.protocol.base import (
+    EnvName,
+    NoParams,
+    OsArg,
+    OsPath,
+    Params,
+    Struct,
+    method,
+    notification,
+)
 
 TerminalId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Size = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
 class CreateParams(Params, frozen=True):
-    cwd: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    cwd: OsPath
     cols: Size
     rows: Size
-    command: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)] | None = None
-    env: dict[str, str] | None = None
+    command: Annotated[list[OsArg],
+                       msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    env: dict[EnvName, OsArg] | None = None
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 

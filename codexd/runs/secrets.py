@@ -59,7 +59,8 @@ class SecretStore:
         return data if isinstance(data, dict) else {}
 
     def _write_file(self, data: dict[str, str]) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.file.parent, 0o700)
         tmp = self.file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

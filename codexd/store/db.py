@@ -92,7 +92,10 @@ class Store:
             StoreError: the file cannot be opened or is not a database.
         """
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fresh = not path.exists()
+        os.chmod(path.parent, 0o700)  # a folder that existed with looser modes is tightened
+        # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+        # database's own mode, whatever the umask.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         with map_exceptions():
             writer = _connect(path, busy_timeout_ms)
             try:
@@ -101,8 +104,9 @@ class Store:
             except BaseException:
                 writer.close()
                 raise
-        if fresh:
-            os.chmod(path, 0o600)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", 0o600)
         store = cls(path, writer, reader)
         store.migrated_from = before
         return store

@@ -158,6 +158,23 @@ MIGRATIONS: list[str] = [
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5 -> 6: the processes codexd started and has not reaped yet (to find the ones a killed
+    # daemon left behind), and paused run-queue lanes.
+    """
+    CREATE TABLE child_processes (
+        pid         INTEGER PRIMARY KEY,
+        start_ticks INTEGER,
+        kind        TEXT NOT NULL,
+        unit_id     TEXT NOT NULL,
+        daemon_run  INTEGER,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE queue_lanes (
+        provider  TEXT PRIMARY KEY,
+        paused_at INTEGER NOT NULL,
+        reason    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -130,9 +130,17 @@ def _spawn(params: CreateParams, argv: list[str], env: dict[str, str]) -> ptypro
     elif not os.access(exe, os.X_OK):
         raise RpcError(ErrorCode.SPAWN_FAILED, f"{exe!r} is not an executable file",
                        {"command": argv})
+    parent = os.getpid()
     try:
-        return ptyprocess.PtyProcess.spawn(argv, cwd=params.cwd, env=env,
-                                           dimensions=(params.rows, params.cols))
+        try:
+            return ptyprocess.PtyProcess.spawn(argv, cwd=params.cwd, env=env,
+                                               dimensions=(params.rows, params.cols))
+        except BaseException:
+            if os.getpid() != parent:
+                # In the forked child, before exec: it must never return into a copy of the
+                # daemon (the boundary validates, this is the last line of defence).
+                os._exit(127)
+            raise
     except OSError as exc:
         raise RpcError(ErrorCode.SPAWN_FAILED, f"cannot start {exe!r}: {exc}",
                        {"command": argv}) from None

@@ -34,6 +34,7 @@ class OutputQueue:
         self._bytes = 0
         self._closed = False
         self._writing = False  # the writer task holds a batch it has not finished writing
+        self._head_partial = False  # the first queued item continues a started message
         self._wakeup = trio.Event()
         self._lock = threading.Lock()
         self.overflowed = False
@@ -76,6 +77,9 @@ class OutputQueue:
             rest = data[sent:]
             self._items.append(rest)
             self._bytes += len(rest)
+            # The head is the tail of a message the peer has started reading: it must be
+            # finished before anything else (replace_with keeps it).
+            self._head_partial = True
             return len(rest)
 
     def send(self, data: bytes) -> bool:
@@ -100,11 +104,18 @@ class OutputQueue:
             self.fd = -1
 
     def replace_with(self, data: bytes) -> None:
-        """Drop everything queued, queue ``data`` as the last message, and close."""
+        """Drop everything queued, queue ``data`` as the last message, and close.
+
+        The unwritten tail of a message the peer has already started receiving is kept in
+        front of ``data``: the peer reads whole messages only, never a cut one.
+        """
         with self._lock:
+            head = self._items[0] if self._head_partial and self._items else None
             self._items.clear()
+            if head is not None:
+                self._items.append(head)
             self._items.append(data)
-            self._bytes = len(data)
+            self._bytes = sum(len(item) for item in self._items)
         self.close()
 
     def close(self) -> None:
@@ -132,6 +143,7 @@ class OutputQueue:
             await self._wakeup.wait()
         with self._lock:
             items = self._items
+            self._head_partial = False  # taken whole into this batch
             if len(items) == 1:
                 data = items.popleft()
             else:

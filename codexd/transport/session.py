@@ -194,12 +194,17 @@ class ClientSession:
             async with trio.open_nursery() as outer:
                 self._scope = outer.cancel_scope
                 outer.start_soon(self._write_loop)
+                deadline = trio.CancelScope()
+                if self.daemon.config.rpc.initialize_timeout_seconds:
+                    outer.start_soon(self._initialize_deadline,
+                                     self.daemon.config.rpc.initialize_timeout_seconds, deadline)
                 async with trio.open_nursery() as handlers:
                     self._handlers = handlers
                     handlers.start_soon(self._ordered_worker)
                     async with self._ordered_send:
                         await self._read_loop()
                 # Every handler has answered; let the writer flush, then stop.
+                deadline.cancel()
                 self.out.close()
         finally:
             self.state = SessionState.CLOSED
@@ -209,6 +214,25 @@ class ClientSession:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
             log.debug("client_disconnected", conn=self.id, client=self.client_name)
+
+    async def _initialize_deadline(self, seconds: float, scope: trio.CancelScope) -> None:
+        """A connection that never initializes must not hold a client slot and an fd forever.
+
+        ``scope`` is cancelled when the client's input ends, so a gone client is not kept.
+        """
+        with scope:
+            await trio.sleep(seconds)
+        if self.state is SessionState.NEW and not scope.cancelled_caught:
+            self.send(self.rpc.send_error(None, ErrorCode.NOT_INITIALIZED,
+                                          f"no initialize within {seconds:g} s "
+                                          "(rpc.initialize_timeout_seconds); closing"))
+            self.out.close()
+            log.info("client_dropped", conn=self.id, reason="initialize_timeout")
+            # The writer flushes the error, then the read loop is cut off.
+            with trio.move_on_after(1):
+                while not self.out.idle:  # noqa: ASYNC110 - at most one second, once
+                    await trio.sleep(0.01)
+            self.disconnect("initialize_timeout")
 
     def disconnect(self, reason: str) -> None:
         """Drop the client at once (overflow, shutdown); queued output is discarded."""
