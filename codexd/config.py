@@ -180,6 +180,8 @@ class RunsSection(_Section, frozen=True):
     codex_home: str = ""
     #: Where secret/set keeps tokens: keyring, file (0600 in the state dir), or auto.
     secret_store: Literal["keyring", "file", "auto"] = "auto"
+    #: After an unclean stop, lanes with queued runs stay paused until resumed (pueue's rule).
+    pause_after_unclean: bool = True
 
 
 class Config(_Section, frozen=True):

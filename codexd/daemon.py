@@ -31,6 +31,7 @@ from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer, ServerRequestIn
 from codexd.automations.service import AutomationService
+from codexd.children import ChildRegistry
 from codexd.config import Config
 from codexd.errors import ConfigError, ErrorCode
 from codexd.events import EventHub
@@ -122,6 +123,8 @@ class Daemon:
         self._store: Store | None = None
         self._run_id: int | None = None
         self._services: trio.Nursery | None = None
+        #: The processes spawned and not yet reaped (set once the store is open).
+        self.children: ChildRegistry
         #: Kept open to be given up when accept() hits EMFILE (see _refuse_for_fds).
         self._spare_fd = -1
         self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
@@ -137,6 +140,8 @@ class Daemon:
             on_generation_end=self.approvals.expire_generation,
             next_generation=self._next_generation,
             faults=self.faults,
+            on_spawned=lambda pid: self.children.add("appserver", "", pid),
+            on_reaped=lambda pid: self.children.remove(pid),
         )
 
     @property
@@ -287,11 +292,14 @@ class Daemon:
         )
         try:
             await self._record_start()
+            self.children = ChildRegistry(self.store, self._run_id)
+            # Before anything new is spawned: a killed daemon's children are still running.
+            survivors = await self.children.kill_survivors()
             # Every start-up write happens before the socket exists: a client that can connect
             # finds a daemon whose start-up cannot fail any more.
             await self.approvals.expire_leftovers()
             await self.automations.startup()
-            await self.runs.startup()
+            await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
             remove_stale_socket(self.socket_path)
             listener = await bind_listener(self.socket_path)
             try:

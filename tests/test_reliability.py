@@ -432,3 +432,33 @@ def test_files_are_private_whatever_the_umask(short_tmp):
                 assert mode(state / name) == "0o600", name
     finally:
         d.stop()
+
+
+def test_two_daemons_on_one_codex_home_fire_automations_once(short_tmp):
+    """Exactly-once holds per CODEX_HOME: the second daemon (another state dir and socket) goes
+    passive, says so, and takes over when the first stops."""
+    home = short_tmp / "codex-home"
+    cfg = f'[automations]\ncodex_home = "{home}"\n'
+    (short_tmp / "a").mkdir()
+    (short_tmp / "b").mkdir()
+    a = make_daemon(short_tmp / "a", config=cfg).start()
+    b = make_daemon(short_tmp / "b", config=cfg).start()
+    try:
+        with a.client() as ca, b.client() as cb:
+            assert ca.call("daemon/status")["automations"] == "active"
+            mode = cb.call("daemon/status")["automations"]
+            assert mode == f"passive (automations fired by codexd pid {a.proc.pid})"
+            aid = ca.call("automation/create", {
+                "kind": "cron", "prompt": "p", "rrule": "FREQ=DAILY", "name": "shared",
+                "cwds": [str(short_tmp)]})["automation"]["id"]
+            cb.call("automation/rescan")
+            assert cb.call("automation/get", {"automationId": aid})  # both can read it
+        assert log_events(b.log_path, "automations_passive")
+        assert "automations passive" in b.ctl("status").stdout
+        a.stop()
+        with b.client() as cb:
+            eventually(lambda: cb.call("daemon/status")["automations"] == "active",
+                       what="the passive daemon to take over")
+    finally:
+        a.stop()
+        b.stop()

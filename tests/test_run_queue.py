@@ -369,3 +369,65 @@ def test_unknown_ids_and_paging(short_tmp: Path):
             wait_done(c, again["runId"])
     finally:
         d.stop()
+
+
+def test_kill_9_leaves_no_cli_running_and_the_lane_waits_for_a_person(short_tmp: Path):
+    """Regression: after kill -9 of codexd, a run's CLI kept working and the next queued run
+    started beside it (max_per_provider = 1 broken). Now the next start kills what the dead
+    daemon left (checked by pid and start time), marks the run interrupted, and keeps the lane
+    paused until resumed."""
+    from tests.helpers import eventually, log_events, pid_alive
+
+    d = fake_daemon(short_tmp, "max_concurrent = 1\n").start()
+    gate = short_tmp / "gate"
+    env = {"FAKE_WAIT": str(gate)}
+    with d.client() as c:
+        first = start(c, d, "blocker", env=env)
+        wait_running(c, first)
+        cli_pid = eventually(lambda: next((e["data"]["pid"] for e in events(c, first)
+                                           if e["type"] == "run.started"), None),
+                             what="run.started")
+        nxt = start(c, d, "next", env=env)
+        term_pid = c.call("terminal/create", {"cwd": str(short_tmp), "cols": 80, "rows": 24,
+                                              # ignores the hang-up the closed PTY sends
+                                              "command": ["sh", "-c",
+                                                          "trap '' HUP; exec sleep 300"]})["pid"]
+    assert d.proc is not None
+    d.proc.kill()
+    d.proc.wait(10)
+    assert pid_alive(cli_pid) and pid_alive(term_pid)  # what a killed daemon leaves behind
+    d.start()
+    try:
+        eventually(lambda: not pid_alive(cli_pid), what="the orphaned CLI to be killed")
+        eventually(lambda: not pid_alive(term_pid), what="the orphaned shell to be killed")
+        killed = {(e["kind"], e["pid"]) for e in log_events(d.log_path, "orphan_killed")}
+        assert ("run", cli_pid) in killed and ("terminal", term_pid) in killed
+        with d.client() as c:
+            run = c.call("run/get", {"runId": first})
+            assert run["status"] == "interrupted" and "was killed" in run["error"]
+            q = c.call("queue/list")
+            assert "codex" in q["paused"] and "did not stop cleanly" in q["paused"]["codex"]
+            assert [e["runId"] for e in q["queued"]] == [nxt] and q["running"] == []
+            gate.touch()
+            out = d.ctl("runs", "queue", "resume", "--provider", "codex")
+            assert out.returncode == 0 and "paused: none" in out.stdout, out
+            assert wait_done(c, nxt)["status"] == "succeeded"
+            assert c.call("queue/list")["paused"] == {}
+    finally:
+        d.stop()
+
+
+def test_pause_and_resume_a_lane_by_hand(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    try:
+        with d.client() as c:
+            lanes = c.call("queue/pause", {"provider": "claude", "reason": "maintenance"})
+            assert lanes == {"paused": {"claude": "maintenance"}}
+            held = start(c, d, "held", provider="claude")
+            free = start(c, d, "free")
+            assert wait_done(c, free)["status"] == "succeeded"
+            assert c.call("run/get", {"runId": held})["status"] == "queued"
+            assert c.call("queue/resume", {})["paused"] == {}
+            assert wait_done(c, held)["status"] == "succeeded"
+    finally:
+        d.stop()

@@ -294,7 +294,10 @@ def test_runs_interrupted_by_kill_9_are_marked_interrupted(short_tmp: Path):
             run = c.call("run/get", {"runId": rid})
             assert run["status"] == "interrupted" and run["reason"] == "daemonStopped"
             assert events(c, rid)[-1]["type"] == "run.interrupted"
-            # The queued one stayed queued and now runs.
+            # The queued one stays queued, its lane paused after the unclean stop, until resumed.
+            assert "codex" in c.call("queue/list")["paused"]
+            assert c.call("run/get", {"runId": queued})["status"] == "queued"
+            c.call("queue/resume", {"provider": "codex"})
             assert wait_done(c, queued)["status"] == "succeeded"
             assert c.call("run/get", {"runId": rid})["status"] == "interrupted"
     finally:

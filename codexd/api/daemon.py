@@ -103,6 +103,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         last_fault=FaultInfo(kind=last.kind, unit=last.unit, message=last.message,
                              at=iso_time(last.at)) if last else None,
         previous_run_unclean=d.previous_run_unclean,
+        automations=d.automations.mode,
     )
 
 

@@ -27,6 +27,8 @@ from codexd.protocol.runs import (
     PROFILE_SAVE,
     PROVIDER_CAPABILITIES,
     QUEUE_LIST,
+    QUEUE_PAUSE,
+    QUEUE_RESUME,
     RUN_CANCEL,
     RUN_EVENTS,
     RUN_EXPORT,
@@ -56,7 +58,10 @@ from codexd.protocol.runs import (
     ProfileRef,
     ProfileSaveParams,
     QueueEntry,
+    QueueLanes,
     QueueList,
+    QueuePauseParams,
+    QueueResumeParams,
     RerunParams,
     Run,
     RunEvents,
@@ -230,7 +235,8 @@ def queue_list(session: ClientSession, p: NoParams) -> QueueList:
                          position=i + 1, waiting_ms=now - w.queued_at_ms,
                          next_attempt_at=w.not_before_ms) for i, w in enumerate(ordered)]
     return QueueList(running=running, queued=queued, capacity=cfg.queue_capacity,
-                     max_concurrent=cfg.max_concurrent, max_per_provider=cfg.max_per_provider)
+                     max_concurrent=cfg.max_concurrent, max_per_provider=cfg.max_per_provider,
+                     paused=dict(svc.paused))
 
 
 # ------------------------------------------------------------------------ conversations
@@ -356,3 +362,15 @@ async def secret_clear(session: ClientSession, p: SecretRef) -> SecretState:
 async def secret_has(session: ClientSession, p: SecretRef) -> SecretState:
     token = await trio.to_thread.run_sync(_svc(session).secrets.get, p.provider)
     return _state(session, p.provider, bool(token))
+
+
+@handles(QUEUE_PAUSE)
+async def queue_pause(session: ClientSession, p: QueuePauseParams) -> QueueLanes:
+    who = session.client_name or "a client"
+    paused = await _svc(session).pause(p.provider, p.reason or f"paused by {who}")
+    return QueueLanes(paused=paused)
+
+
+@handles(QUEUE_RESUME)
+async def queue_resume(session: ClientSession, p: QueueResumeParams) -> QueueLanes:
+    return QueueLanes(paused=await _svc(session).resume(p.provider))

@@ -154,10 +154,14 @@ class AppServer:
         on_generation_end: GenerationEndHook,
         next_generation: Callable[[], Awaitable[int]],
         faults: Faults | None = None,
+        on_spawned: Callable[[int], Awaitable[None]] | None = None,
+        on_reaped: Callable[[int], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
         self._faults = faults or Faults()
+        self._on_spawned = on_spawned
+        self._on_reaped = on_reaped
         self.state = State.STOPPED
         self.generation = 0
         self.pid: int | None = None
@@ -342,6 +346,8 @@ class AppServer:
                                process.stdin.fileno())  # type: ignore[attr-defined]
         log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
         try:
+            if self._on_spawned is not None:
+                await self._on_spawned(process.pid)
             with trio.CancelScope() as scope:
                 self._generation_scope = scope
                 try:
@@ -382,6 +388,8 @@ class AppServer:
                 upstream.detach_fd()
                 self._fail_pending(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
+                if self._on_reaped is not None:
+                    await self._on_reaped(process.pid)
                 # Its last words (why it died) are often still in the pipe.
                 with trio.move_on_after(0.5), contextlib.suppress(trio.BrokenResourceError,
                                                                    trio.ClosedResourceError):

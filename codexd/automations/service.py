@@ -44,6 +44,7 @@ from codexd.protocol.automations import (
     RunRow,
 )
 from codexd.store import automations as repo
+from codexd.transport.unix import InstanceLock
 
 if TYPE_CHECKING:
     import apsw
@@ -83,6 +84,11 @@ class _Known:
     file_digest: str | None
 
 
+#: In CODEX_HOME, beside the automations folder: held by the daemon that fires them.
+LOCK_NAME = ".codexd-automations.lock"
+PASSIVE_RETRY_SECONDS = 2.0
+
+
 class AutomationService:
     def __init__(self, daemon: Daemon, *, clock: Any = wall_ms) -> None:
         self.daemon = daemon
@@ -100,6 +106,10 @@ class AutomationService:
         self._runs: trio.Nursery | None = None
         self._active: dict[int, tuple[str, trio.CancelScope]] = {}
         self._rescan_wake = trio.Event()
+        #: Exactly-once per CODEX_HOME: only the daemon holding this lock fires schedules.
+        self._home_lock = InstanceLock(self.root.parent / LOCK_NAME)
+        #: The pid holding the lock while this daemon is passive; None while active.
+        self.passive_for: str | None = None
 
     @property
     def cfg(self) -> Any:
@@ -152,20 +162,59 @@ class AutomationService:
         if values:
             await self._store().write(lambda c: repo.set_next_runs(c, values))
 
+    @property
+    def mode(self) -> str:
+        """``active``, ``passive (automations fired by codexd pid N)`` or ``disabled``."""
+        if not self.cfg.enabled:
+            return "disabled"
+        if self.passive_for is not None:
+            return f"passive (automations fired by codexd pid {self.passive_for})"
+        return "active"
+
+    def _take_home_lock(self) -> bool:
+        """Whether this daemon fires this CODEX_HOME's schedules (another may already)."""
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            holder = self._home_lock.try_acquire()
+        except OSError as exc:
+            log.error("automations_lock_failed", dir=str(self.root), error=str(exc))
+            holder = "unknown"
+        if holder is None:
+            if self.passive_for is not None:
+                log.info("automations_active", dir=str(self.root), previous_holder=self.passive_for)
+            self.passive_for = None
+            return True
+        if self.passive_for != holder:
+            log.warning("automations_passive", dir=str(self.root), holder_pid=holder,
+                        hint="another codexd fires this CODEX_HOME's automations; this one "
+                             "takes over when it stops")
+        self.passive_for = holder
+        return False
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._runs = nursery
-            if self.cfg.enabled:
-                await nursery.start(self.scheduler.run)
-            nursery.start_soon(self._rescan_loop)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._runs = nursery
+                if self.cfg.enabled and self._take_home_lock():
+                    await nursery.start(self.scheduler.run)
+                nursery.start_soon(self._rescan_loop)
+                task_status.started()
+        finally:
+            self._home_lock.release()
 
     async def _rescan_loop(self) -> None:
         while True:
             period = self.cfg.rescan_seconds
-            with trio.move_on_after(period if period > 0 else float("inf")):
+            # A passive daemon checks every few seconds whether the active one has gone.
+            wait = period if period > 0 else float("inf")
+            if self.passive_for is not None:
+                wait = min(wait, PASSIVE_RETRY_SECONDS)
+            with trio.move_on_after(wait):
                 await self._rescan_wake.wait()
             self._rescan_wake = trio.Event()
+            if self.passive_for is not None and self._take_home_lock():
+                assert self._runs is not None
+                await self._runs.start(self.scheduler.run)
             try:
                 await self.rescan(source="periodic" if period else "signal")
             except Exception:

@@ -81,6 +81,8 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
         print("faults    " + ", ".join(f"{k} {v}" for k, v in faults.items())
               + (f"; last: {last.get('kind')} {last.get('unit')}: {last.get('message')}"
                  if last else "") + " (contained; see the daemon log, event unit_fault)")
+    if st.get("automations", "active") != "active":
+        print(f"automations {st['automations']}")
     if st.get("previousRunUnclean"):
         print("note      the previous codexd did not stop cleanly (killed or crashed)")
     return None

@@ -210,9 +210,21 @@ def cmd_export(c: Client, a: argparse.Namespace) -> Any:
 
 
 def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
+    if a.action in ("pause", "resume"):
+        params: dict[str, Any] = {"provider": a.provider} if a.provider else {}
+        if a.action == "pause" and a.reason:
+            params["reason"] = a.reason
+        lanes = c.call(f"queue/{a.action}", params)
+        if a.json:
+            return lanes
+        paused = lanes["paused"]
+        print("paused: " + (", ".join(f"{p} ({r})" for p, r in paused.items()) or "none"))
+        return None
     out = c.call("queue/list")
     if a.json:
         return out
+    for provider, reason in out.get("paused", {}).items():
+        print(f"PAUSED   {provider}: {reason}")
     for e in out["running"]:
         print(f"running  {e['runId']}  {e['provider']:<6} priority {e['priority']}")
     for e in out["queued"]:
@@ -334,7 +346,11 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("id")
     sp.add_argument("--format", choices=["json", "markdown"], default="markdown")
     sp.add_argument("-o", "--output", metavar="FILE")
-    add("queue", cmd_queue, "what runs and what waits, in order", runs)
+    sp = add("queue", cmd_queue, "what runs and what waits, in order; pause|resume a lane",
+             runs)
+    sp.add_argument("action", nargs="?", choices=["list", "pause", "resume"], default="list")
+    sp.add_argument("--provider", choices=["codex", "claude"], help="one lane (default: all)")
+    sp.add_argument("--reason", help="why (pause; shown in the queue)")
 
     conv = sub.add_parser("conv", help="conversations: runs continuing one agent session"
                           ).add_subparsers(dest="conv_command", required=True,

@@ -99,6 +99,9 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     last_fault: FaultInfo | None = None
     #: The daemon life before this one did not stop cleanly (killed, crashed).
     previous_run_unclean: bool = False
+    #: "active" (this daemon fires the schedules of its CODEX_HOME), "passive (...)" (another
+    #: codexd does; this one takes over when it stops) or "disabled".
+    automations: str = "active"
 
 
 class CheckResult(Struct, frozen=True):

@@ -200,6 +200,22 @@ class QueueList(Struct, frozen=True, omit_defaults=False):
     capacity: int
     max_concurrent: int
     max_per_provider: int
+    #: Paused lanes: provider → why. Their queued runs wait; running ones go on.
+    paused: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class QueuePauseParams(Params, frozen=True):
+    #: The lane to pause; absent = every provider.
+    provider: ProviderName | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class QueueResumeParams(Params, frozen=True):
+    provider: ProviderName | None = None
+
+
+class QueueLanes(Struct, frozen=True, omit_defaults=False):
+    paused: dict[str, str]
 
 
 # ------------------------------------------------------------------------ conversations
@@ -335,6 +351,10 @@ RUN_SUBSCRIBE = method("run/subscribe", RunSubscribeParams, RunSubscribed,
                        "Receive run/event notifications for some runs or all.")
 QUEUE_LIST = method("queue/list", NoParams, QueueList,
                     "Running and queued runs, in the order the queue will start them.")
+QUEUE_PAUSE = method("queue/pause", QueuePauseParams, QueueLanes,
+                     "Hold a provider's queued runs (or every provider's); running ones go on.")
+QUEUE_RESUME = method("queue/resume", QueueResumeParams, QueueLanes,
+                      "Let a paused lane (or every lane) start its queued runs again.")
 CONVERSATION_CREATE = method("conversation/create", ConversationCreateParams, Conversation,
                              "Start a conversation: runs of one provider, one agent session.")
 CONVERSATION_LIST = method("conversation/list", ConversationListParams, ConversationList,

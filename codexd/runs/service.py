@@ -19,6 +19,7 @@ import secrets
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
 
 if TYPE_CHECKING:
+    from codexd.children import Survivor
     from codexd.daemon import Daemon
 
 log = structlog.get_logger("codexd.runs")
@@ -97,6 +99,8 @@ class RunService:
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
+        #: Paused lanes: provider → why (persisted in queue_lanes).
+        self.paused: dict[str, str] = {}
         self.events_written = 0
 
     @property
@@ -105,22 +109,38 @@ class RunService:
 
     # ------------------------------------------------------------------------- start-up
 
-    async def startup(self) -> None:
-        """Runs a dead daemon left running are interrupted (never re-run); queued ones wait."""
-        def load(c: Any) -> tuple[list[Run], list[Run]]:
+    async def startup(self, *, unclean: bool = False,
+                      survivors: Sequence[Survivor] = ()) -> None:
+        """Runs a dead daemon left running are interrupted (never re-run); queued ones wait.
+
+        ``survivors`` are the CLIs that daemon left running, already killed (their runs say
+        so). After an ``unclean`` stop, each provider lane with queued runs stays paused until
+        someone resumes it (``runs.pause_after_unclean``), so nothing starts by surprise.
+        """
+        killed = {s.unit_id: s.pid for s in survivors if s.kind == "run"}
+
+        def load(c: Any) -> tuple[list[Run], list[Run], dict[str, str]]:
             stale = repo.by_status(c, ("running",))
             done = []
             for run in stale:
                 seq = run.last_seq + 1
+                message = "codexd stopped during this run; it was not re-run"
+                if run.run_id in killed:
+                    message += (f" (its CLI, pid {killed[run.run_id]}, was still running and "
+                                "was killed with its process group)")
                 repo.add_events(c, [(run.run_id, seq, "run.interrupted", _enc.encode(
-                    {"message": "codexd stopped during this run; it was not re-run"}).decode(),
-                    now_ms())])
+                    {"message": message}).decode(), now_ms())])
                 updated = repo.update(c, run.run_id, status="interrupted", reason="daemonStopped",
-                                      error="codexd stopped during this run; it was not re-run",
-                                      finished_at=now_ms())
+                                      error=message, finished_at=now_ms())
                 if updated:
                     done.append(updated)
-            return done, repo.by_status(c, ("queued",))
+            queued = repo.by_status(c, ("queued",))
+            if unclean and self.cfg.pause_after_unclean:
+                reason = ("codexd did not stop cleanly; check the interrupted runs, then "
+                          "`codexctl runs queue resume`")
+                for provider in sorted({r.request.provider for r in queued}):
+                    repo.lane_pause(c, provider, reason, now_ms())
+            return done, queued, repo.lanes_paused(c)
 
         log.info("secret_store", store=self.secrets.describe())
         for provider in providers.PROVIDERS:
@@ -129,9 +149,11 @@ class RunService:
                 await trio.to_thread.run_sync(self.secrets.get, provider)
             except Exception as exc:
                 log.error("secret_read_failed", provider=provider, error=type(exc).__name__)
-        interrupted, queued = await self.daemon.store.write(load)
+        interrupted, queued, self.paused = await self.daemon.store.write(load)
         for run in interrupted:
             log.warning("run_interrupted", run_id=run.run_id, provider=run.request.provider)
+        for lane, reason in self.paused.items():
+            log.warning("queue_lane_paused", provider=lane, reason=reason)
         for run in queued:
             self._enqueue(run)
         if interrupted or queued:
@@ -270,6 +292,30 @@ class RunService:
                                  status="canceled", reason="canceled", finished_at=now_ms(),
                                  next_attempt_at=None) or run
 
+    async def pause(self, provider: str | None, reason: str) -> dict[str, str]:
+        """Hold a provider's lane (every lane for None): queued runs wait, running ones go on."""
+        providers_ = [provider] if provider else list(providers.PROVIDERS)
+        at = now_ms()
+
+        def write(c: Any) -> dict[str, str]:
+            for p in providers_:
+                repo.lane_pause(c, p, reason, at)
+            return repo.lanes_paused(c)
+
+        self.paused = await self.daemon.store.write(write)
+        log.info("queue_lane_paused", providers=providers_, reason=reason)
+        return self.paused
+
+    async def resume(self, provider: str | None) -> dict[str, str]:
+        def write(c: Any) -> dict[str, str]:
+            repo.lane_resume(c, provider)
+            return repo.lanes_paused(c)
+
+        self.paused = await self.daemon.store.write(write)
+        log.info("queue_lane_resumed", provider=provider or "all")
+        self._wake.set()
+        return self.paused
+
     async def _final(self, run_id: str, kind: str, data: dict[str, Any],
                      **fields: Any) -> Run | None:
         """A run's last event and its final status in one transaction, after every earlier
@@ -367,7 +413,8 @@ class RunService:
             running: dict[str, int] = {}
             for a in self.active.values():
                 running[a.run.request.provider] = running.get(a.run.request.provider, 0) + 1
-            chosen = q.pick(list(self.waiting.values()), running, now_ms=now,
+            eligible = [w for w in self.waiting.values() if w.provider not in self.paused]
+            chosen = q.pick(eligible, running, now_ms=now,
                             aging_seconds=self.cfg.aging_seconds,
                             max_concurrent=self.cfg.max_concurrent,
                             max_per_provider=self.cfg.max_per_provider)
@@ -377,7 +424,7 @@ class RunService:
                 active = _Active(run=w.payload)
                 self.active[w.run_id] = active
                 self._nursery.start_soon(self._execute, active)
-            wake_at = q.next_wake_ms(list(self.waiting.values()), now, self.cfg.aging_seconds)
+            wake_at = q.next_wake_ms(eligible, now, self.cfg.aging_seconds)
             timeout = (wake_at - now) / 1000 if wake_at else float("inf")
             with trio.move_on_after(max(timeout, 0)):
                 await self._wake.wait()
@@ -569,6 +616,7 @@ class RunService:
                 self._emit(run_id, "run.chunk.stderr", {"text": line})
 
         try:
+            await self.daemon.children.add("run", run_id, proc.pid)
             async with trio.open_nursery() as n:
                 n.start_soon(feed)
                 n.start_soon(stdout)
@@ -581,6 +629,7 @@ class RunService:
                     code = proc.returncode  # exited, nothing left in its group: no /proc walk
                 else:
                     code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
+                await self.daemon.children.remove(proc.pid)
                 self._emit(run_id, "run.runner_metrics", {
                     "durationMs": int((time.monotonic() - t0) * 1000), **stats})
                 self._emit(run_id, "run.cli_exit", {

@@ -176,3 +176,24 @@ def profile_list(conn: apsw.Connection) -> list[Profile]:
 def profile_delete(conn: apsw.Connection, name: str) -> bool:
     conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
     return conn.changes() > 0
+
+
+# ---------------------------------------------------------------------------- queue lanes
+
+
+def lane_pause(conn: Any, provider: str, reason: str, at: int) -> None:
+    conn.execute("INSERT INTO queue_lanes (provider, paused_at, reason) VALUES (?, ?, ?) "
+                 "ON CONFLICT (provider) DO UPDATE SET reason = excluded.reason",
+                 (provider, at, reason))
+
+
+def lane_resume(conn: Any, provider: str | None) -> None:
+    if provider is None:
+        conn.execute("DELETE FROM queue_lanes")
+    else:
+        conn.execute("DELETE FROM queue_lanes WHERE provider = ?", (provider,))
+
+
+def lanes_paused(conn: Any) -> dict[str, str]:
+    return {str(p): str(r) for p, r in
+            conn.execute("SELECT provider, reason FROM queue_lanes ORDER BY provider")}

@@ -200,6 +200,7 @@ class TerminalHost:
                         cols=params.cols, rows=params.rows, proc=proc,
                         scrollback=Scrollback(self.cfg.scrollback_bytes))
         self.terminals[term.id] = term
+        await self.daemon.children.add("terminal", term.id, term.pid)
         assert self._nursery is not None
         book = self.daemon.faults
         on_fault = functools.partial(self._on_fault, term)
@@ -450,6 +451,7 @@ class TerminalHost:
             trio.lowlevel.notify_closing(term.fd)
             term.proc.fileobj.close()
         term.proc.closed = True  # ptyprocess must not try to reap what we reaped
+        await self.daemon.children.remove(pid)
         log.info("terminal_closed", terminal_id=term.id, pid=pid, signal=signal.Signals(sig).name)
 
     async def _reaped(self, term: Terminal) -> None:

@@ -36,22 +36,34 @@ class InstanceLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self, socket_path: Path) -> None:
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> str | None:
+        """Take the lock without waiting: None when taken, else the holder's pid (as text)."""
+        if self._fd is not None:
+            return None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                pid = os.read(fd, 32).decode().strip() or "unknown"
+                return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             finally:
                 os.close(fd)
-            raise AlreadyRunning(
-                f"codexd is already running (pid {pid}) on socket {socket_path}; "
-                "stop it first (codexctl shutdown) or use another --socket"
-            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        return None
+
+    def acquire(self, socket_path: Path) -> None:
+        pid = self.try_acquire()
+        if pid is not None:
+            raise AlreadyRunning(
+                f"codexd is already running (pid {pid}) on socket {socket_path}; "
+                "stop it first (codexctl shutdown) or use another --socket"
+            )
 
     def release(self) -> None:
         if self._fd is not None:
