@@ -431,3 +431,18 @@ def test_pause_and_resume_a_lane_by_hand(short_tmp: Path):
             assert wait_done(c, held)["status"] == "succeeded"
     finally:
         d.stop()
+
+
+def test_env_values_given_to_a_run_are_redacted_from_its_output(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    value = "db-pass-0f3c9a"  # no known secret shape: only the env rule can catch it
+    try:
+        with d.client() as c:
+            rid = start(c, d, "env", env={"FAKE_PRINT_ENV": "MY_DB_PASS", "MY_DB_PASS": value})
+            assert wait_done(c, rid)["status"] == "succeeded"
+            dump = str(events(c, rid)) + c.call("run/export", {"runId": rid})["content"]
+            dump += str(c.call("run/get", {"runId": rid}))
+            assert value not in dump and "token is [REDACTED]" in dump
+    finally:
+        d.stop()
+    assert value not in d.log()

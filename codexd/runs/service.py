@@ -56,6 +56,8 @@ _enc = msgspec.json.Encoder()
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 #: Oldest versions codexd was built against; older ones run, with a warning.
 MIN_VERSION = {"codex": (0, 100, 0), "claude": (2, 0, 0)}
+#: Shorter env values ("1", "yes", a path segment) would redact ordinary words.
+_MIN_ENV_SECRET = 6
 _NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
 
 
@@ -99,6 +101,8 @@ class RunService:
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
+        #: Per run, the env values it was given (redacted from its output like tokens).
+        self._env_secrets: dict[str, list[str]] = {}
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
         self.events_written = 0
@@ -164,6 +168,9 @@ class RunService:
                                              run.request.priority, run.created_at,
                                              run.next_attempt_at, payload=run)
         self._seq[run.run_id] = run.last_seq
+        values = [v for v in run.request.env.values() if len(v) >= _MIN_ENV_SECRET]
+        if values:
+            self._env_secrets[run.run_id] = values
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -331,6 +338,7 @@ class RunService:
         self.events_written += 1
         self._publish([row])
         self._seq.pop(run_id, None)
+        self._env_secrets.pop(run_id, None)
         return run
 
     async def _set(self, run_id: str, **fields: Any) -> Run | None:
@@ -345,8 +353,15 @@ class RunService:
         """The run's next event as a run_events row: numbered and redacted."""
         seq = self._seq.get(run_id, 0) + 1
         self._seq[run_id] = seq
-        return run_id, seq, kind, redact(_enc.encode(data).decode(), self.secrets.known()), \
+        return run_id, seq, kind, redact(_enc.encode(data).decode(), self._known(run_id)), \
             now_ms()
+
+    def _known(self, run_id: str) -> list[str]:
+        """The verbatim secrets to redact from a run's output: every stored token, and the
+        values the run was given in ``env`` (never shown to clients either)."""
+        extra = self._env_secrets.get(run_id)
+        known = list(self.secrets.known())
+        return known + extra if extra else known
 
     def _emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         self._pending.append(self._row(run_id, kind, data))
@@ -472,7 +487,7 @@ class RunService:
         run_id = run.run_id
         fields: dict[str, Any] = {"exit_code": res.exit_code}
         if out.session_id:
-            fields["session_id"] = out.session_id
+            fields["session_id"] = redact(out.session_id, self._known(run_id))
         if res.status == "failed" and res.resume_rejected and run.session_id:
             self._emit(run_id, "run.warning", {"message": f"the CLI rejected session "
                        f"{run.session_id}; retrying once without resume"})
@@ -509,7 +524,7 @@ class RunService:
                                         "exitCode": res.exit_code, "attempts": run.attempt}
         final = await self._final(
             run_id, kind, data, status=res.status, reason=res.reason, error=res.error,
-            result_text=redact(text, self.secrets.known()) if text else None,
+            result_text=redact(text, self._known(run_id)) if text else None,
             finished_at=now_ms(), **fields)
         if run.conversation_id and out.session_id:
             sid = out.session_id
@@ -643,7 +658,7 @@ class RunService:
         res.reason = "turnFailed" if out.failure else "exitCode"
         res.error = out.failure or f"{argv[0].rsplit('/', 1)[-1]} exited with {code}" + (
             f": {stderr_tail[-1]}" if stderr_tail else "")
-        res.error = redact(res.error, self.secrets.known())
+        res.error = redact(res.error, self._known(run_id))
         res.retryable = not out.saw_output
         res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
             req.provider, stderr_tail, out)
