@@ -462,3 +462,58 @@ def test_two_daemons_on_one_codex_home_fire_automations_once(short_tmp):
     finally:
         a.stop()
         b.stop()
+
+
+def _mount_tmpfs(path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True, check=False).returncode == 0
+
+
+def test_health_fails_on_a_full_disk_and_recovers(short_tmp):
+    """Regression: daemon/health said ok on a full disk (its store check was a SELECT) while
+    every write failed with -32021. A real tmpfs, filled up."""
+    from codexd.errors import RpcError
+
+    state = short_tmp / "state"
+    if not _mount_tmpfs(state, "3m"):
+        pytest.skip("needs root to mount a small tmpfs as the state dir")
+    d = make_daemon(short_tmp)
+    filler = state / "filler"
+    try:
+        d.start()
+        with d.client() as c:
+            assert c.call("daemon/health")["ok"] is True
+            with open(filler, "wb", buffering=0) as f:  # fill the disk to the last byte
+                for chunk in (b"\0" * 65536, b"\0"):
+                    try:
+                        while True:
+                            f.write(chunk)
+                    except OSError:
+                        pass
+            def fill() -> None:
+                for i in range(50):  # big enough to need new pages
+                    c.call("atom/set", {"key": f"big{i}", "value": "v" * 200_000})
+
+            with pytest.raises(RpcError) as info:
+                fill()
+            assert info.value.code == ErrorCode.STORE_ERROR
+            assert "full" in info.value.message
+            health = c.call("daemon/health")
+            assert health["ok"] is False and health["checks"]["store"]["ok"] is False
+            assert "full" in health["checks"]["store"]["detail"]
+            out = d.ctl("health")
+            assert out.returncode == 1 and "store" in out.stdout
+            _status_ok_client(c)
+            filler.unlink()
+            c.call("atom/set", {"key": "after", "value": 1})
+            assert c.call("daemon/health")["ok"] is True
+    finally:
+        d.stop()
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _status_ok_client(c) -> None:
+    assert "version" in c.call("daemon/status")

@@ -121,8 +121,11 @@ async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     # The writer must be free and the database writable within a deadline.
     with trio.move_on_after(2) as scope:
         try:
-            await d.store.write(_probe_write)
-            checks["store"] = CheckResult(ok=True)
+            await d.store.probe_write(_probe_write)
+            failed = d.store.last_write_error
+            checks["store"] = CheckResult(ok=True) if failed is None else CheckResult(
+                ok=False, detail=f"the last write failed: {failed}; free disk space under "
+                                 f"{d.state_dir} (nothing has been written since)")
         except Exception as exc:
             checks["store"] = CheckResult(
                 ok=False, detail=f"{exc}; writes fail (free disk space under {d.state_dir}, "

@@ -10,6 +10,7 @@ boundary.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,10 @@ from codexd.errors import StoreBusy, StoreError
 from codexd.store.migrations import migrate
 
 T = TypeVar("T")
+
+#: apsw errors that mean the database cannot be written at all (not a constraint or a bug).
+_IO_ERRORS = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.CantOpenError,
+              apsw.CorruptError)
 
 
 def bump_counter(conn: apsw.Connection, key: str) -> int:
@@ -82,6 +87,9 @@ class Store:
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self.migrated_from = 0
+        #: Why the last write failed, while no write has succeeded since (full disk, I/O error,
+        #: read-only file); health reports it.
+        self.last_write_error: str | None = None
 
     @classmethod
     def open(cls, path: Path, *, busy_timeout_ms: int = 5000) -> Store:
@@ -117,17 +125,31 @@ class Store:
             self._in_transaction, fn, limiter=self._write_limiter
         )
 
+    async def probe_write(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Like :meth:`write`, for health checks: its success does not clear
+        :attr:`last_write_error` (a tiny probe may fit where real writes do not)."""
+        return await trio.to_thread.run_sync(
+            functools.partial(self._in_transaction, fn, probe=True), limiter=self._write_limiter
+        )
+
     async def read(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Run ``fn(conn)`` on the reader connection (a consistent snapshot)."""
         return await trio.to_thread.run_sync(
             self._in_transaction_read, fn, limiter=self._read_limiter
         )
 
-    def _in_transaction(self, fn: Callable[[apsw.Connection], T]) -> T:
-        with map_exceptions():
-            with self._writer:
-                result = fn(self._writer)
-            return result
+    def _in_transaction(self, fn: Callable[[apsw.Connection], T], probe: bool = False) -> T:
+        try:
+            with map_exceptions():
+                with self._writer:
+                    result = fn(self._writer)
+        except StoreError as exc:
+            if not isinstance(exc, StoreBusy) and isinstance(exc.__cause__, _IO_ERRORS):
+                self.last_write_error = str(exc)
+            raise
+        if not probe:
+            self.last_write_error = None
+        return result
 
     def _in_transaction_read(self, fn: Callable[[apsw.Connection], T]) -> T:
         with map_exceptions():
