@@ -183,6 +183,7 @@ def test_chaos(short_tmp: Path) -> None:
         'secret_store = "file"\ncancel_grace_seconds = 0.5\n'
         "[terminal]\nclose_grace_seconds = 0.2\nmax_terminals = 40\n")).start()
     world = World(short_tmp)
+    rss_before = _rss_mb(d.proc.pid) if d.proc else 0.0
     try:
         until = time.monotonic() + SECONDS
         threads = [threading.Thread(target=_actor, args=(d.socket, world, seed, until))
@@ -217,7 +218,9 @@ def test_chaos(short_tmp: Path) -> None:
             eventually(lambda: not _outliving(d.proc.pid, live), timeout=15,
                        what="no process outliving its unit")
         print(f"\nchaos: {SECONDS:g} s, {THREADS} threads, ops {dict(sorted(world.ops.items()))}, "
-              f"{len(world.runs)} runs, {len(world.closed_pids)} terminals killed")
+              f"{len(world.runs)} runs, {len(world.closed_pids)} terminals killed, faults "
+              f"{status['faults']}, daemon RSS {rss_before:.1f} MB before, "
+              f"{_rss_mb(d.proc.pid):.1f} MB after")
     finally:
         d.stop()
     for pid in world.terminals.values():  # the daemon's stop closed the live ones too
@@ -244,3 +247,10 @@ def _all_runs(c: Client) -> dict[str, dict]:
         if not page.get("nextCursor"):
             return out
         params["cursor"] = page["nextCursor"]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
