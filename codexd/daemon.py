@@ -381,7 +381,7 @@ class Daemon:
                         stream = await listener.accept()
                     except OSError as exc:
                         if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd >= 0:
-                            await self._refuse_for_fds(listener)
+                            await self._refuse_for_fds(listener, clients)
                             continue
                         # Anything else: do not spin, do not die.
                         log.error("accept_failed", error=str(exc))
@@ -390,14 +390,22 @@ class Daemon:
                     faults.inject("daemon.accept")
                     clients.start_soon(self._serve_client, stream)
 
-    async def _refuse_for_fds(self, listener: trio.SocketListener) -> None:
+    async def _refuse_for_fds(self, listener: trio.SocketListener,
+                              clients: trio.Nursery) -> None:
         """Out of fds: give the spare one up to accept the waiting client, tell it why, close
-        it, and take the spare back (a client that hangs in the backlog learns nothing)."""
+        it, and take the spare back (a client left in the backlog would learn nothing).
+
+        If the spare can be taken back while the client is held, fds are free again (others
+        were closed meanwhile): the client is served, not refused.
+        """
         os.close(self._spare_fd)
         self._spare_fd = -1
         try:
             with trio.move_on_after(1):
                 stream = await listener.accept()
+                if self._take_spare():
+                    clients.start_soon(self._serve_client, stream)
+                    return
                 limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
                 log.error("client_refused", reason="out_of_fds", fd_limit=limit)
                 await self._refuse(stream, ErrorCode.TOO_MANY_CLIENTS,
@@ -407,8 +415,15 @@ class Daemon:
             log.error("accept_failed", error=str(exc))
             await trio.sleep(0.1)
         finally:
-            with contextlib.suppress(OSError):
+            self._take_spare()
+
+    def _take_spare(self) -> bool:
+        if self._spare_fd < 0:
+            try:
                 self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return False
+        return True
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
         ok, peer = check_peer(stream)

@@ -517,3 +517,40 @@ def test_health_fails_on_a_full_disk_and_recovers(short_tmp):
 
 def _status_ok_client(c) -> None:
     assert "version" in c.call("daemon/status")
+
+
+def test_out_of_fds_clients_are_refused_clearly_and_the_daemon_recovers(daemon):
+    """Regression: at the fd limit, clients hung in the backlog instead of getting -32007."""
+    import resource
+    import socket as socketlib
+
+    resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+    socks, answers = [], {"ok": 0, "refused": 0}
+    try:
+        for _ in range(90):
+            s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(str(daemon.socket))
+            s.sendall(b'{"id":0,"method":"initialize","params":{"clientInfo":{"name":"fd"}}}\n')
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = s.recv(65536)  # a hang here is the bug
+                if not chunk:
+                    break
+                line += chunk
+            msg = json.loads(line)
+            if "result" in msg:
+                answers["ok"] += 1
+            else:
+                assert msg["error"]["code"] == ErrorCode.TOO_MANY_CLIENTS, msg
+                assert "file descriptors" in msg["error"]["message"]
+                answers["refused"] += 1
+            socks.append(s)
+        assert answers["ok"] > 10 and answers["refused"] > 0, answers
+    finally:
+        for s in socks:
+            s.close()
+    fds = lambda: len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))  # noqa: E731
+    eventually(lambda: fds() < 40, what=f"the daemon to close the clients' fds ({fds()} open)")
+    with daemon.client() as c:  # the spare fd is back: the next overload is refused cleanly too
+        assert c.call("daemon/health")["checks"]["store"]["ok"] is True
