@@ -207,6 +207,9 @@ class ApprovalBook:
                 # sender is told (a response cannot be answered with an error response).
                 log.info("server_request_answer_rejected", approval_id=approval_id, by=who,
                          error=exc.message)
+                live = self._live.get(approval_id)
+                if live is not None:  # the client may answer again, properly this time
+                    session.rpc.expect_response(approval_id, live.row.method)
                 session.notify(self.daemon.events.encode(
                     SERVER_REQUEST_ANSWER_REJECTED.name,
                     AnswerRejected(request_id=approval_id, approval_id=approval_id,

@@ -5,7 +5,11 @@
 - ``test/emit {threadId, count, size?}`` → ``count`` ``turn/completed`` notifications for that
   thread (with ``size`` bytes of padding), then the result ``{"emitted": count}``;
 - ``test/deep {depth}`` → one notification nested ``depth`` levels deep, then ``{}``;
-- any other request → ``{"data": []}``; notifications and responses are ignored.
+- ``test/ask {method, threadId}`` → sends codexd a server request ``method`` (id ``ask-N``)
+  for that thread, then the result ``{}``;
+- a response from codexd (the answer to a server request) → the notification
+  ``test/answered {id, result?, error?}``, so a test sees exactly what reached the app-server;
+- any other request → ``{"data": []}``; notifications are ignored.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import sys
 
 def main() -> None:
     out = sys.stdout
+    asked = 0
     for line in sys.stdin:
         try:
             msg = json.loads(line)
         except ValueError:
             continue
-        if "id" not in msg or "method" not in msg:
+        if "id" in msg and "method" not in msg:
+            out.write(json.dumps({"method": "test/answered", "params": msg}) + "\n")
+            out.flush()
+            continue
+        if "id" not in msg:
             continue
         method, rid, params = msg["method"], msg["id"], msg.get("params") or {}
         if method == "initialize":
@@ -32,6 +41,12 @@ def main() -> None:
                 out.write(json.dumps({"method": "turn/completed", "params": {
                     "threadId": params["threadId"], "turn": {"id": f"t{i}", "pad": pad}}}) + "\n")
             result = {"emitted": params.get("count", 1)}
+        elif method == "test/ask":
+            asked += 1
+            out.write(json.dumps({"id": f"ask-{asked}", "method": params["method"],
+                                  "params": {"threadId": params["threadId"],
+                                             "command": "make deploy"}}) + "\n")
+            result = {}
         elif method == "test/deep":
             depth = int(params.get("depth", 997))
             out.write('{"method":"x/deep","params":' + "[" * depth + "]" * depth + "}\n")

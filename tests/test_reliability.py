@@ -554,3 +554,46 @@ def test_out_of_fds_clients_are_refused_clearly_and_the_daemon_recovers(daemon):
     eventually(lambda: fds() < 40, what=f"the daemon to close the clients' fds ({fds()} open)")
     with daemon.client() as c:  # the spare fd is back: the next overload is refused cleanly too
         assert c.call("daemon/health")["checks"]["store"]["ok"] is True
+
+
+def test_wrong_shape_answer_to_a_server_request_reaches_nobody(short_tmp):
+    """The sender is told, nothing goes upstream, the request stays pending for the others."""
+    d = make_daemon(short_tmp, config=scripted_config()).start()
+    try:
+        from codexd.client import Client
+
+        a = Client.connect(d.socket, client_name="a", initialize=False)
+        a.call("initialize", {"clientInfo": {"name": "a"}, "capabilities":
+                              {"serverRequests": True}, "threadIds": ["T"]})
+        a.notify("initialized")
+        with a, d.client() as watcher:
+            eventually(lambda: watcher.call("daemon/appServer/status")["state"] == "ready",
+                       what="ready")
+            watcher.call("events/subscribe", {"all": True})
+            watcher.call("test/ask", {"method": "item/commandExecution/requestApproval",
+                                      "threadId": "T"})
+            req = a.next_request(timeout=10)
+            for wrong in ("yes", {"approve": True}, None):
+                a.respond(req.id, wrong)
+                note = a.next_notification(timeout=10)
+                while note.method != "serverRequest/answerRejected":
+                    note = a.next_notification(timeout=10)
+                assert note.params["approvalId"] == req.id
+                assert "still pending" in note.params["message"]
+            pending = watcher.call("approval/list", {"status": "pending"})["approvals"]
+            assert [p["approvalId"] for p in pending] == [req.id]
+            watcher.call("approval/respond", {"approvalId": req.id,
+                                              "result": {"decision": "accept"}})
+            answered = watcher.next_notification(timeout=10)
+            while answered.method != "test/answered":
+                answered = watcher.next_notification(timeout=10)
+            assert answered.params["result"] == {"decision": "accept"}
+            time.sleep(0.3)  # nothing else reaches the app-server
+            for _ in range(50):
+                try:
+                    extra = watcher.next_notification(timeout=0.01)
+                except TimeoutError:
+                    break
+                assert extra.method != "test/answered", extra
+    finally:
+        d.stop()

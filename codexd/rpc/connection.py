@@ -290,6 +290,10 @@ class RpcConnection:
             _OutRequest(jsonrpc=self._jsonrpc, id=rid, method=method, params=params)
         ) + b"\n"
 
+    def expect_response(self, rid: RequestId, method: str) -> None:
+        """Wait for (another) response to a request we sent (its answer was refused)."""
+        self._pending[rid] = method
+
     def forget_request(self, rid: RequestId) -> None:
         """Stop waiting for a response (it will be reported as unknown if it still comes)."""
         self._pending.pop(rid, None)
