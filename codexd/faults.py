@@ -88,6 +88,7 @@ class Faults:
     def record(self, kind: str, unit: str, exc: BaseException, **context: Any) -> str:
         """Log and count one fault; returns the one-line message reported to the unit's users."""
         message = describe(exc)
+        unit = unit[:200]  # a unit may be named by a client (a method name)
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.last = Fault(kind=kind, unit=unit, message=message, at=time.time())
         log.error("unit_fault", kind=kind, unit=unit, error=message,

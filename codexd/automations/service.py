@@ -215,10 +215,8 @@ class AutomationService:
             if self.passive_for is not None and self._take_home_lock():
                 assert self._runs is not None
                 await self._runs.start(self.scheduler.run)
-            try:
+            with self.daemon.faults.boundary("automation", "rescan"):
                 await self.rescan(source="periodic" if period else "signal")
-            except Exception:
-                log.exception("automation_rescan_failed")
 
     def reconfigure(self) -> None:
         """SIGHUP: apply the run limit, re-read the files soon (in the rescan task)."""
@@ -457,13 +455,14 @@ class AutomationService:
                 status, decision = "skipped", f"{what}; skipped (missed_policy = skip)"
             else:
                 decision = f"{what}; running once now (missed_policy = runOnce)"
-        try:
+        claimed = False
+        with self.daemon.faults.boundary("automation", f"{automation_id} claim"):
             run = await self._store().write(lambda c: repo.claim(
                 c, automation_id, times[-1], trigger=trigger, status=status, decision=decision,
                 daemon_run=self.daemon.run_id, next_run_at=next_ms))
-        except Exception:
-            log.exception("automation_claim_failed", automation_id=automation_id)
-            return
+            claimed = True
+        if not claimed:
+            return  # the fault is logged and counted; the next fire tries again
         if run is None:
             log.info("automation_run_claimed_elsewhere", automation_id=automation_id,
                      scheduled_at=times[-1])
@@ -549,11 +548,9 @@ class AutomationService:
             fields["turn_id"] = outcome.turn_id
         if outcome.decision:
             fields["decision"] = ((run.decision + "; ") if run.decision else "") + outcome.decision
-        try:
+        final = None
+        with self.daemon.faults.boundary("automation", f"{run.automation_id} run {run.run_id}"):
             final = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
-        except Exception:
-            log.exception("automation_run_record_failed", run_id=run.run_id)
-            return
         if final is None:
             return  # the automation (and its runs) were deleted meanwhile
         log.info("automation_run_completed", automation_id=d.id, run_id=run.run_id,
@@ -573,12 +570,10 @@ class AutomationService:
 
     async def _inbox(self, *, kind: str, title: str, body: str, publish: bool = True,
                      **refs: Any) -> InboxItem | None:
-        try:
-            item: InboxItem | None = await self._store().write(
+        item: InboxItem | None = None
+        with self.daemon.faults.boundary("automation", f"inbox {kind}"):
+            item = await self._store().write(
                 lambda c: repo.add_item(c, kind=kind, title=title, body=body, **refs))
-        except Exception:
-            log.exception("inbox_write_failed", kind=kind)
-            return None
         if item is not None and publish and not self.daemon.shutting_down:
             self.daemon.publish(INBOX_ITEM_ADDED.name, ItemAdded(item=item))
         return item

@@ -384,10 +384,9 @@ class RunService:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        try:
+        # A batch that cannot be stored (full disk) is still sent; the fault is counted.
+        with self.daemon.faults.boundary("run", f"events write ({len(batch)} events)"):
             await self.daemon.store.write(functools.partial(_add_events, batch))
-        except Exception:
-            log.exception("run_events_write_failed", count=len(batch))
         self.events_written += len(batch)
         self._publish(batch)
         self._written += len(batch)
