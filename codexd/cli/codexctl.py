@@ -95,7 +95,7 @@ def cmd_health(c: Client, a: argparse.Namespace) -> Any:
     else:
         print("healthy" if h["ok"] else "UNHEALTHY")
         for name, check in h["checks"].items():
-            print(f"  {name:8} {'ok' if check['ok'] else 'FAIL'}"
+            print(f"  {name:10} {'ok' if check['ok'] else 'FAIL'}"
                   + (f"  {check['detail']}" if check.get("detail") else ""))
     return EXIT_OK if h["ok"] else EXIT_ERROR
 
