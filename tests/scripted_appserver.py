@@ -9,7 +9,9 @@
   for that thread, then the result ``{}``;
 - a response from codexd (the answer to a server request) → the notification
   ``test/answered {id, result?, error?}``, so a test sees exactly what reached the app-server;
-- any other request → ``{"data": []}``; notifications are ignored.
+- ``test/seen`` → ``{"methods": [...]}``: every method received so far, requests and
+  notifications, in arrival order;
+- any other request → ``{"data": []}``; notifications are only recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 def main() -> None:
     out = sys.stdout
     asked = 0
+    seen: list[str] = []
     for line in sys.stdin:
         try:
             msg = json.loads(line)
@@ -30,6 +33,7 @@ def main() -> None:
             out.write(json.dumps({"method": "test/answered", "params": msg}) + "\n")
             out.flush()
             continue
+        seen.append(msg.get("method"))
         if "id" not in msg:
             continue
         method, rid, params = msg["method"], msg["id"], msg.get("params") or {}
@@ -47,6 +51,8 @@ def main() -> None:
                                   "params": {"threadId": params["threadId"],
                                              "command": "make deploy"}}) + "\n")
             result = {}
+        elif method == "test/seen":
+            result = {"methods": seen}
         elif method == "test/deep":
             depth = int(params.get("depth", 997))
             out.write('{"method":"x/deep","params":' + "[" * depth + "]" * depth + "}\n")

@@ -597,3 +597,28 @@ def test_wrong_shape_answer_to_a_server_request_reaches_nobody(short_tmp):
                 assert extra.method != "test/answered", extra
     finally:
         d.stop()
+
+
+def test_forwarded_notifications_keep_their_place_among_requests(short_tmp, wire):
+    """A client's notification for the app-server is written in order with its requests (it
+    used to go through a spawned task, so a later request could overtake it and an earlier
+    queued one could be overtaken)."""
+    d = make_daemon(short_tmp, config=scripted_config()).start()
+    try:
+        w = wire(d)
+        w.initialize()
+        eventually(lambda: w.call("daemon/appServer/status", rid="s")["result"]["state"]
+                   == "ready", what="ready")
+        for _ in range(20):
+            # health (async, the store) first, so the forwarded request queues behind it.
+            w.send(b'{"id":"h","method":"daemon/health"}\n'
+                   b'{"id":"a","method":"test/a"}\n'
+                   b'{"method":"test/note"}\n'
+                   b'{"id":"b","method":"test/b"}\n')
+            got = {w.recv_response()["id"] for _ in range(3)}
+            assert got == {"h", "a", "b"}
+        seen = [m for m in w.call("test/seen", rid="seen")["result"]["methods"]
+                if m.startswith("test/")]
+        assert seen[:-1] == ["test/a", "test/note", "test/b"] * 20
+    finally:
+        d.stop()

@@ -725,13 +725,13 @@ class AppServer:
             if sent is not None:
                 sent.set()
 
-    async def notify(self, method: str, params: msgspec.Raw | None) -> None:
-        """Forward a client notification (dropped when the app-server is not ready)."""
+    def notify(self, method: str, params: msgspec.Raw | None) -> None:
+        """Forward a client notification now, never waiting (dropped when not ready)."""
         if self.state is not State.READY:
             return
         payload: Any = msgspec.UNSET if params is None else params
         with contextlib.suppress(RpcError):
-            await self._send(self._rpc.send_notification(method, payload))
+            self._write_upstream(self._rpc.send_notification(method, payload))
 
     async def respond(self, generation: int, upstream_id: RequestId, result: msgspec.Raw | None,
                       error: ErrorObject | None = None) -> bool:

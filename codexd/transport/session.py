@@ -165,7 +165,7 @@ class ClientSession:
         self._inflight = trio.Semaphore(cfg.max_inflight_per_client)
         self._inflight_count = 0
         self._ordered_send, self._ordered_recv = trio.open_memory_channel[
-            tuple[Route | None, Request, Any, float]
+            tuple[Route | None, Request | Notification, Any, float]
         ](cfg.max_inflight_per_client)
         #: Threads whose notifications this client receives (or every thread's).
         self.subscriptions: set[str] = set()
@@ -375,7 +375,7 @@ class ClientSession:
                 if isinstance(event, Request):
                     await self._on_request(event)
                 elif isinstance(event, Notification):
-                    self._on_notification(event)
+                    await self._on_notification(event)
                 elif isinstance(event, BadMessage):
                     self.daemon.stats.count("(invalid)", event.code)
                     log.info("rpc_bad_message", conn=self.id, code=int(event.code),
@@ -392,7 +392,7 @@ class ClientSession:
                         self.daemon.spawn(self.daemon.approvals.answer_from_client(
                             self, event.id, None, event.error))
 
-    def _on_notification(self, event: Notification) -> None:
+    async def _on_notification(self, event: Notification) -> None:
         if event.method == "initialized":
             try:
                 self.state = next_state(self.state, SessionInput.INITIALIZED)
@@ -404,8 +404,14 @@ class ClientSession:
                 self.send(data)
             self.daemon.approvals.deliver_pending(self)
         elif self.state is not SessionState.NEW and self.daemon.forwards(event.method):
-            # Client notifications the app-server understands pass through unchanged.
-            self.daemon.spawn(self.daemon.appserver.notify(event.method, event.params))
+            # Client notifications the app-server understands pass through unchanged, in order
+            # with this client's requests: written now when nothing of the client's is queued,
+            # else behind its queued requests.
+            if self._ordered_pending == 0:
+                self.daemon.appserver.notify(event.method, event.params)
+            else:
+                self._ordered_pending += 1
+                await self._ordered_send.send((None, event, None, 0.0))
         else:
             log.debug("rpc_notification_ignored", conn=self.id, method=event.method)
 
@@ -491,6 +497,10 @@ class ClientSession:
     async def _ordered_worker(self) -> None:
         """Runs this client's ordered requests one after another until its input ends."""
         async for route, req, params, started in self._ordered_recv:
+            if isinstance(req, Notification):  # a forwarded notification, in its place
+                self.daemon.appserver.notify(req.method, req.params)
+                self._ordered_pending -= 1
+                continue
             if route is None:
                 sent = trio.Event()
                 assert self._handlers is not None
