@@ -50,9 +50,17 @@ def test_kill_9_mid_turn_fails_in_flight_restarts_and_expires_approvals(short_tm
             t.join(30)
             hold.set()
             assert not t.is_alive(), "a request hung after the app-server died"
+            # Sent while the app-server was dead or restarting: each failed with a clear code
+            # (restarted, not ready yet, or the new process not knowing the old thread).
+            assert set(errors) <= {ErrorCode.APPSERVER_RESTARTED, ErrorCode.APPSERVER_NOT_READY,
+                                   ErrorCode.INVALID_REQUEST}, errors
             resolved = until(a, lambda n: n.method == "serverRequest/resolved")[-1]
             assert resolved.params["requestId"] == req.id
-            assert resolved.params["status"] == "expired"
+            # Expired with its process; or (a race seen about once in six runs, old code too)
+            # withdrawn by the app-server itself just before the kill.
+            withdrawn = resolved.params["status"] == "resolved"
+            assert resolved.params["status"] == "expired" or (
+                withdrawn and resolved.params.get("resolvedBy") == "app-server"), resolved.params
             states = [n.params["state"] for n in until(
                 a, lambda n: n.method == "daemon/appServer/stateChanged"
                 and n.params["state"] == "ready")
@@ -61,9 +69,11 @@ def test_kill_9_mid_turn_fails_in_flight_restarts_and_expires_approvals(short_tm
             after = a.call("daemon/appServer/status")
             assert after["generation"] > first["generation"] and after["pid"] != first["pid"]
             assert after["restarts"] >= 1 and "exited" in (after["lastError"] or "")
-            listed = a.call("approval/list", {"status": "expired"})["approvals"]
+            listed = a.call("approval/list", {"status": "resolved" if withdrawn
+                                              else "expired"})["approvals"]
             assert [x["approvalId"] for x in listed] == [req.id]
-            assert "gone" in listed[0]["reason"] or "exited" in listed[0]["reason"]
+            if not withdrawn:
+                assert "gone" in listed[0]["reason"] or "exited" in listed[0]["reason"]
             # And the new app-server works.
             assert "data" in a.call("thread/list", {})
         assert not (b.workspace / "never.txt").exists()
