@@ -8,10 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from codexd.cli.exits import EXIT_ERROR, EXIT_OK
 from codexd.client import Client, ReceivedNotification, ReceivedRequest
 from codexd.errors import RpcError
-
-EXIT_OK, EXIT_ERROR = 0, 1
 
 #: Server requests that are yes/no approvals, with the words each method uses for yes and no.
 APPROVAL_DECISIONS: dict[str, tuple[str, str]] = {

@@ -15,11 +15,9 @@ import msgspec
 
 from codexd import __version__
 from codexd.cli import agent, auto, runs, term
+from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
 
 UsageError = agent.UsageError
 

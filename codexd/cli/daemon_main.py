@@ -10,12 +10,9 @@ from typing import Any
 import msgspec
 
 from codexd import __version__, config, logs
+from codexd.cli.exits import EXIT_CRASHED, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from codexd.errors import CodexdError, ConfigError
 from codexd.paths import default_config_file, default_socket, default_state_dir
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: sysexits EX_SOFTWARE: an internal error stopped the daemon (logged as daemon_crashed).
-EXIT_CRASHED = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(cause, CodexdError):
             logs.get_logger("codexd").error("daemon_failed", error=str(cause))
             print(f"codexd: {cause}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_ERROR
         if isinstance(cause, KeyboardInterrupt):
             return 130
         # A bug in a core loop: one structured event (never a raw traceback on stderr).
