@@ -163,7 +163,8 @@ def test_close_kills_background_children_too(daemon, short_tmp):
         # A background job in its own process group, immune to SIGHUP, plus a grandchild.
         c.call("terminal/write", {"terminalId": tid,
                                   "data": "nohup sleep 1000 >/dev/null 2>&1 & echo pid=$!\n"
-                                          "(setsid sleep 1001 &) ; echo started\n"})
+                                          "(setsid sleep 1001 &) ; echo sta''rted\n"})
+        # The marker is not in the echo of the typed line, so the pid line came before it.
         out = read_until(c, tid, b"started\r\n")
         sleeper = int(re.findall(rb"pid=(\d+)\r\n", out)[0])
         deadline = time.monotonic() + 5
