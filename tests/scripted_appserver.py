@@ -9,6 +9,7 @@
   for that thread, then the result ``{}``;
 - a response from codexd (the answer to a server request) → the notification
   ``test/answered {id, result?, error?}``, so a test sees exactly what reached the app-server;
+- ``test/stderr {line}`` → writes ``line`` to stderr, then ``{}``;
 - ``test/seen`` → ``{"methods": [...]}``: every method received so far, requests and
   notifications, in arrival order;
 - any other request → ``{"data": []}``; notifications are only recorded.
@@ -50,6 +51,10 @@ def main() -> None:
             out.write(json.dumps({"id": f"ask-{asked}", "method": params["method"],
                                   "params": {"threadId": params["threadId"],
                                              "command": "make deploy"}}) + "\n")
+            result = {}
+        elif method == "test/stderr":
+            sys.stderr.write(params["line"] + "\n")
+            sys.stderr.flush()
             result = {}
         elif method == "test/seen":
             result = {"methods": seen}

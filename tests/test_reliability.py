@@ -622,3 +622,26 @@ def test_forwarded_notifications_keep_their_place_among_requests(short_tmp, wire
         assert seen[:-1] == ["test/a", "test/note", "test/b"] * 20
     finally:
         d.stop()
+
+
+def test_app_server_stderr_is_logged_without_colours_at_its_own_level(short_tmp):
+    d = make_daemon(short_tmp, config=scripted_config()).start()
+    try:
+        with d.client() as c:
+            eventually(lambda: c.call("daemon/appServer/status")["state"] == "ready",
+                       what="ready")
+            for line in ("\x1b[2m2026-12-01T10:00:00Z\x1b[0m \x1b[31mERROR\x1b[0m "
+                         "\x1b[2mcodex_core::x\x1b[0m: model refused",
+                         "2026-12-01T10:00:01Z  WARN codex_core: slow",
+                         "plain line"):
+                c.call("test/stderr", {"line": line})
+            eventually(lambda: len(log_events(d.log_path, "appserver_stderr")) >= 3,
+                       what="three stderr lines logged")
+            lines = {e["line"]: e["level"] for e in log_events(d.log_path, "appserver_stderr")}
+            assert lines == {"2026-12-01T10:00:00Z ERROR codex_core::x: model refused": "error",
+                             "2026-12-01T10:00:01Z  WARN codex_core: slow": "warning",
+                             "plain line": "info"}
+            tail = c.call("daemon/appServer/status")["stderrTail"]
+            assert not any("\x1b" in t for t in tail)
+    finally:
+        d.stop()
