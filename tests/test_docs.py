@@ -93,3 +93,35 @@ def test_appserver_state_table_matches_the_code():
     rows = re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \|$", text, flags=re.M)
     documented = {(a, b, c) for a, b, c in rows if a != "from"}
     assert documented == {(s.value, i.value, t.value) for (s, i), t in TABLE.items()}
+
+
+def test_run_state_table_matches_the_code():
+    from codexd.runs.states import INPUT_FOR, TABLE, RunState
+
+    text = (DOCS / "run-states.md").read_text().split("## Transitions", 1)[1]
+    rows = re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \|$", text, flags=re.M)
+    documented = {(a, b, c) for a, b, c in rows if a != "from"}
+    assert documented == {(s.value, i.value, t.value) for (s, i), t in TABLE.items()}
+    # Every status is reached by exactly the input INPUT_FOR names (the store relies on it).
+    assert {t: i for (_s, i), t in TABLE.items()} == INPUT_FOR
+    assert set(INPUT_FOR) == set(RunState)
+
+
+def test_the_store_refuses_a_run_status_edge_not_in_the_table(tmp_path):
+    import pytest
+
+    from codexd.protocol.runs import RunRequest
+    from codexd.statemachine import BadTransition
+    from codexd.store import Store
+    from codexd.store import runs as repo
+
+    store = Store.open(tmp_path / "t.db")
+    req = RunRequest(provider="codex", prompt="p", cwd="/tmp", priority=0, timeout_seconds=60,
+                     max_retries=0, retry_backoff_ms=1000, auto_approve=False)
+    store.write_sync(lambda c: repo.insert(c, "run_x", req, conversation_id=None,
+                                           rerun_of=None, session_id=None))
+    with pytest.raises(BadTransition):
+        store.write_sync(lambda c: repo.update(c, "run_x", status="succeeded"))
+    assert store.write_sync(lambda c: repo.update(c, "run_x", status="running")).status == \
+        "running"
+    store.close()

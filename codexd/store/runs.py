@@ -9,6 +9,7 @@ import apsw
 import msgspec
 
 from codexd.protocol.runs import Conversation, Options, Profile, Run, RunEvent, RunRequest
+from codexd.runs import states
 
 _req_dec = msgspec.json.Decoder(RunRequest)
 _opt_dec = msgspec.json.Decoder(Options)
@@ -47,6 +48,12 @@ def get(conn: apsw.Connection, run_id: str) -> Run | None:
 
 
 def update(conn: apsw.Connection, run_id: str, **fields: Any) -> Run | None:
+    """Change a run's columns; a ``status`` change must be an edge of :mod:`runs.states`."""
+    if "status" in fields:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        states.check(str(row[0]), str(fields["status"]))
     cols = ", ".join(f"{k} = ?" for k in fields)
     r = conn.execute(f"UPDATE runs SET {cols} WHERE id = ? RETURNING {_COLS}",
                      (*fields.values(), run_id)).fetchone()
