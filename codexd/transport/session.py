@@ -207,13 +207,18 @@ class ClientSession:
                 deadline.cancel()
                 self.out.close()
         finally:
-            self.state = SessionState.CLOSED
+            self._mark_closed()
             self.out.detach_fd()
             self.daemon.terminals.session_closed(self)
             self.out.close()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
             log.debug("client_disconnected", conn=self.id, client=self.client_name)
+
+    def _mark_closed(self) -> None:
+        """The session table's CLOSE edge (closing twice is no change)."""
+        if self.state is not SessionState.CLOSED:
+            self.state = next_state(self.state, SessionInput.CLOSE)
 
     async def _initialize_deadline(self, seconds: float, scope: trio.CancelScope) -> None:
         """A connection that never initializes must not hold a client slot and an fd forever.
@@ -303,7 +308,7 @@ class ClientSession:
         self.out.replace_with(self.daemon.events.encode(
             EVENTS_OVERFLOW.name, Overflow(queued_bytes=queued, limit_bytes=limit),
             self.daemon.events.seq))
-        self.state = SessionState.CLOSED
+        self._mark_closed()
         if self._scope is not None:
             # A last chance to read the notice; a client that still does not read is cut off.
             self._scope.deadline = trio.current_time() + OVERFLOW_NOTICE_SECONDS
