@@ -200,6 +200,9 @@ class Bridge:
 
 def make_bridge(base: Path, extra_config: str = "") -> Bridge:
     from tests.fake_model import FakeModel, write_codex_home
+    from tests.helpers import require_cli
+
+    require_cli("codex")
 
     model = FakeModel().start()
     home = write_codex_home(base / "codex-home", model.base_url)

@@ -15,6 +15,7 @@ from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
 from tests.conftest import make_daemon
 from tests.fake_model import FakeModel, message, write_codex_home
+from tests.helpers import require_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CLI = ROOT / "tests" / "fake_cli.py"
@@ -23,6 +24,7 @@ CLAUDE_TOKEN = "sk-ant-api03-" + "Zq8" * 12
 
 class Env:
     def __init__(self, base: Path, extra_config: str = "") -> None:
+        require_cli("codex")
         self.base = base
         self.model = FakeModel().start()
         self.codex_home = write_codex_home(base / "codex-home", self.model.base_url)
@@ -35,6 +37,7 @@ class Env:
 
     @property
     def claude_env(self) -> dict[str, str]:
+        require_cli("claude")
         return {"ANTHROPIC_BASE_URL": self.model.base_url[:-3]}
 
     def close(self) -> None:

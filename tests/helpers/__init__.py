@@ -46,3 +46,15 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def require_cli(name: str) -> None:
+    """Skip (with the reason and the fix) when a pinned agent CLI is not installed."""
+    import shutil
+
+    import pytest
+
+    local = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
+    if shutil.which(name) is None and not (local / name).exists():
+        pytest.skip(f"the pinned `{name}` CLI is not installed; `make test` installs it into "
+                    ".tools/npm (npm needed)")
