@@ -11,18 +11,18 @@ and descendants before anything new is spawned. Where the start time cannot be r
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 import trio
 
 from codexd.appserver.process import descendants, group_alive, kill_tree
-from codexd.store import Store
+from codexd.store import Store, daemon_runs
 
 log = structlog.get_logger("codexd.children")
 
@@ -60,10 +60,9 @@ class ChildRegistry:
         ticks = start_ticks(pid)
         now = int(time.time() * 1000)
         try:
-            await self._store.write(lambda c: c.execute(
-                "INSERT OR REPLACE INTO child_processes (pid, start_ticks, kind, unit_id, "
-                "daemon_run, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (pid, ticks, kind, unit_id, self._daemon_run, now)))
+            await self._store.write(functools.partial(
+                daemon_runs.child_add, pid=pid, ticks=ticks, kind=kind, unit_id=unit_id,
+                daemon_run=self._daemon_run, created_at=now))
         except Exception as exc:
             log.warning("child_record_failed", pid=pid, kind=kind, error=str(exc))
 
@@ -71,21 +70,14 @@ class ChildRegistry:
         """Forget a reaped child (never raises). Shielded: it runs on cancellation paths."""
         with trio.CancelScope(shield=True):
             try:
-                await self._store.write(
-                    lambda c: c.execute("DELETE FROM child_processes WHERE pid = ?", (pid,)))
+                await self._store.write(functools.partial(daemon_runs.child_remove, pid=pid))
             except Exception as exc:
                 log.warning("child_record_failed", pid=pid, error=str(exc))
 
     async def kill_survivors(self, grace: float = 2.0) -> list[Survivor]:
         """At start-up: kill what a previous daemon life left running; forget every row."""
-        def take(c: Any) -> list[tuple[int, int | None, str, str]]:
-            rows = c.execute("SELECT pid, start_ticks, kind, unit_id FROM child_processes "
-                             "ORDER BY created_at").fetchall()
-            c.execute("DELETE FROM child_processes")
-            return [(int(r[0]), r[1], str(r[2]), str(r[3])) for r in rows]
-
         found: list[Survivor] = []
-        for pid, ticks, kind, unit_id in await self._store.write(take):
+        for pid, ticks, kind, unit_id in await self._store.write(daemon_runs.children_take_all):
             if ticks is None or start_ticks(pid) != ticks:
                 continue  # gone, or the pid now belongs to someone else
             found.append(Survivor(pid, kind, unit_id))

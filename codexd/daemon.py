@@ -43,7 +43,7 @@ from codexd.rpc import RpcConnection
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.stats import Stats
-from codexd.store import Store, now_iso
+from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
 from codexd.terminal.host import TerminalHost
 from codexd.transport.session import ClientSession
@@ -475,31 +475,17 @@ class Daemon:
     # ------------------------------------------------------------------------ bookkeeping
 
     async def _record_start(self) -> None:
-        def record(conn: Any) -> tuple[int, Any]:
-            prev = conn.execute(
-                "SELECT id, pid, started_at FROM daemon_runs "
-                "WHERE stopped_at IS NULL ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            conn.execute("UPDATE daemon_runs SET stopped_at = '' WHERE stopped_at IS NULL")
-            cur = conn.execute(
-                "INSERT INTO daemon_runs (pid, version, started_at) VALUES (?, ?, ?) RETURNING id",
-                (os.getpid(), __version__, self.started_at_iso),
-            )
-            return int(cur.fetchone()[0]), prev
-
-        self._run_id, prev = await self.store.write(record)
+        self._run_id, prev = await self.store.write(functools.partial(
+            daemon_runs.record_start, pid=os.getpid(), version=__version__,
+            started_at=self.started_at_iso))
         if prev is not None:
             self.previous_run_unclean = True
-            log.warning("previous_run_unclean", pid=prev[1], started_at=prev[2],
+            log.warning("previous_run_unclean", pid=prev.pid, started_at=prev.started_at,
                         hint="the last codexd was killed or crashed; see its log")
 
     async def _record_stop(self) -> None:
         if self._run_id is None:
             return
-        run_id = self._run_id
         with contextlib.suppress(Exception):
-            await self.store.write(
-                lambda c: c.execute(
-                    "UPDATE daemon_runs SET stopped_at = ? WHERE id = ?", (now_iso(), run_id)
-                )
-            )
+            await self.store.write(functools.partial(daemon_runs.record_stop,
+                                                     run_id=self._run_id, at=now_iso()))

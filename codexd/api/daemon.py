@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from typing import Any
 
 import trio
 
@@ -31,7 +31,7 @@ from codexd.protocol.daemon import (
     ShutdownResult,
 )
 from codexd.statemachine import BadTransition
-from codexd.store import iso_time
+from codexd.store import daemon_runs, iso_time
 from codexd.transport.session import ClientSession, SessionInput, next_state
 
 
@@ -107,13 +107,6 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
     )
 
 
-def _probe_write(conn: Any) -> None:
-    # A real write (a WAL frame, fsync'd at the next checkpoint): a full disk or a read-only
-    # file fails here the way every other write would, where a SELECT would still pass.
-    conn.execute("INSERT INTO meta (key, value) VALUES ('health_probe', ?) "
-                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (int(time.time()),))
-
-
 @handles(DAEMON_HEALTH, during_shutdown=True)
 async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     d = session.daemon
@@ -121,7 +114,8 @@ async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     # The writer must be free and the database writable within a deadline.
     with trio.move_on_after(2) as scope:
         try:
-            await d.store.probe_write(_probe_write)
+            await d.store.probe_write(
+                functools.partial(daemon_runs.probe, now=int(time.time())))
             failed = d.store.last_write_error
             checks["store"] = CheckResult(ok=True) if failed is None else CheckResult(
                 ok=False, detail=f"the last write failed: {failed}; free disk space under "

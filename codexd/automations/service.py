@@ -44,6 +44,7 @@ from codexd.protocol.automations import (
     RunRow,
 )
 from codexd.store import automations as repo
+from codexd.store import daemon_runs
 from codexd.transport.unix import InstanceLock
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ class AutomationService:
     async def startup(self) -> None:
         """Before the socket exists: interrupted leftovers, stored definitions, the files."""
         run_id = self.daemon.run_id
-        alive = {pid for pid in await self._store().read(_daemon_pids) if pid_alive(pid)}
+        owners = await self._store().read(daemon_runs.pids_with_open_automation_runs)
+        alive = {pid for pid in owners if pid_alive(pid)}
         alive.discard(os.getpid())
         left = await self._store().write(lambda c: repo.interrupt_leftovers(c, run_id, alive))
         for run in left:
@@ -617,7 +619,4 @@ def _approval_detail(params: str) -> str:
     return " — ".join(parts)[:2000]
 
 
-def _daemon_pids(conn: apsw.Connection) -> list[int]:
-    return [int(r[0]) for r in conn.execute(
-        "SELECT DISTINCT d.pid FROM automation_runs r JOIN daemon_runs d ON d.id = r.daemon_run "
-        "WHERE r.status IN ('queued', 'running')")]
+
