@@ -50,13 +50,19 @@ class Survivor:
 class ChildRegistry:
     """Owned by the daemon; ``add``/``remove`` are called by whoever spawns and reaps."""
 
-    def __init__(self, store: Store, daemon_run: int | None) -> None:
-        self._store = store
-        self._daemon_run = daemon_run
+    def __init__(self) -> None:
+        self._store: Store | None = None
+        self._daemon_run: int | None = None
+
+    def open(self, store: Store, daemon_run: int | None) -> None:
+        """Start recording (once the store is open); before that, add/remove do nothing."""
+        self._store, self._daemon_run = store, daemon_run
 
     async def add(self, kind: str, unit_id: str, pid: int) -> None:
         """Record a child that just started. Never raises: a database that cannot take the row
         (full disk) must not stop the child; only the clean-up after a kill -9 is lost."""
+        if self._store is None:
+            return
         ticks = start_ticks(pid)
         now = int(time.time() * 1000)
         try:
@@ -68,6 +74,8 @@ class ChildRegistry:
 
     async def remove(self, pid: int) -> None:
         """Forget a reaped child (never raises). Shielded: it runs on cancellation paths."""
+        if self._store is None:
+            return
         with trio.CancelScope(shield=True):
             try:
                 await self._store.write(functools.partial(daemon_runs.child_remove, pid=pid))
@@ -76,6 +84,7 @@ class ChildRegistry:
 
     async def kill_survivors(self, grace: float = 2.0) -> list[Survivor]:
         """At start-up: kill what a previous daemon life left running; forget every row."""
+        assert self._store is not None, "kill_survivors() before open()"
         found: list[Survivor] = []
         for pid, ticks, kind, unit_id in await self._store.write(daemon_runs.children_take_all):
             if ticks is None or start_ticks(pid) != ticks:

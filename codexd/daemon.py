@@ -123,13 +123,14 @@ class Daemon:
         self._store: Store | None = None
         self._run_id: int | None = None
         self._services: trio.Nursery | None = None
-        #: The processes spawned and not yet reaped (set once the store is open).
-        self.children: ChildRegistry
+        #: The processes spawned and not yet reaped (recording once the store is open).
+        self.children = ChildRegistry()
         #: Kept open to be given up when accept() hits EMFILE (see _refuse_for_fds).
         self._spare_fd = -1
         self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
         self.approvals = ApprovalBook(self)
-        self.terminals = TerminalHost(self)
+        self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
+                                      children=self.children)
         self.automations = AutomationService(self)
         self.runs = RunService(self)
         self.appserver = AppServer(
@@ -141,7 +142,7 @@ class Daemon:
             next_generation=self._next_generation,
             faults=self.faults,
             on_spawned=lambda pid: self.children.add("appserver", "", pid),
-            on_reaped=lambda pid: self.children.remove(pid),
+            on_reaped=self.children.remove,
         )
 
     @property
@@ -292,7 +293,7 @@ class Daemon:
         )
         try:
             await self._record_start()
-            self.children = ChildRegistry(self.store, self._run_id)
+            self.children.open(self.store, self._run_id)
             # Before anything new is spawned: a killed daemon's children are still running.
             survivors = await self.children.kill_survivors()
             # Every start-up write happens before the socket exists: a client that can connect

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ import trio
 
 from codexd import faults
 from codexd.appserver.process import close_fd, descendants, kill_tree, session_members
+from codexd.config import TerminalSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.terminal import (
     TERMINAL_EXITED,
@@ -51,7 +53,8 @@ from codexd.store import now_iso
 from codexd.terminal.scrollback import Scrollback
 
 if TYPE_CHECKING:
-    from codexd.daemon import Daemon
+    from codexd.children import ChildRegistry
+    from codexd.faults import Faults
     from codexd.transport.session import ClientSession
 
 log = structlog.get_logger("codexd.terminal")
@@ -147,16 +150,24 @@ def _spawn(params: CreateParams, argv: list[str], env: dict[str, str]) -> ptypro
 
 
 class TerminalHost:
-    """Owned by the daemon. Start with ``await nursery.start(host.run)``."""
+    """Start with ``await nursery.start(host.run)``.
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    Collaborators: ``config`` returns the current ``[terminal]`` section (it changes on SIGHUP),
+    ``faults`` is the containment boundary for each terminal's tasks, ``children`` records each
+    shell so a killed daemon's leftovers are found at the next start.
+    """
+
+    def __init__(self, config: Callable[[], TerminalSection], *, faults: Faults,
+                 children: ChildRegistry) -> None:
+        self._config = config
+        self._faults = faults
+        self._children = children
         self.terminals: dict[str, Terminal] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
-    def cfg(self):  # type: ignore[no-untyped-def]
-        return self.daemon.config.terminal
+    def cfg(self) -> TerminalSection:
+        return self._config()
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -200,9 +211,9 @@ class TerminalHost:
                         cols=params.cols, rows=params.rows, proc=proc,
                         scrollback=Scrollback(self.cfg.scrollback_bytes))
         self.terminals[term.id] = term
-        await self.daemon.children.add("terminal", term.id, term.pid)
+        await self._children.add("terminal", term.id, term.pid)
         assert self._nursery is not None
-        book = self.daemon.faults
+        book = self._faults
         on_fault = functools.partial(self._on_fault, term)
         self._nursery.start_soon(functools.partial(book.run, "terminal", term.id, self._pump,
                                                    term, on_fault=on_fault))
@@ -451,7 +462,7 @@ class TerminalHost:
             trio.lowlevel.notify_closing(term.fd)
             term.proc.fileobj.close()
         term.proc.closed = True  # ptyprocess must not try to reap what we reaped
-        await self.daemon.children.remove(pid)
+        await self._children.remove(pid)
         log.info("terminal_closed", terminal_id=term.id, pid=pid, signal=signal.Signals(sig).name)
 
     async def _reaped(self, term: Terminal) -> None:
