@@ -392,6 +392,9 @@ def test_kill_9_leaves_no_cli_running_and_the_lane_waits_for_a_person(short_tmp:
                                               # ignores the hang-up the closed PTY sends
                                               "command": ["sh", "-c",
                                                           "trap '' HUP; exec sleep 300"]})["pid"]
+    # Only once the shell has set its trap (and exec'd sleep) is the hang-up ignored.
+    eventually(lambda: Path(f"/proc/{term_pid}/cmdline").read_bytes() == b"sleep\x00300\x00",
+               what="the terminal's program to be running")
     assert d.proc is not None
     d.proc.kill()
     d.proc.wait(10)
