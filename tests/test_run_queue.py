@@ -379,28 +379,28 @@ def test_kill_9_leaves_no_cli_running_and_the_lane_waits_for_a_person(short_tmp:
     from tests.helpers import eventually, log_events, pid_alive
 
     d = fake_daemon(short_tmp, "max_concurrent = 1\n").start()
-    gate = short_tmp / "gate"
-    env = {"FAKE_WAIT": str(gate)}
-    with d.client() as c:
-        first = start(c, d, "blocker", env=env)
-        wait_running(c, first)
-        cli_pid = eventually(lambda: next((e["data"]["pid"] for e in events(c, first)
-                                           if e["type"] == "run.started"), None),
-                             what="run.started")
-        nxt = start(c, d, "next", env=env)
-        term_pid = c.call("terminal/create", {"cwd": str(short_tmp), "cols": 80, "rows": 24,
-                                              # ignores the hang-up the closed PTY sends
-                                              "command": ["sh", "-c",
-                                                          "trap '' HUP; exec sleep 300"]})["pid"]
-    # Only once the shell has set its trap (and exec'd sleep) is the hang-up ignored.
-    eventually(lambda: Path(f"/proc/{term_pid}/cmdline").read_bytes() == b"sleep\x00300\x00",
-               what="the terminal's program to be running")
-    assert d.proc is not None
-    d.proc.kill()
-    d.proc.wait(10)
-    assert pid_alive(cli_pid) and pid_alive(term_pid)  # what a killed daemon leaves behind
-    d.start()
     try:
+        gate = short_tmp / "gate"
+        env = {"FAKE_WAIT": str(gate)}
+        with d.client() as c:
+            first = start(c, d, "blocker", env=env)
+            wait_running(c, first)
+            cli_pid = eventually(lambda: next((e["data"]["pid"] for e in events(c, first)
+                                               if e["type"] == "run.started"), None),
+                                 what="run.started")
+            nxt = start(c, d, "next", env=env)
+            # The program ignores the hang-up the closed PTY sends.
+            term_pid = c.call("terminal/create", {
+                "cwd": str(short_tmp), "cols": 80, "rows": 24,
+                "command": ["sh", "-c", "trap '' HUP; exec sleep 300"]})["pid"]
+        # Only once the shell has set its trap (and exec'd sleep) is the hang-up ignored.
+        eventually(lambda: Path(f"/proc/{term_pid}/cmdline").read_bytes()
+                   == b"sleep\x00300\x00", what="the terminal's program to be running")
+        assert d.proc is not None
+        d.proc.kill()
+        d.proc.wait(10)
+        assert pid_alive(cli_pid) and pid_alive(term_pid)  # what a killed daemon leaves behind
+        d.start()
         eventually(lambda: not pid_alive(cli_pid), what="the orphaned CLI to be killed")
         eventually(lambda: not pid_alive(term_pid), what="the orphaned shell to be killed")
         killed = {(e["kind"], e["pid"]) for e in log_events(d.log_path, "orphan_killed")}
