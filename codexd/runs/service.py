@@ -11,7 +11,6 @@ timeout kill the whole process tree; retryable failures go back to the queue wit
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -32,17 +31,15 @@ import trio
 from codexd.appserver.process import group_alive, stop_process
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.runs import (
-    RUN_EVENT,
     Capability,
     Options,
     Run,
-    RunEventNote,
     RunRequest,
     RunStartParams,
 )
 from codexd.runs import providers
 from codexd.runs import queue as q
-from codexd.runs.redact import redact
+from codexd.runs.eventlog import RunEventLog
 from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
 
@@ -56,8 +53,6 @@ _enc = msgspec.json.Encoder()
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 #: Oldest versions codexd was built against; older ones run, with a warning.
 MIN_VERSION = {"codex": (0, 100, 0), "claude": (2, 0, 0)}
-#: Shorter env values ("1", "yes", a path segment) would redact ordinary words.
-_MIN_ENV_SECRET = 6
 _NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
 
 
@@ -91,21 +86,18 @@ class RunService:
         self.secrets = SecretStore(daemon.config.runs.secret_store, daemon.state_dir)
         self.waiting: dict[str, q.Waiting] = {}
         self.active: dict[str, _Active] = {}
-        self._seq: dict[str, int] = {}
-        self._pending: list[tuple[str, int, str, str, int]] = []
-        self._pending_wake = trio.Event()
-        self._written = 0
-        self._queued_events = 0
-        self._drained = trio.Event()
-        self._writer_alive = False
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
-        #: Per run, the env values it was given (redacted from its output like tokens).
-        self._env_secrets: dict[str, list[str]] = {}
+        self.log = RunEventLog(lambda: daemon.store, daemon.faults,
+                               subscribers=lambda: daemon.sessions,
+                               secrets=self.secrets.known, now_ms=now_ms)
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
-        self.events_written = 0
+
+    @property
+    def events_written(self) -> int:
+        return self.log.events_written
 
     @property
     def cfg(self) -> Any:
@@ -167,16 +159,13 @@ class RunService:
         self.waiting[run.run_id] = q.Waiting(run.run_id, run.request.provider,
                                              run.request.priority, run.created_at,
                                              run.next_attempt_at, payload=run)
-        self._seq[run.run_id] = run.last_seq
-        values = [v for v in run.request.env.values() if len(v) >= _MIN_ENV_SECRET]
-        if values:
-            self._env_secrets[run.run_id] = values
+        self.log.track(run)
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._event_writer)
+            nursery.start_soon(self.log.run)
             nursery.start_soon(self._queue_loop)
             task_status.started()
 
@@ -295,7 +284,7 @@ class RunService:
                 await active.done.wait()
             return await self.get(run_id)
         self.waiting.pop(run_id, None)
-        return await self._final(run_id, "run.canceled", {"by": by, "while": "queued"},
+        return await self.log.final(run_id, "run.canceled", {"by": by, "while": "queued"},
                                  status="canceled", reason="canceled", finished_at=now_ms(),
                                  next_attempt_at=None) or run
 
@@ -323,101 +312,10 @@ class RunService:
         self._wake.set()
         return self.paused
 
-    async def _final(self, run_id: str, kind: str, data: dict[str, Any],
-                     **fields: Any) -> Run | None:
-        """A run's last event and its final status in one transaction, after every earlier
-        event: whoever sees the event finds the run ended."""
-        await self._drain()
-        row = self._row(run_id, kind, data)
-
-        def write(c: Any) -> Run | None:
-            repo.add_events(c, [row])
-            return repo.update(c, run_id, **fields)
-
-        run: Run | None = await self.daemon.store.write(write)
-        self.events_written += 1
-        self._publish([row])
-        self._seq.pop(run_id, None)
-        self._env_secrets.pop(run_id, None)
-        return run
-
     async def _set(self, run_id: str, **fields: Any) -> Run | None:
         run: Run | None = await self.daemon.store.write(
             lambda c: repo.update(c, run_id, **fields))
         return run
-
-    # --------------------------------------------------------------------------- events
-
-    def _row(self, run_id: str, kind: str, data: dict[str, Any]) -> tuple[str, int, str, str,
-                                                                          int]:
-        """The run's next event as a run_events row: numbered and redacted."""
-        seq = self._seq.get(run_id, 0) + 1
-        self._seq[run_id] = seq
-        return run_id, seq, kind, redact(_enc.encode(data).decode(), self._known(run_id)), \
-            now_ms()
-
-    def _known(self, run_id: str) -> list[str]:
-        """The verbatim secrets to redact from a run's output: every stored token, and the
-        values the run was given in ``env`` (never shown to clients either)."""
-        extra = self._env_secrets.get(run_id)
-        known = list(self.secrets.known())
-        return known + extra if extra else known
-
-    def _emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        self._pending.append(self._row(run_id, kind, data))
-        self._queued_events += 1
-        self._pending_wake.set()
-
-    async def _event_writer(self) -> None:
-        """Batches events into one transaction, then sends them to subscribers, in order."""
-        self._writer_alive = True
-        try:
-            while True:
-                await self._pending_wake.wait()
-                self._pending_wake = trio.Event()
-                await self._write_pending()
-        finally:
-            self._writer_alive = False
-            self._drained.set()
-
-    async def _write_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        # A batch that cannot be stored (full disk) is still sent; the fault is counted.
-        with self.daemon.faults.boundary("run", f"events write ({len(batch)} events)"):
-            await self.daemon.store.write(functools.partial(_add_events, batch))
-        self.events_written += len(batch)
-        self._publish(batch)
-        self._written += len(batch)
-        self._drained.set()
-        self._drained = trio.Event()
-
-    def _publish(self, batch: list[tuple[str, int, str, str, int]]) -> None:
-        sessions = [s for s in self.daemon.sessions if s.run_subscriptions or s.runs_all]
-        if not sessions:
-            return
-        for run_id, seq, kind, text, at in batch:
-            data = None
-            for s in sessions:
-                if s.runs_all or run_id in s.run_subscriptions:
-                    if data is None:
-                        data = _enc.encode({"jsonrpc": "2.0", "method": RUN_EVENT.name,
-                                            "params": RunEventNote(
-                                                run_id=run_id, seq=seq, type=kind,
-                                                data=msgspec.Raw(text.encode()), at=at)}) + b"\n"
-                    s.notify(data)
-
-    async def _drain(self) -> None:
-        """Wait until every event emitted so far is stored and sent."""
-        target = self._queued_events
-        while self._written < target:
-            if not self._writer_alive:
-                # Stopping: the writer task is gone; store what is left here.
-                await self._write_pending()
-                return
-            with trio.move_on_after(0.5):
-                await self._drained.wait()
 
     # ---------------------------------------------------------------------------- queue
 
@@ -486,11 +384,11 @@ class RunService:
         run_id = run.run_id
         fields: dict[str, Any] = {"exit_code": res.exit_code}
         if out.session_id:
-            fields["session_id"] = redact(out.session_id, self._known(run_id))
+            fields["session_id"] = self.log.redact(run_id, out.session_id)
         if res.status == "failed" and res.resume_rejected and run.session_id:
-            self._emit(run_id, "run.warning", {"message": f"the CLI rejected session "
+            self.log.emit(run_id, "run.warning", {"message": f"the CLI rejected session "
                        f"{run.session_id}; retrying once without resume"})
-            await self._drain()
+            await self.log.drain()
             await self._set(run_id, status="queued", session_id=None, **{
                 k: v for k, v in fields.items() if k != "session_id"})
             self._enqueue(await self.get(run_id))
@@ -498,10 +396,10 @@ class RunService:
         retries_left = run.attempt <= req.max_retries
         if res.status == "failed" and res.retryable and retries_left:
             delay = min(req.retry_backoff_ms * 2 ** (run.attempt - 1), 600_000)
-            self._emit(run_id, "run.warning", {
+            self.log.emit(run_id, "run.warning", {
                 "message": f"attempt {run.attempt} failed ({res.error}); retrying in {delay} ms",
                 "attempt": run.attempt, "retryInMs": delay})
-            await self._drain()
+            await self.log.drain()
             updated = await self._set(run_id, status="queued", next_attempt_at=now_ms() + delay,
                                       error=res.error, reason=res.reason, **fields)
             if updated is not None:
@@ -521,9 +419,9 @@ class RunService:
         else:
             kind, data = "run.failed", {"reason": res.reason, "message": res.error,
                                         "exitCode": res.exit_code, "attempts": run.attempt}
-        final = await self._final(
+        final = await self.log.final(
             run_id, kind, data, status=res.status, reason=res.reason, error=res.error,
-            result_text=redact(text, self._known(run_id)) if text else None,
+            result_text=self.log.redact(run_id, text) if text else None,
             finished_at=now_ms(), **fields)
         if run.conversation_id and out.session_id:
             sid = out.session_id
@@ -553,11 +451,11 @@ class RunService:
             msg = (f"the {req.provider} CLI was not found (runs.{req.provider}_command, PATH, "
                    f".tools/npm); install it, e.g. `npm install -g "
                    f"{_NPM[req.provider]}`")
-            self._emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
+            self.log.emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
             return _Attempt("failed", reason="cliMissing", error=msg)
         if not await trio.to_thread.run_sync(os.path.isdir, req.cwd):
             msg = f"cwd {req.cwd!r} does not exist"
-            self._emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
+            self.log.emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
             return _Attempt("failed", reason="cwdMissing", error=msg)
         token = await trio.to_thread.run_sync(self.secrets.get, req.provider)
         with contextlib.ExitStack() as stack:
@@ -578,7 +476,7 @@ class RunService:
                 append_system_prompt=h.append_system_prompt if h else None)
             argv, warnings = providers.argv(exe, spec)
             for w in warnings:
-                self._emit(run_id, "run.warning", {"message": w})
+                self.log.emit(run_id, "run.warning", {"message": w})
             return await self._spawn(run, argv, self._env(req, token))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -591,9 +489,9 @@ class RunService:
                 cwd=req.cwd, env=env, start_new_session=True)
         except OSError as exc:
             msg = f"cannot start {argv[0]}: {exc.strerror or exc}"
-            self._emit(run_id, "run.warning", {"message": msg})
+            self.log.emit(run_id, "run.warning", {"message": msg})
             return _Attempt("failed", reason="spawnFailed", error=msg, retryable=True)
-        self._emit(run_id, "run.started", {"attempt": run.attempt, "pid": proc.pid,
+        self.log.emit(run_id, "run.started", {"attempt": run.attempt, "pid": proc.pid,
                                            "provider": req.provider, "argv": argv,
                                            "cwd": req.cwd, "resume": run.session_id})
         out = providers.Outcome()
@@ -613,13 +511,13 @@ class RunService:
                 stats["stdoutLines"] += 1
                 if cut:
                     stats["truncatedLines"] += 1
-                    self._emit(run_id, "run.warning", {"message": f"a stdout line was longer "
+                    self.log.emit(run_id, "run.warning", {"message": f"a stdout line was longer "
                                f"than {self.cfg.max_line_bytes} bytes and was truncated"})
                 for kind, data in providers.parse_line(req.provider, line, out):
                     if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
                                                                            str):
                         data["output"] = "\n".join(data["output"].splitlines()[:max_lines])
-                    self._emit(run_id, kind, data)
+                    self.log.emit(run_id, kind, data)
 
         async def stderr() -> None:
             assert proc.stderr is not None
@@ -627,7 +525,7 @@ class RunService:
                 stats["stderrLines"] += 1
                 stderr_tail.append(line)
                 del stderr_tail[:-50]
-                self._emit(run_id, "run.chunk.stderr", {"text": line})
+                self.log.emit(run_id, "run.chunk.stderr", {"text": line})
 
         try:
             await self.daemon.children.add("run", run_id, proc.pid)
@@ -644,9 +542,9 @@ class RunService:
                 else:
                     code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
                 await self.daemon.children.remove(proc.pid)
-                self._emit(run_id, "run.runner_metrics", {
+                self.log.emit(run_id, "run.runner_metrics", {
                     "durationMs": int((time.monotonic() - t0) * 1000), **stats})
-                self._emit(run_id, "run.cli_exit", {
+                self.log.emit(run_id, "run.cli_exit", {
                     "exitCode": code if code is not None and code >= 0 else None,
                     "signal": -code if code is not None and code < 0 else None})
         res = _Attempt("failed", exit_code=code, outcome=out)
@@ -657,7 +555,7 @@ class RunService:
         res.reason = "turnFailed" if out.failure else "exitCode"
         res.error = out.failure or f"{argv[0].rsplit('/', 1)[-1]} exited with {code}" + (
             f": {stderr_tail[-1]}" if stderr_tail else "")
-        res.error = redact(res.error, self._known(run_id))
+        res.error = self.log.redact(run_id, res.error)
         res.retryable = not out.saw_output
         res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
             req.provider, stderr_tail, out)
@@ -674,11 +572,11 @@ class RunService:
         except (ValueError, jsonschema.ValidationError) as exc:
             message = exc.message if isinstance(exc, jsonschema.ValidationError) else \
                 f"the final message is not JSON: {exc}"
-            self._emit(run.run_id, "run.structured_output_invalid", {"message": message})
+            self.log.emit(run.run_id, "run.structured_output_invalid", {"message": message})
             res.status, res.reason = "failed", "structuredOutputInvalid"
             res.error = f"the output does not match outputSchema: {message}"
             return
-        self._emit(run.run_id, "run.structured_output", {"value": value})
+        self.log.emit(run.run_id, "run.structured_output", {"value": value})
 
     # ---------------------------------------------------------------------- capabilities
 
@@ -692,10 +590,6 @@ class RunService:
             caps.append(await trio.to_thread.run_sync(_probe, provider, configured))
         self._caps = caps
         return caps
-
-
-def _add_events(batch: list[tuple[str, int, str, str, int]], conn: Any) -> None:
-    repo.add_events(conn, batch)
 
 
 def _probe(provider: str, configured: str) -> Capability:

@@ -1,0 +1,166 @@
+"""A provider run's event log: numbered, redacted, stored in batches, then sent, in order.
+
+:meth:`RunEventLog.emit` never waits: it numbers the event (per run), redacts it and queues it.
+One writer task (:meth:`RunEventLog.run`) stores everything queued in one transaction, then sends
+``run/event`` to the subscribed clients. :meth:`RunEventLog.final` writes a run's last event
+together with its final status, after every earlier event of the run.
+
+Collaborators: the store (a getter: it opens after this is built), the fault boundary (a batch
+that cannot be stored is still sent and counted as a fault), ``subscribers()`` (the connected
+sessions), and ``secrets()`` (the stored tokens; each run's ``env`` values are added here).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from codexd.faults import Faults
+from codexd.protocol.runs import RUN_EVENT, Run, RunEventNote
+from codexd.runs.redact import redact
+from codexd.store import Store
+from codexd.store import runs as repo
+
+_enc = msgspec.json.Encoder()
+#: Shorter env values ("1", "yes", a path segment) would redact ordinary words.
+MIN_ENV_SECRET = 6
+
+Row = tuple[str, int, str, str, int]  # run id, seq, type, redacted JSON data, at (ms)
+
+
+class Subscriber(Protocol):
+    run_subscriptions: set[str]
+    runs_all: bool
+
+    def notify(self, data: bytes) -> None: ...
+
+
+class RunEventLog:
+    def __init__(self, store: Callable[[], Store], faults: Faults, *,
+                 subscribers: Callable[[], Iterable[Subscriber]],
+                 secrets: Callable[[], list[str]], now_ms: Callable[[], int]) -> None:
+        self._store = store
+        self._faults = faults
+        self._subscribers = subscribers
+        self._secrets = secrets
+        self._now_ms = now_ms
+        self._seq: dict[str, int] = {}
+        self._env_secrets: dict[str, list[str]] = {}
+        self._pending: list[Row] = []
+        self._pending_wake = trio.Event()
+        self._written = 0
+        self._queued = 0
+        self._drained = trio.Event()
+        self._writer_alive = False
+        #: Events stored (or, when storing failed, sent) since start.
+        self.events_written = 0
+
+    # ------------------------------------------------------------------------ per run
+
+    def track(self, run: Run) -> None:
+        """Number from the run's last stored seq; redact the env values it was given."""
+        self._seq[run.run_id] = run.last_seq
+        values = [v for v in run.request.env.values() if len(v) >= MIN_ENV_SECRET]
+        if values:
+            self._env_secrets[run.run_id] = values
+
+    def known(self, run_id: str) -> list[str]:
+        """The verbatim secrets to redact from a run's output: every stored token, and the
+        values the run was given in ``env`` (never shown to clients either)."""
+        extra = self._env_secrets.get(run_id)
+        known = list(self._secrets())
+        return known + extra if extra else known
+
+    def redact(self, run_id: str, text: str) -> str:
+        return redact(text, self.known(run_id))
+
+    def row(self, run_id: str, kind: str, data: dict[str, Any]) -> Row:
+        """The run's next event as a ``run_events`` row: numbered and redacted."""
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        return run_id, seq, kind, self.redact(run_id, _enc.encode(data).decode()), self._now_ms()
+
+    def emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Queue an event (never waits)."""
+        self._pending.append(self.row(run_id, kind, data))
+        self._queued += 1
+        self._pending_wake.set()
+
+    async def final(self, run_id: str, kind: str, data: dict[str, Any],
+                    **fields: Any) -> Run | None:
+        """A run's last event and its final status in one transaction, after every earlier
+        event: whoever sees the event finds the run ended."""
+        await self.drain()
+        row = self.row(run_id, kind, data)
+
+        def write(c: Any) -> Run | None:
+            repo.add_events(c, [row])
+            return repo.update(c, run_id, **fields)
+
+        run: Run | None = await self._store().write(write)
+        self.events_written += 1
+        self._publish([row])
+        self._seq.pop(run_id, None)
+        self._env_secrets.pop(run_id, None)
+        return run
+
+    # ------------------------------------------------------------------------ the writer
+
+    async def run(self) -> None:
+        """The writer task: batches events into one transaction, then sends them, in order."""
+        self._writer_alive = True
+        try:
+            while True:
+                await self._pending_wake.wait()
+                self._pending_wake = trio.Event()
+                await self._write_pending()
+        finally:
+            self._writer_alive = False
+            self._drained.set()
+
+    async def drain(self) -> None:
+        """Wait until every event emitted so far is stored and sent."""
+        target = self._queued
+        while self._written < target:
+            if not self._writer_alive:
+                # Stopping: the writer task is gone; store what is left here.
+                await self._write_pending()
+                return
+            with trio.move_on_after(0.5):
+                await self._drained.wait()
+
+    async def _write_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        # A batch that cannot be stored (full disk) is still sent; the fault is counted.
+        with self._faults.boundary("run", f"events write ({len(batch)} events)"):
+            await self._store().write(functools.partial(_add_events, batch))
+        self.events_written += len(batch)
+        self._publish(batch)
+        self._written += len(batch)
+        self._drained.set()
+        self._drained = trio.Event()
+
+    def _publish(self, batch: list[Row]) -> None:
+        sessions = [s for s in self._subscribers() if s.run_subscriptions or s.runs_all]
+        if not sessions:
+            return
+        for run_id, seq, kind, text, at in batch:
+            data = None
+            for s in sessions:
+                if s.runs_all or run_id in s.run_subscriptions:
+                    if data is None:
+                        data = _enc.encode({"jsonrpc": "2.0", "method": RUN_EVENT.name,
+                                            "params": RunEventNote(
+                                                run_id=run_id, seq=seq, type=kind,
+                                                data=msgspec.Raw(text.encode()), at=at)}) + b"\n"
+                    s.notify(data)
+
+
+def _add_events(batch: list[Row], conn: Any) -> None:
+    repo.add_events(conn, batch)
