@@ -132,7 +132,9 @@ class Daemon:
         self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
                                       children=self.children)
         self.automations = AutomationService(self)
-        self.runs = RunService(self)
+        self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
+                               faults=self.faults, children=self.children,
+                               subscribers=lambda: self.sessions, state_dir=self.state_dir)
         self.appserver = AppServer(
             config.appserver,
             on_state=self._on_appserver_state,

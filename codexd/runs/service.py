@@ -18,7 +18,7 @@ import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ import structlog
 import trio
 
 from codexd.appserver.process import group_alive, stop_process
+from codexd.config import RunsSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.runs import (
     Capability,
@@ -39,13 +40,14 @@ from codexd.protocol.runs import (
 )
 from codexd.runs import providers
 from codexd.runs import queue as q
-from codexd.runs.eventlog import RunEventLog
+from codexd.runs.eventlog import RunEventLog, Subscriber
 from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
 
 if TYPE_CHECKING:
-    from codexd.children import Survivor
-    from codexd.daemon import Daemon
+    from codexd.children import ChildRegistry, Survivor
+    from codexd.faults import Faults
+    from codexd.store import Store
 
 log = structlog.get_logger("codexd.runs")
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -81,16 +83,28 @@ class _Attempt:
 
 
 class RunService:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.secrets = SecretStore(daemon.config.runs.secret_store, daemon.state_dir)
+    """The run queue and its execution. Start with ``await nursery.start(service.run)``.
+
+    Collaborators: ``config`` returns the current ``[runs]`` section, ``store`` the open store,
+    ``faults`` is each run's fault boundary, ``children`` records each CLI process,
+    ``subscribers()`` the sessions ``run/event`` may go to; ``state_dir`` holds the secrets
+    file when there is no keyring.
+    """
+
+    def __init__(self, config: Callable[[], RunsSection], *, store: Callable[[], Store],
+                 faults: Faults, children: ChildRegistry,
+                 subscribers: Callable[[], Iterable[Subscriber]], state_dir: Path) -> None:
+        self._config = config
+        self._store = store
+        self._faults = faults
+        self._children = children
+        self.secrets = SecretStore(config().secret_store, state_dir)
         self.waiting: dict[str, q.Waiting] = {}
         self.active: dict[str, _Active] = {}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._caps: list[Capability] | None = None
-        self.log = RunEventLog(lambda: daemon.store, daemon.faults,
-                               subscribers=lambda: daemon.sessions,
+        self.log = RunEventLog(store, faults, subscribers=subscribers,
                                secrets=self.secrets.known, now_ms=now_ms)
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
@@ -100,8 +114,8 @@ class RunService:
         return self.log.events_written
 
     @property
-    def cfg(self) -> Any:
-        return self.daemon.config.runs
+    def cfg(self) -> RunsSection:
+        return self._config()
 
     # ------------------------------------------------------------------------- start-up
 
@@ -145,7 +159,7 @@ class RunService:
                 await trio.to_thread.run_sync(self.secrets.get, provider)
             except Exception as exc:
                 log.error("secret_read_failed", provider=provider, error=type(exc).__name__)
-        interrupted, queued, self.paused = await self.daemon.store.write(load)
+        interrupted, queued, self.paused = await self._store().write(load)
         for run in interrupted:
             log.warning("run_interrupted", run_id=run.run_id, provider=run.request.provider)
         for lane, reason in self.paused.items():
@@ -174,7 +188,7 @@ class RunService:
     async def profile_defaults(self, name: str | None) -> Options:
         if name is None:
             return Options()
-        prof = await self.daemon.store.read(lambda c: repo.profile_get(c, name))
+        prof = await self._store().read(lambda c: repo.profile_get(c, name))
         if prof is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no profile {name!r}; `profile/list` shows them",
                            {"profile": name})
@@ -242,7 +256,7 @@ class RunService:
                                else None, rerun_of=rerun_of,
                                session_id=conv.session_id if conv else None)
 
-        run = await self.daemon.store.write(insert)
+        run = await self._store().write(insert)
         if session is not None:
             session.run_subscriptions.add(run.run_id)
         self._enqueue(run)
@@ -251,7 +265,7 @@ class RunService:
         return run
 
     async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Any:
-        conv = await self.daemon.store.read(lambda c: repo.conv_get(c, conv_id))
+        conv = await self._store().read(lambda c: repo.conv_get(c, conv_id))
         if conv is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no conversation {conv_id!r}",
                            {"conversationId": conv_id})
@@ -265,7 +279,7 @@ class RunService:
         return conv
 
     async def get(self, run_id: str) -> Run:
-        run = await self.daemon.store.read(lambda c: repo.get(c, run_id))
+        run = await self._store().read(lambda c: repo.get(c, run_id))
         if run is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id!r}; `codexctl runs ls` lists "
                            "them", {"runId": run_id})
@@ -298,7 +312,7 @@ class RunService:
                 repo.lane_pause(c, p, reason, at)
             return repo.lanes_paused(c)
 
-        self.paused = await self.daemon.store.write(write)
+        self.paused = await self._store().write(write)
         log.info("queue_lane_paused", providers=providers_, reason=reason)
         return self.paused
 
@@ -307,13 +321,13 @@ class RunService:
             repo.lane_resume(c, provider)
             return repo.lanes_paused(c)
 
-        self.paused = await self.daemon.store.write(write)
+        self.paused = await self._store().write(write)
         log.info("queue_lane_resumed", provider=provider or "all")
         self._wake.set()
         return self.paused
 
     async def _set(self, run_id: str, **fields: Any) -> Run | None:
-        run: Run | None = await self.daemon.store.write(
+        run: Run | None = await self._store().write(
             lambda c: repo.update(c, run_id, **fields))
         return run
 
@@ -367,7 +381,7 @@ class RunService:
             if result is None:  # canceled by run/cancel
                 result = _Attempt("canceled", reason="canceled")
         except Exception as exc:  # the run is the unit: it fails, the queue goes on
-            message = self.daemon.faults.record("run", run_id, exc)
+            message = self._faults.record("run", run_id, exc)
             result = _Attempt("failed", reason="internal", error=f"internal error: {message}")
         finally:
             with trio.CancelScope(shield=True):
@@ -425,7 +439,7 @@ class RunService:
             finished_at=now_ms(), **fields)
         if run.conversation_id and out.session_id:
             sid = out.session_id
-            await self.daemon.store.write(lambda c: repo.conv_update(
+            await self._store().write(lambda c: repo.conv_update(
                 c, run.conversation_id or "", session_id=sid))
         log.info("run_finished", run_id=run_id, status=res.status, reason=res.reason,
                  attempts=run.attempt, exit_code=res.exit_code,
@@ -528,7 +542,7 @@ class RunService:
                 self.log.emit(run_id, "run.chunk.stderr", {"text": line})
 
         try:
-            await self.daemon.children.add("run", run_id, proc.pid)
+            await self._children.add("run", run_id, proc.pid)
             async with trio.open_nursery() as n:
                 n.start_soon(feed)
                 n.start_soon(stdout)
@@ -541,7 +555,7 @@ class RunService:
                     code = proc.returncode  # exited, nothing left in its group: no /proc walk
                 else:
                     code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
-                await self.daemon.children.remove(proc.pid)
+                await self._children.remove(proc.pid)
                 self.log.emit(run_id, "run.runner_metrics", {
                     "durationMs": int((time.monotonic() - t0) * 1000), **stats})
                 self.log.emit(run_id, "run.cli_exit", {
