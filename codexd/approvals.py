@@ -12,6 +12,7 @@ When the app-server process they belong to ends, pending requests become expired
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import structlog
 import trio
 
 from codexd.appserver.supervisor import ServerRequestIn
+from codexd.config import ApprovalsSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.approvals import (
     SERVER_REQUEST_ANSWER_REJECTED,
@@ -32,8 +34,13 @@ from codexd.rpc import ErrorObject
 from codexd.store import approvals as repo
 
 if TYPE_CHECKING:
-    from codexd.daemon import Daemon
+    from codexd.events import EventHub
+    from codexd.faults import Faults
+    from codexd.store import Store
     from codexd.transport.session import ClientSession
+
+#: Answers a server request of a generation upstream; False when that process is gone.
+Respond = Callable[[int, Any, "msgspec.Raw | None", "ErrorObject | None"], Awaitable[bool]]
 
 log = structlog.get_logger("codexd.approvals")
 
@@ -99,17 +106,33 @@ def to_wire(row: repo.ApprovalRow) -> Approval:
 
 
 class ApprovalBook:
-    """Owned by the daemon; all methods run on the event loop."""
+    """All methods run on the event loop.
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    Collaborators: ``config`` returns the current ``[approvals]`` section, ``store`` the open
+    store, ``events`` numbers and sends ``serverRequest/resolved``, ``sessions()`` the connected
+    clients, ``respond`` answers upstream, ``faults`` bounds each timeout, ``spawn`` runs a
+    background unit, ``on_pending`` tells the automations a request waits.
+    """
+
+    def __init__(self, config: Callable[[], ApprovalsSection], *, store: Callable[[], Store],
+                 events: EventHub, sessions: Callable[[], Iterable[ClientSession]],
+                 respond: Respond, faults: Faults, spawn: Callable[[Awaitable[None]], None],
+                 on_pending: Callable[[repo.ApprovalRow], None]) -> None:
+        self._config = config
+        self._store = store
+        self._events = events
+        self._sessions = sessions
+        self._respond = respond
+        self._faults = faults
+        self._spawn = spawn
+        self._on_pending = on_pending
         self._live: dict[int, _Live] = {}
         self._by_upstream: dict[tuple[int, str], int] = {}
         self._timer_wake = trio.Event()
 
     async def expire_leftovers(self) -> None:
         """At start-up: requests pending when codexd last stopped can never be answered now."""
-        n = await self.daemon.store.write(
+        n = await self._store().write(
             lambda c: repo.expire_all_pending(c, "codexd restarted; the app-server process that "
                                                  "asked is gone"))
         if n:
@@ -121,11 +144,11 @@ class ApprovalBook:
         params = req.params if req.params is not None else msgspec.Raw(b"null")
         thread_id, turn_id = thread_refs(req.params)
         upstream = msgspec.json.encode(req.upstream_id).decode()
-        row = await self.daemon.store.write(lambda c: repo.insert(
+        row = await self._store().write(lambda c: repo.insert(
             c, generation=req.generation, upstream_id=upstream, method=req.method,
             thread_id=thread_id, turn_id=turn_id, params=bytes(params).decode()))
         live = _Live(row=row, upstream_id=req.upstream_id, params=params)
-        timeout = self.daemon.config.approvals.timeout_seconds
+        timeout = self._config().timeout_seconds
         if timeout > 0:
             live.deadline = trio.current_time() + timeout
             self._timer_wake.set()
@@ -133,9 +156,9 @@ class ApprovalBook:
         self._by_upstream[(req.generation, upstream)] = row.id
         log.info("server_request_pending", approval_id=row.id, method=req.method,
                  thread_id=thread_id)
-        for session in list(self.daemon.sessions):
+        for session in list(self._sessions()):
             self._deliver(live, session)
-        self.daemon.automations.on_approval(row)
+        self._on_pending(row)
 
     def _deliver(self, live: _Live, session: ClientSession) -> None:
         if (session.id in live.sent_to or not session.server_requests
@@ -171,7 +194,7 @@ class ApprovalBook:
                                {"field": "result", "approvalId": approval_id})
         live = self._live.pop(approval_id, None)
         if live is None:
-            row = await self.daemon.store.read(lambda c: repo.get(c, approval_id))
+            row = await self._store().read(lambda c: repo.get(c, approval_id))
             if row is None:
                 raise RpcError(ErrorCode.NOT_FOUND, f"no server request {approval_id}",
                                {"approvalId": approval_id})
@@ -181,13 +204,12 @@ class ApprovalBook:
                            {"approvalId": approval_id, "status": row.status,
                             "resolvedBy": row.resolved_by})
         self._forget(live)
-        appserver = self.daemon.appserver
-        delivered = await appserver.respond(live.row.generation, live.upstream_id, result, error)
+        delivered = await self._respond(live.row.generation, live.upstream_id, result, error)
         status = "resolved" if delivered else "expired"
         reason = None if delivered else "the app-server process that asked is gone"
         stored = (bytes(result).decode() if result is not None
                   else msgspec.json.encode({"error": error}).decode())
-        await self.daemon.store.write(lambda c: repo.finish(
+        await self._store().write(lambda c: repo.finish(
             c, approval_id, status=status, result=stored, resolved_by=by, reason=reason))
         log.info("server_request_answered", approval_id=approval_id, by=by, status=status)
         self._announce(live, status, by, reason)
@@ -210,10 +232,10 @@ class ApprovalBook:
                 live = self._live.get(approval_id)
                 if live is not None:  # the client may answer again, properly this time
                     session.rpc.expect_response(approval_id, live.row.method)
-                session.notify(self.daemon.events.encode(
+                session.notify(self._events.encode(
                     SERVER_REQUEST_ANSWER_REJECTED.name,
                     AnswerRejected(request_id=approval_id, approval_id=approval_id,
-                                   message=exc.message), self.daemon.events.seq))
+                                   message=exc.message), self._events.seq))
                 return
             # A response cannot be answered with an error; the client already got (or gets)
             # serverRequest/resolved. Log it for whoever wonders why nothing happened.
@@ -238,7 +260,7 @@ class ApprovalBook:
         if live is None:
             return False
         self._forget(live)
-        self.daemon.spawn(self._finish(live, "resolved", "app-server", "resolved upstream"))
+        self._spawn(self._finish(live, "resolved", "app-server", "resolved upstream"))
         return True
 
     async def expire_generation(self, generation: int, reason: str) -> None:
@@ -251,7 +273,7 @@ class ApprovalBook:
             await self._finish(live, "expired", None, f"the app-server {reason}")
 
     async def _finish(self, live: _Live, status: str, by: str | None, reason: str | None) -> None:
-        await self.daemon.store.write(lambda c: repo.finish(
+        await self._store().write(lambda c: repo.finish(
             c, live.row.id, status=status, result=None, resolved_by=by, reason=reason))
         log.info("server_request_closed", approval_id=live.row.id, status=status, reason=reason)
         self._announce(live, status, by, reason)
@@ -260,12 +282,12 @@ class ApprovalBook:
         self._by_upstream.pop((live.row.generation, live.row.upstream_id), None)
 
     def _announce(self, live: _Live, status: str, by: str | None, reason: str | None) -> None:
-        self.daemon.publish(
+        self._events.publish(
             SERVER_REQUEST_RESOLVED.name,
             ServerRequestResolved(request_id=live.row.id, approval_id=live.row.id,
                                   status=status, thread_id=live.row.thread_id,  # type: ignore[arg-type]
                                   resolved_by=by, reason=reason),
-            thread_id=live.row.thread_id,
+            self._sessions(), thread_id=live.row.thread_id,
         )
 
     # -------------------------------------------------------------------------- timeouts
@@ -281,17 +303,17 @@ class ApprovalBook:
             now = trio.current_time()
             for live in [lv for lv in self._live.values() if lv.deadline <= now]:
                 # e.g. the database is locked: a fault of this one approval, the loop goes on
-                with self.daemon.faults.boundary("approval", str(live.row.id)):
+                with self._faults.boundary("approval", str(live.row.id)):
                     await self._time_out(live)
 
     async def _time_out(self, live: _Live) -> None:
         if self._live.pop(live.row.id, None) is None:
             return
         self._forget(live)
-        decision = self.daemon.config.approvals.defaults.get(live.row.method)
+        decision = self._config().defaults.get(live.row.method)
         result: msgspec.Raw | None = None
         error: ErrorObject | None = None
-        timeout = self.daemon.config.approvals.timeout_seconds
+        timeout = self._config().timeout_seconds
         if decision is not None:
             result = msgspec.Raw(msgspec.json.encode({"decision": decision}))
             reason = f"nobody answered within {timeout:g} s; answered {decision!r} by default"
@@ -299,9 +321,9 @@ class ApprovalBook:
             error = ErrorObject(code=int(ErrorCode.INTERNAL_ERROR),
                                 message=f"no client answered within {timeout:g} s")
             reason = f"nobody answered within {timeout:g} s; answered with an error"
-        await self.daemon.appserver.respond(live.row.generation, live.upstream_id, result, error)
+        await self._respond(live.row.generation, live.upstream_id, result, error)
         stored = bytes(result).decode() if result is not None else None
-        await self.daemon.store.write(lambda c: repo.finish(
+        await self._store().write(lambda c: repo.finish(
             c, live.row.id, status="timedOut", result=stored, resolved_by="codexd", reason=reason))
         log.warning("server_request_timed_out", approval_id=live.row.id, method=live.row.method,
                     decision=decision)

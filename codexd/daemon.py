@@ -128,7 +128,11 @@ class Daemon:
         #: Kept open to be given up when accept() hits EMFILE (see _refuse_for_fds).
         self._spare_fd = -1
         self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
-        self.approvals = ApprovalBook(self)
+        self.approvals = ApprovalBook(
+            lambda: self.config.approvals, store=lambda: self.store, events=self.events,
+            sessions=lambda: self.sessions,
+            respond=lambda *args: self.appserver.respond(*args), faults=self.faults,
+            spawn=self.spawn, on_pending=lambda row: self.automations.on_approval(row))
         self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
                                       children=self.children)
         self.automations = AutomationService(self)
