@@ -30,6 +30,7 @@ from codexd.api import ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer, ServerRequestIn
+from codexd.automations.runner import CodexRunner
 from codexd.automations.service import AutomationService
 from codexd.children import ChildRegistry
 from codexd.config import Config
@@ -135,10 +136,6 @@ class Daemon:
             spawn=self.spawn, on_pending=lambda row: self.automations.on_approval(row))
         self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
                                       children=self.children)
-        self.automations = AutomationService(self)
-        self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
-                               faults=self.faults, children=self.children,
-                               subscribers=lambda: self.sessions, state_dir=self.state_dir)
         self.appserver = AppServer(
             config.appserver,
             on_state=self._on_appserver_state,
@@ -151,6 +148,15 @@ class Daemon:
             on_reaped=self.children.remove,
         )
 
+        self.automations = AutomationService(
+            lambda: self.config, store=lambda: self.store, faults=self.faults,
+            publish=self.publish,
+            runner=CodexRunner(self.appserver, enabled=lambda: self.config.appserver.enabled,
+                               pending_for_thread=self.approvals.pending_for_thread),
+            daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
+        self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
+                               faults=self.faults, children=self.children,
+                               subscribers=lambda: self.sessions, state_dir=self.state_dir)
     @property
     def run_id(self) -> int | None:
         """This daemon life's row in daemon_runs (None before the store is open)."""

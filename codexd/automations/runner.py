@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.automations import RunRow
 
 if TYPE_CHECKING:
-    from codexd.daemon import Daemon
+    from codexd.appserver.supervisor import AppServer
 
 OWNER = "automations"
 log = structlog.get_logger("codexd.automations")
@@ -84,8 +85,17 @@ class Watch:
 
 
 class CodexRunner:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    """Runs an automation's prompt through the app-server.
+
+    Collaborators: the app-server handle (``call``, ``state``), whether it is ``enabled()`` in
+    the config, and ``pending_for_thread`` (the approvals a thread waits on).
+    """
+
+    def __init__(self, appserver: AppServer, *, enabled: Callable[[], bool],
+                 pending_for_thread: Callable[[str], list[int]]) -> None:
+        self._appserver = appserver
+        self._enabled = enabled
+        self._pending_for_thread = pending_for_thread
         self.watches: dict[str, Watch] = {}
 
     # ------------------------------------------------------------------- daemon hooks
@@ -117,16 +127,16 @@ class CodexRunner:
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         """A request to the app-server; waits (bounded by the run's timeout) while it starts."""
-        if not self.daemon.config.appserver.enabled:
+        if not self._enabled():
             raise RpcError(ErrorCode.APPSERVER_NOT_READY,
                            "the app-server is disabled (appserver.enabled = false)")
         raw = msgspec.Raw(msgspec.json.encode(params))
         while True:
             try:
-                return _decode(await self.daemon.appserver.call(method, raw, OWNER))
+                return _decode(await self._appserver.call(method, raw, OWNER))
             except RpcError as exc:
                 if exc.code != ErrorCode.APPSERVER_NOT_READY or \
-                        self.daemon.appserver.state.value == "failed":
+                        self._appserver.state.value == "failed":
                     raise
             await trio.sleep(1.0)
 
@@ -162,7 +172,7 @@ class CodexRunner:
     def _busy_reason(self, thread_id: str) -> str | None:
         if thread_id in self.watches:
             return "skipped: another automation run is using the thread"
-        pending = self.daemon.approvals.pending_for_thread(thread_id)
+        pending = self._pending_for_thread(thread_id)
         if pending:
             return f"skipped: the thread waits on approval {pending[0]}"
         return None

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition, InvalidDefinition
 from codexd.automations.runner import CodexRunner, Outcome
 from codexd.automations.scheduler import Scheduler
+from codexd.config import AutomationsSection, Config
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.automations import (
     AUTOMATION_CHANGED,
@@ -50,8 +52,12 @@ from codexd.transport.unix import InstanceLock
 if TYPE_CHECKING:
     import apsw
 
-    from codexd.daemon import Daemon
+    from codexd.faults import Faults
+    from codexd.store import Store
     from codexd.store.approvals import ApprovalRow
+
+#: Numbers and sends a notification to every client that wants it (``Daemon.publish``).
+Publish = Callable[..., None]
 
 log = structlog.get_logger("codexd.automations")
 
@@ -91,14 +97,22 @@ PASSIVE_RETRY_SECONDS = 2.0
 
 
 class AutomationService:
-    def __init__(self, daemon: Daemon, *, clock: Any = wall_ms) -> None:
-        self.daemon = daemon
+    def __init__(self, config: Callable[[], Config], *, store: Callable[[], Store],
+                 faults: Faults, publish: Publish, runner: CodexRunner,
+                 daemon_run: Callable[[], int | None], stopping: Callable[[], bool],
+                 clock: Any = wall_ms) -> None:
+        self._config = config
+        self._store = store
+        self._faults = faults
+        self._publish = publish
+        self._daemon_run = daemon_run
+        self._stopping = stopping
         self.wall_ms = clock
-        cfg = daemon.config.automations
-        self.root = codex_home(daemon.config) / "automations"
+        cfg = config().automations
+        self.root = codex_home(config()) / "automations"
         self.default_tz = cfg.timezone or sched_mod.local_zone_name()
         self.defs: dict[str, _Known] = {}
-        self.runner = CodexRunner(daemon)
+        self.runner = runner
         self.scheduler = Scheduler(wall_ms=self.wall_ms, fire=self._fire,
                                    clock_check_seconds=cfg.clock_check_seconds)
         self._lock = trio.Lock()
@@ -113,17 +127,14 @@ class AutomationService:
         self.passive_for: str | None = None
 
     @property
-    def cfg(self) -> Any:
-        return self.daemon.config.automations
-
-    def _store(self) -> Any:
-        return self.daemon.store
+    def cfg(self) -> AutomationsSection:
+        return self._config().automations
 
     # --------------------------------------------------------------------------- start-up
 
     async def startup(self) -> None:
         """Before the socket exists: interrupted leftovers, stored definitions, the files."""
-        run_id = self.daemon.run_id
+        run_id = self._daemon_run()
         owners = await self._store().read(daemon_runs.pids_with_open_automation_runs)
         alive = {pid for pid in owners if pid_alive(pid)}
         alive.discard(os.getpid())
@@ -217,7 +228,7 @@ class AutomationService:
             if self.passive_for is not None and self._take_home_lock():
                 assert self._runs is not None
                 await self._runs.start(self.scheduler.run)
-            with self.daemon.faults.boundary("automation", "rescan"):
+            with self._faults.boundary("automation", "rescan"):
                 await self.rescan(source="periodic" if period else "signal")
 
     def reconfigure(self) -> None:
@@ -361,7 +372,7 @@ class AutomationService:
 
     def _publish_changed(self, automation_id: str, change: Change, info: AutomationInfo | None,
                          source: str) -> None:
-        self.daemon.publish(AUTOMATION_CHANGED.name, AutomationChanged(
+        self._publish(AUTOMATION_CHANGED.name, AutomationChanged(
             automation_id=automation_id, change=change, automation=info, source=source))
 
     # -------------------------------------------------------------------------- files
@@ -458,10 +469,10 @@ class AutomationService:
             else:
                 decision = f"{what}; running once now (missed_policy = runOnce)"
         claimed = False
-        with self.daemon.faults.boundary("automation", f"{automation_id} claim"):
+        with self._faults.boundary("automation", f"{automation_id} claim"):
             run = await self._store().write(lambda c: repo.claim(
                 c, automation_id, times[-1], trigger=trigger, status=status, decision=decision,
-                daemon_run=self.daemon.run_id, next_run_at=next_ms))
+                daemon_run=self._daemon_run(), next_run_at=next_ms))
             claimed = True
         if not claimed:
             return  # the fault is logged and counted; the next fire tries again
@@ -480,7 +491,7 @@ class AutomationService:
     async def run_now(self, automation_id: str) -> RunRow:
         d = self.info(automation_id).automation
         run: RunRow = await self._store().write(
-            lambda c: repo.claim_manual(c, automation_id, daemon_run=self.daemon.run_id))
+            lambda c: repo.claim_manual(c, automation_id, daemon_run=self._daemon_run()))
         self._start(d, run)
         return run
 
@@ -498,7 +509,7 @@ class AutomationService:
                 async with self._limiter:
                     run = await self._update(run, status="running", started_at=self.wall_ms())
                     started = True
-                    self.daemon.publish(AUTOMATION_RUN_STARTED.name,
+                    self._publish(AUTOMATION_RUN_STARTED.name,
                                         RunEvent(run=run, automation_name=d.name))
                     log.info("automation_run_started", automation_id=d.id, run_id=run.run_id,
                              trigger=run.trigger)
@@ -508,7 +519,7 @@ class AutomationService:
                                   turn_id=outcome.turn_id,
                                   error="the automation was deleted during the run")
         except Exception as exc:  # the fire is the unit: it fails, the scheduler goes on
-            message = self.daemon.faults.record("automation", f"{d.id} run {run.run_id}", exc)
+            message = self._faults.record("automation", f"{d.id} run {run.run_id}", exc)
             outcome = Outcome(status="failed", error=f"internal error: {message}")
         finally:
             self._active.pop(run.run_id, None)
@@ -551,7 +562,7 @@ class AutomationService:
         if outcome.decision:
             fields["decision"] = ((run.decision + "; ") if run.decision else "") + outcome.decision
         final = None
-        with self.daemon.faults.boundary("automation", f"{run.automation_id} run {run.run_id}"):
+        with self._faults.boundary("automation", f"{run.automation_id} run {run.run_id}"):
             final = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
         if final is None:
             return  # the automation (and its runs) were deleted meanwhile
@@ -561,7 +572,7 @@ class AutomationService:
         await self._completed(d, final)
 
     async def _completed(self, d: Definition, run: RunRow) -> None:
-        self.daemon.publish(AUTOMATION_RUN_COMPLETED.name,
+        self._publish(AUTOMATION_RUN_COMPLETED.name,
                             RunEvent(run=run, automation_name=d.name))
         body = run.summary or run.error or run.decision or "(no message)"
         await self._inbox(kind=f"run{run.status.capitalize()}", title=f"{d.name}: {run.status}",
@@ -573,11 +584,11 @@ class AutomationService:
     async def _inbox(self, *, kind: str, title: str, body: str, publish: bool = True,
                      **refs: Any) -> InboxItem | None:
         item: InboxItem | None = None
-        with self.daemon.faults.boundary("automation", f"inbox {kind}"):
+        with self._faults.boundary("automation", f"inbox {kind}"):
             item = await self._store().write(
                 lambda c: repo.add_item(c, kind=kind, title=title, body=body, **refs))
-        if item is not None and publish and not self.daemon.shutting_down:
-            self.daemon.publish(INBOX_ITEM_ADDED.name, ItemAdded(item=item))
+        if item is not None and publish and not self._stopping():
+            self._publish(INBOX_ITEM_ADDED.name, ItemAdded(item=item))
         return item
 
     # ---------------------------------------------------------------------- daemon hooks
