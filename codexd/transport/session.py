@@ -42,7 +42,7 @@ from codexd.statemachine import BadTransition, apply
 from codexd.transport.outqueue import BUSY, OutputQueue
 
 if TYPE_CHECKING:
-    from codexd.daemon import Daemon
+    from codexd.context import DaemonContext
     from codexd.transport.peercred import PeerCred
 
 log = structlog.get_logger("codexd.session")
@@ -145,7 +145,8 @@ def map_error(exc: Exception) -> RpcError:
 class ClientSession:
     """A client connection. Created and run by the server; never shared between tasks' owners."""
 
-    def __init__(self, daemon: Daemon, stream: trio.abc.Stream, peer: PeerCred | None) -> None:
+    def __init__(self, daemon: DaemonContext, stream: trio.abc.Stream,
+                 peer: PeerCred | None) -> None:
         cfg = daemon.config.rpc
         self.daemon = daemon
         self.stream = stream
