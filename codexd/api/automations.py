@@ -9,7 +9,7 @@ import msgspec
 from codexd.api.registry import handles
 from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition
-from codexd.automations.service import iso_local, new_id
+from codexd.automations.service import AutomationService, iso_local, new_id
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.automations import (
     AUTOMATION_CREATE,
@@ -50,7 +50,7 @@ from codexd.store import automations as repo
 from codexd.transport.session import ClientSession
 
 
-def _svc(session: ClientSession) -> Any:
+def _svc(session: ClientSession) -> AutomationService:
     return session.daemon.automations
 
 
@@ -66,7 +66,7 @@ async def create(session: ClientSession, p: CreateParams) -> AutomationInfo:
         cwds=list(p.cwds), model=p.model, reasoning_effort=p.reasoning_effort,
         execution_environment=p.execution_environment, target_thread_id=p.target_thread_id,
         missed_policy=p.missed_policy, created_at=now, updated_at=now)
-    return await svc.create(d)  # type: ignore[no-any-return]
+    return await svc.create(d)
 
 
 @handles(AUTOMATION_UPDATE)
@@ -76,12 +76,12 @@ async def update(session: ClientSession, p: UpdateParams) -> AutomationInfo:
     if not changes:
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        "invalid params: nothing to change; give at least one field")
-    return await _svc(session).update(p.automation_id, changes)  # type: ignore[no-any-return]
+    return await _svc(session).update(p.automation_id, changes)
 
 
 @handles(AUTOMATION_GET)
 def get(session: ClientSession, p: AutomationRef) -> AutomationInfo:
-    return _svc(session).info(p.automation_id)  # type: ignore[no-any-return]
+    return _svc(session).info(p.automation_id)
 
 
 @handles(AUTOMATION_LIST)
@@ -97,12 +97,12 @@ async def delete(session: ClientSession, p: AutomationRef) -> Deleted:
 
 @handles(AUTOMATION_PAUSE)
 async def pause(session: ClientSession, p: AutomationRef) -> AutomationInfo:
-    return await _svc(session).update(p.automation_id, {"status": "PAUSED"})  # type: ignore[no-any-return]
+    return await _svc(session).update(p.automation_id, {"status": "PAUSED"})
 
 
 @handles(AUTOMATION_RESUME)
 async def resume(session: ClientSession, p: AutomationRef) -> AutomationInfo:
-    return await _svc(session).update(p.automation_id, {"status": "ACTIVE"})  # type: ignore[no-any-return]
+    return await _svc(session).update(p.automation_id, {"status": "ACTIVE"})
 
 
 @handles(AUTOMATION_RUN_NOW)
@@ -134,7 +134,7 @@ def preview(session: ClientSession, p: PreviewParams) -> Preview:
 
 @handles(AUTOMATION_RESCAN)
 async def rescan(session: ClientSession, p: NoParams) -> RescanResult:
-    return await _svc(session).rescan(source="client")  # type: ignore[no-any-return]
+    return await _svc(session).rescan(source="client")
 
 
 @handles(AUTOMATION_RUNS)

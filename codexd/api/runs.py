@@ -78,14 +78,14 @@ from codexd.protocol.runs import (
     SecretState,
 )
 from codexd.runs import queue as q
-from codexd.runs.service import now_ms
+from codexd.runs.service import RunService, now_ms
 from codexd.store import runs as repo
 from codexd.transport.session import ClientSession
 
 MASK = "[REDACTED]"
 
 
-def _svc(session: ClientSession) -> Any:
+def _svc(session: ClientSession) -> RunService:
     return session.daemon.runs
 
 
