@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codexd.appserver.supervisor import resolve_command  # noqa: E402
+from codexd.appserver.command import resolve_command  # noqa: E402
 from codexd.config import AppServerSection  # noqa: E402
 from tests.fake_model import FakeModel, message, write_codex_home  # noqa: E402
 

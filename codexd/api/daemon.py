@@ -147,7 +147,7 @@ def _appserver_check(appserver: AppServer) -> CheckResult:
     parts = [f"the app-server is {state.value}"]
     if appserver.last_error:
         parts.append(f"last error: {appserver.last_error}")
-    tail = [line for line in appserver.stderr_tail if line.strip()][-3:]
+    tail = [line for line in appserver.stderr.lines if line.strip()][-3:]
     if tail:
         parts.append("stderr: " + " | ".join(tail))
     if state is State.FAILED:

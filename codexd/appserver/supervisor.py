@@ -15,14 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import select
-import shutil
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,9 +27,11 @@ import trio
 
 from codexd import __version__
 from codexd.appserver.backoff import Backoff, Breaker
+from codexd.appserver.command import child_env, resolve_command
 from codexd.appserver.limiter import FairLimiter
 from codexd.appserver.process import stop_process
 from codexd.appserver.states import Input, State, transition
+from codexd.appserver.stderr import StderrTail
 from codexd.config import AppServerSection
 from codexd.errors import CodexdError, ErrorCode, RpcError
 from codexd.faults import Faults
@@ -60,42 +58,6 @@ OVERLOADED = -32001
 _UPSTREAM_QUEUE_BYTES = 64 * 1024 * 1024
 #: The request the health probe sends: cheap, read-only, answered from memory.
 HEALTH_METHOD = "thread/loaded/list"
-_PROJECT_CODEX = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
-
-
-#: Terminal escape sequences (colours, cursor moves) in the child's stderr.
-_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-#: The level word of a tracing/log line ("2026-… ERROR codex_core: …"), mapped to ours.
-_LEVEL = re.compile(r"\b(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
-_LEVELS = {"TRACE": "debug", "DEBUG": "debug", "INFO": "info", "WARN": "warning",
-           "WARNING": "warning", "ERROR": "error", "FATAL": "critical"}
-
-
-def resolve_command(cfg: AppServerSection) -> list[str]:
-    """The argv to start the app-server with (raises when no codex can be found)."""
-    exe = cfg.command
-    if not exe:
-        exe = shutil.which("codex") or ""
-        if not exe and (_PROJECT_CODEX / "codex").exists():
-            exe = str(_PROJECT_CODEX / "codex")
-    elif os.sep not in exe:
-        exe = shutil.which(exe) or exe
-    if not exe:
-        raise CodexdError(
-            "codex not found: install it (npm install -g @openai/codex) or set "
-            "appserver.command in config.toml"
-        )
-    argv = [exe, *cfg.args]
-    for override in cfg.config_overrides:
-        argv += ["-c", override]
-    return argv
-
-
-def child_env(cfg: AppServerSection) -> dict[str, str]:
-    env = dict(os.environ)
-    if cfg.codex_home:
-        env["CODEX_HOME"] = os.path.expanduser(cfg.codex_home)
-    return env
 
 
 class _Exit(Exception):
@@ -172,7 +134,7 @@ class AppServer:
         self.since = time.time()
         self.next_start_at: float | None = None
         self.init_result: dict[str, Any] = {}
-        self.stderr_tail: deque[str] = deque(maxlen=200)
+        self.stderr = StderrTail(lambda: self.cfg.stderr_log_per_second)
         self._on_state = on_state
         self._on_notification = on_notification
         self._on_server_request = on_server_request
@@ -192,8 +154,6 @@ class AppServer:
         self._wake = trio.Event()  # restart requested or config changed
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
-        self._stderr_budget = (0.0, 0)
-        self._stderr_buf = b""
         # Batches the stdout pump handed to the event loop, and how many it has dispatched.
         self._handed = 0
         self._dispatched = 0
@@ -225,7 +185,7 @@ class AppServer:
             platform_family=init.get("platformFamily"),
             inflight=self._limiter.in_use,
             queued=self._limiter.waiting,
-            stderr_tail=list(self.stderr_tail),
+            stderr_tail=list(self.stderr.lines),
         )
 
     @property
@@ -526,39 +486,8 @@ class AppServer:
             log.warning("appserver_bad_message", code=int(ev.code), error=ev.message)
 
     async def _read_stderr(self, process: trio.Process) -> None:
-        """Keep stderr lines (the partial last line survives a cancelled read)."""
         assert process.stderr is not None
-        while data := await process.stderr.receive_some(65536):
-            self._stderr_buf += data
-            *lines, self._stderr_buf = self._stderr_buf.split(b"\n")
-            for raw in lines:
-                self._stderr_line(raw)
-            if len(self._stderr_buf) > 65536:
-                self._stderr_buf = b""
-        if self._stderr_buf:
-            self._stderr_line(self._stderr_buf)
-            self._stderr_buf = b""
-
-    def _stderr_line(self, raw: bytes) -> None:
-        line = _ANSI.sub("", raw.decode(errors="replace")).rstrip()[:2000]
-        if line:
-            self.stderr_tail.append(line)
-            self._log_stderr(line)
-
-    def _log_stderr(self, line: str) -> None:
-        second = int(time.monotonic())
-        start, count = self._stderr_budget
-        if start != second:
-            if count > self.cfg.stderr_log_per_second:
-                log.warning("appserver_stderr_suppressed",
-                            lines=count - self.cfg.stderr_log_per_second)
-            self._stderr_budget = (second, 1)
-        else:
-            self._stderr_budget = (start, count + 1)
-        if self._stderr_budget[1] <= self.cfg.stderr_log_per_second:
-            level = _LEVEL.search(line[:80])
-            emit = getattr(log, _LEVELS[level.group(1)] if level else "info")
-            emit("appserver_stderr", line=line)
+        await self.stderr.read(process.stderr)
 
     # ---------------------------------------------------------------------------- requests
 
