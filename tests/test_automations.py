@@ -16,7 +16,7 @@ import tomlkit
 
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import DaemonProc, make_daemon
+from tests.helpers.daemon import DaemonProc, make_daemon
 
 
 def config(base: Path, extra: str = "") -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import tomlkit
 
 from codexd.client import Client
-from tests.conftest import Bridge, make_bridge
 from tests.fake_model import message, shell_call
-from tests.test_bridge import start_thread, start_turn, until, wait_ready
+from tests.helpers.bridge import start_thread, start_turn, until, wait_ready
+from tests.helpers.daemon import Bridge, make_bridge
 
 
 def runs(c: Client, aid: str) -> list[dict[str, Any]]:

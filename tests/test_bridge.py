@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from codexd.client import Client, ReceivedNotification
+from codexd.client import ReceivedNotification
 from codexd.errors import ErrorCode, RpcError
 from tests.fake_model import message, shell_call
-
-
-def wait_ready(c: Client, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while c.call("daemon/appServer/status")["state"] != "ready":
-        assert time.monotonic() < deadline, c.call("daemon/appServer/status")
-        time.sleep(0.05)
-
-
-def until(c: Client, pred: Any, timeout: float = 30) -> list[ReceivedNotification]:
-    """Notifications up to and including the first that satisfies ``pred``."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while True:
-        note = c.next_notification(timeout=max(0.1, deadline - time.monotonic()))
-        seen.append(note)
-        if pred(note):
-            return seen
-
-
-def wait_pending(c: Client, timeout: float = 30) -> list[dict[str, Any]]:
-    """The pending server requests, once there is at least one."""
-    deadline = time.monotonic() + timeout
-    while not (pending := c.call("approval/list", {"status": "pending"})["approvals"]):
-        assert time.monotonic() < deadline, "no server request arrived"
-        time.sleep(0.05)
-    return pending  # type: ignore[no-any-return]
-
-
-def start_thread(c: Client, cwd: Any) -> str:
-    return c.call("thread/start", {"cwd": str(cwd)})["thread"]["id"]
-
-
-def start_turn(c: Client, thread_id: str, text: str) -> str:
-    out = c.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}]})
-    return out["turn"]["id"]
+from tests.helpers.bridge import start_thread, start_turn, until, wait_pending, wait_ready
 
 
 def agent_texts(notes: list[ReceivedNotification]) -> list[str]:

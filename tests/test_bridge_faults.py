@@ -15,9 +15,9 @@ import trio
 from codexd.appserver.process import descendants
 from codexd.client import open_client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import make_bridge, make_daemon
 from tests.fake_model import message, shell_call
-from tests.test_bridge import start_thread, start_turn, until, wait_pending, wait_ready
+from tests.helpers.bridge import start_thread, start_turn, until, wait_pending, wait_ready
+from tests.helpers.daemon import make_bridge, make_daemon
 
 
 def test_kill_9_mid_turn_fails_in_flight_restarts_and_expires_approvals(short_tmp):

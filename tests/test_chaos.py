@@ -21,8 +21,8 @@ import apsw
 
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import make_daemon
 from tests.helpers import eventually, pid_alive
+from tests.helpers.daemon import make_daemon
 
 SECONDS = float(os.environ.get("CODEXD_CHAOS_SECONDS", "20"))
 THREADS = 4

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import make_daemon
+from tests.helpers.daemon import make_daemon
 
 
 def test_status_human_and_json(daemon):

@@ -16,7 +16,7 @@ import pytest
 
 from codexd.client import ConnectionClosed, DaemonUnreachable
 from codexd.errors import ErrorCode
-from tests.conftest import make_daemon
+from tests.helpers.daemon import make_daemon
 
 
 def test_version_flag():

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 import codexd.api  # noqa: F401 - registers every method
 from codexd.protocol import METHODS
 from codexd.rpc.depth import too_deep
-from tests.conftest import make_daemon
 from tests.helpers import pid_alive
+from tests.helpers.daemon import make_daemon
 
 EXAMPLES = int(os.environ.get("CODEXD_FUZZ_EXAMPLES", "150"))
 SCRIPTED = Path(__file__).with_name("scripted_appserver.py")

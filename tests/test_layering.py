@@ -43,3 +43,12 @@ def test_services_do_not_import_the_transport_or_the_handlers():
     for path in [*(PKG / "store").rglob("*.py"), *(PKG / "protocol").rglob("*.py")]:
         names = _imports(path)
         assert not any(n.startswith(("codexd.transport", "codexd.api")) for n in names), path
+
+
+def test_tests_share_helpers_only_through_tests_helpers():
+    tests = PKG.parent / "tests"
+    offenders = sorted(
+        f"{path.name}: {name}" for path in tests.glob("*.py")
+        for name in _imports(path)
+        if name.startswith(("tests.conftest", "tests.test_")))
+    assert offenders == []

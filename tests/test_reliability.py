@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from codexd.errors import ErrorCode
-from tests.conftest import make_daemon
 from tests.helpers import eventually, log_events, pid_alive
+from tests.helpers.daemon import make_daemon
 
 
 def _status_ok(w) -> None:

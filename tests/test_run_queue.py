@@ -11,8 +11,8 @@ import pytest
 
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import DaemonProc, make_daemon
-from tests.test_runs import FAKE_CLI, events, wait_done
+from tests.helpers.daemon import DaemonProc, make_daemon
+from tests.helpers.runs import FAKE_CLI, events, wait_done
 
 
 def fake_daemon(base: Path, extra: str = "") -> DaemonProc:

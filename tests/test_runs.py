@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
-from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import make_daemon
 from tests.fake_model import FakeModel, message, write_codex_home
 from tests.helpers import require_cli
+from tests.helpers.daemon import make_daemon
+from tests.helpers.runs import events, wait_done
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_CLI = ROOT / "tests" / "fake_cli.py"
 CLAUDE_TOKEN = "sk-ant-api03-" + "Zq8" * 12
 
 
@@ -52,18 +50,6 @@ def env(short_tmp: Path):
     yield e
     e.close()
     print("--- daemon log (last 40 lines) ---\n" + "\n".join(e.daemon.log().splitlines()[-40:]))
-
-
-def wait_done(c: Client, run_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (run := c.call("run/get", {"runId": run_id}))["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"run {run_id} never ended: {run}"
-        time.sleep(0.05)
-    return run  # type: ignore[no-any-return]
-
-
-def events(c: Client, run_id: str) -> list[dict[str, Any]]:
-    return c.call("run/events", {"runId": run_id})["events"]  # type: ignore[no-any-return]
 
 
 def texts(evs: list[dict[str, Any]]) -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
-from tests.conftest import make_daemon
+from tests.helpers.daemon import make_daemon
 
 BASH = ["bash", "--norc", "--noprofile", "-i"]
 
