@@ -33,6 +33,7 @@ from codexd.config import RunsSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.runs import (
     Capability,
+    Conversation,
     Options,
     Run,
     RunRequest,
@@ -264,7 +265,7 @@ class RunService:
                  conversation_id=run.conversation_id)
         return run
 
-    async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Any:
+    async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Conversation:
         conv = await self._store().read(lambda c: repo.conv_get(c, conv_id))
         if conv is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no conversation {conv_id!r}",
