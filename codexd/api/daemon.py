@@ -99,7 +99,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         clients_total=d.stats.clients_total,
         methods=d.stats.methods(),
         secret_store=d.runs.secrets.describe(),
-        faults=dict(sorted(d.faults.counts.items())),
+        faults=dict(sorted(d.faults.counts.items())) if d.faults.counts else {},
         last_fault=FaultInfo(kind=last.kind, unit=last.unit, message=last.message,
                              at=iso_time(last.at)) if last else None,
         previous_run_unclean=d.previous_run_unclean,

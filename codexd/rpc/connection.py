@@ -190,9 +190,10 @@ class RpcConnection:
 
     def decode_message(self, line: bytes) -> Event:
         """Classify one complete JSON text (never raises: bad input becomes a BadMessage)."""
-        if line.startswith(_BOM):
+        if line[:1] == b"\xef" and line.startswith(_BOM):
             line = line[len(_BOM):]
-        if too_deep(line):
+        # The count is the whole cost for ordinary lines; too_deep only runs past it.
+        if line.count(b"[") + line.count(b"{") > MAX_DEPTH and too_deep(line):
             return self._too_deep()
         if not line.isascii():
             # msgspec skips unknown members without checking them; the whole line must be UTF-8.
