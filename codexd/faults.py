@@ -81,10 +81,6 @@ class Faults:
         self.counts: dict[str, int] = {}
         self.last: Fault | None = None
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def record(self, kind: str, unit: str, exc: BaseException, **context: Any) -> str:
         """Log and count one fault; returns the one-line message reported to the unit's users."""
         message = describe(exc)

@@ -36,10 +36,6 @@ class InstanceLock:
         self.path = path
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def try_acquire(self) -> str | None:
         """Take the lock without waiting: None when taken, else the holder's pid (as text)."""
         if self._fd is not None:
