@@ -20,7 +20,7 @@ import msgspec
 import structlog
 import trio
 
-from codexd.appserver.supervisor import ServerRequestIn
+from codexd.appserver.upstream import ServerRequestIn
 from codexd.config import ApprovalsSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.approvals import (
@@ -36,8 +36,8 @@ from codexd.store import approvals as repo
 if TYPE_CHECKING:
     from codexd.events import EventHub
     from codexd.faults import Faults
+    from codexd.session import ClientSession
     from codexd.store import Store
-    from codexd.transport.session import ClientSession
 
 #: Answers a server request of a generation upstream; False when that process is gone.
 Respond = Callable[[int, Any, "msgspec.Raw | None", "ErrorObject | None"], Awaitable[bool]]
@@ -161,8 +161,8 @@ class ApprovalBook:
         self._on_pending(row)
 
     def _deliver(self, live: _Live, session: ClientSession) -> None:
-        if (session.id in live.sent_to or not session.server_requests
-                or not session.ready or not session.wants(live.row.thread_id)):
+        if (session.id in live.sent_to or not session.server_requests or not session.ready
+                or not self._events.threads.wants(session.id, live.row.thread_id)):
             return
         live.sent_to.add(session.id)
         session.send(session.rpc.send_request_with_id(live.row.id, live.row.method, live.params))

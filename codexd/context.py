@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from codexd.events import EventHub
     from codexd.faults import Faults
     from codexd.runs.service import RunService
+    from codexd.session import ClientSession, Route
     from codexd.stats import Stats
     from codexd.store import Store
     from codexd.terminal.host import TerminalHost
-    from codexd.transport.session import ClientSession, Route
 
 
 class DaemonContext(Protocol):
@@ -80,3 +80,6 @@ class DaemonContext(Protocol):
     def spawn(self, coro: Awaitable[None], kind: str = "task") -> None: ...
 
     def request_shutdown(self, reason: str) -> None: ...
+
+    # A session tells its owner; the owner tells the features keyed by session.
+    def session_drained(self, session: ClientSession) -> None: ...

@@ -10,7 +10,6 @@ socket file → close the store → release the lock.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
 import resource
@@ -24,12 +23,13 @@ import msgspec
 import structlog
 import trio
 
-from codexd import __version__, faults, logs
+from codexd import __version__, logs
 from codexd import config as config_mod
 from codexd.api import ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver.states import State
-from codexd.appserver.supervisor import AppServer, ServerRequestIn
+from codexd.appserver.supervisor import AppServer
+from codexd.appserver.upstream import ServerRequestIn
 from codexd.automations.runner import CodexRunner
 from codexd.automations.service import AutomationService
 from codexd.children import ChildRegistry
@@ -40,28 +40,28 @@ from codexd.faults import Faults
 from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
-from codexd.rpc import RpcConnection
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
+from codexd.session import ClientSession
 from codexd.stats import Stats
 from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
 from codexd.terminal.host import TerminalHost
-from codexd.transport.session import ClientSession
+from codexd.transport.base import Transport
 from codexd.transport.unix import (
     InstanceLock,
+    UnixListener,
     bind_listener,
-    check_peer,
     prepare_socket_dir,
     remove_stale_socket,
 )
 
 log = structlog.get_logger("codexd.daemon")
 
-#: Method prefixes codexd answers itself; everything else goes to the app-server.
-OWN_NAMESPACES = ("daemon/", "atom/", "settings/", "events/", "approval/", "terminal/",
-                  "automation/", "inbox/", "run/", "queue/", "conversation/", "profile/",
-                  "provider/", "secret/")
+#: Method prefixes codexd answers itself (read from the route table); everything else goes to
+#: the app-server. ``thread/unsubscribe`` is codexd's too, by name (see ``Daemon.forwards``).
+OWN_NAMESPACES = tuple(sorted({name.split("/", 1)[0] + "/" for name in ROUTES
+                               if "/" in name and not name.startswith("thread/")}))
 
 
 def raise_fd_limit() -> None:
@@ -126,14 +126,14 @@ class Daemon:
         self._services: trio.Nursery | None = None
         #: The processes spawned and not yet reaped (recording once the store is open).
         self.children = ChildRegistry()
-        #: Kept open to be given up when accept() hits EMFILE (see _refuse_for_fds).
-        self._spare_fd = -1
         self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
         self.approvals = ApprovalBook(
             lambda: self.config.approvals, store=lambda: self.store, events=self.events,
             sessions=lambda: self.sessions,
             respond=lambda *args: self.appserver.respond(*args), faults=self.faults,
             spawn=self.spawn, on_pending=lambda row: self.automations.on_approval(row))
+        # A client that starts following a thread gets the approvals already waiting on it.
+        self.events.threads.on_added = self.approvals.deliver_pending
         self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
                                       children=self.children)
         self.appserver = AppServer(
@@ -189,7 +189,7 @@ class Daemon:
     def forwards(self, method: str) -> bool:
         """Whether ``method`` goes to the app-server (outside codexd's namespaces, and enabled)."""
         return (self.config.appserver.enabled and not method.startswith(OWN_NAMESPACES)
-                and method not in ("initialize", "initialized"))
+                and method not in self.routes and method != "initialized")
 
     def spawn(self, coro: Any, kind: str = "task") -> None:
         """Run a coroutine as a daemon service task: a unit of its own (see codexd.faults)."""
@@ -285,7 +285,6 @@ class Daemon:
         """
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             raise_fd_limit()
-            self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             prepare_socket_dir(self.socket_path)
             lock = InstanceLock(lock_file_for(self.socket_path))
             lock.acquire(self.socket_path)
@@ -294,9 +293,6 @@ class Daemon:
             finally:
                 lock.release()
                 self.notifier.close()
-                if self._spare_fd >= 0:
-                    os.close(self._spare_fd)
-                    self._spare_fd = -1
 
     async def _run_locked(self, signals: Any, task_status: trio.TaskStatus[Daemon]) -> None:
         self.notifier.status("opening the database")
@@ -347,7 +343,13 @@ class Daemon:
             await services.start(self.runs.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
-                clients.start_soon(self._accept_loop, listener, clients, accept_scope)
+                unix = UnixListener(listener, self._serve_client)
+
+                async def accept() -> None:
+                    with accept_scope:
+                        await unix.run(clients)
+
+                clients.start_soon(accept)
                 log.info(
                     "daemon_started", version=__version__, pid=os.getpid(),
                     socket=str(self.socket_path), db=str(self.db_path),
@@ -384,76 +386,14 @@ class Daemon:
         await self._force.wait()
         scope.cancel()
 
-    async def _accept_loop(
-        self, listener: trio.SocketListener, clients: trio.Nursery, scope: trio.CancelScope
-    ) -> None:
-        with scope:
-            async with listener:
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd >= 0:
-                            await self._refuse_for_fds(listener, clients)
-                            continue
-                        # Anything else: do not spin, do not die.
-                        log.error("accept_failed", error=str(exc))
-                        await trio.sleep(0.1)
-                        continue
-                    faults.inject("daemon.accept")
-                    clients.start_soon(self._serve_client, stream)
-
-    async def _refuse_for_fds(self, listener: trio.SocketListener,
-                              clients: trio.Nursery) -> None:
-        """Out of fds: give the spare one up to accept the waiting client, tell it why, close
-        it, and take the spare back (a client left in the backlog would learn nothing).
-
-        If the spare can be taken back while the client is held, fds are free again (others
-        were closed meanwhile): the client is served, not refused.
-        """
-        os.close(self._spare_fd)
-        self._spare_fd = -1
-        try:
-            with trio.move_on_after(1):
-                stream = await listener.accept()
-                if self._take_spare():
-                    clients.start_soon(self._serve_client, stream)
-                    return
-                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-                log.error("client_refused", reason="out_of_fds", fd_limit=limit)
-                await self._refuse(stream, ErrorCode.TOO_MANY_CLIENTS,
-                                   f"codexd is out of file descriptors (limit {limit}); close "
-                                   "some clients or terminals, or raise LimitNOFILE")
-        except OSError as exc:
-            log.error("accept_failed", error=str(exc))
-            await trio.sleep(0.1)
-        finally:
-            self._take_spare()
-
-    def _take_spare(self) -> bool:
-        if self._spare_fd < 0:
-            try:
-                self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return False
-        return True
-
-    async def _serve_client(self, stream: trio.SocketStream) -> None:
-        ok, peer = check_peer(stream)
-        if not ok:
-            log.warning(
-                "peer_refused", peer_uid=peer.uid if peer else None,
-                peer_pid=peer.pid if peer else None, our_uid=os.getuid(),
-            )
-            await self._refuse(stream, ErrorCode.PEER_REFUSED,
-                               "connection refused: codexd serves only its own user")
-            return
+    async def _serve_client(self, transport: Transport) -> None:
+        """Serve one client of any transport (each listener checks its own peers first)."""
         if len(self.sessions) >= self.config.rpc.max_clients:
             log.warning("client_refused", reason="max_clients", limit=self.config.rpc.max_clients)
-            await self._refuse(stream, ErrorCode.TOO_MANY_CLIENTS,
-                               f"too many clients (limit {self.config.rpc.max_clients})")
+            await transport.refuse(ErrorCode.TOO_MANY_CLIENTS,
+                                   f"too many clients (limit {self.config.rpc.max_clients})")
             return
-        session = ClientSession(self, stream, peer)
+        session = ClientSession(self, transport)
         self.sessions.add(session)
         self.stats.clients_total += 1
         try:
@@ -462,13 +402,17 @@ class Daemon:
                 await session.run()
         finally:
             self.sessions.discard(session)
+            self.session_closed(session)
 
-    async def _refuse(self, stream: trio.SocketStream, code: ErrorCode, message: str) -> None:
-        data = RpcConnection(max_message_bytes=1024).send_error(None, code, message)
-        with trio.move_on_after(1):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(data)
-        await trio.aclose_forcefully(stream)
+    def session_closed(self, session: ClientSession) -> None:
+        """Every feature forgets what the session followed or held."""
+        self.events.threads.forget(session)
+        self.runs.subscriptions.forget(session)
+        self.terminals.session_closed(session)
+
+    def session_drained(self, session: ClientSession) -> None:
+        """The session's output queue emptied (terminal attachments that lagged catch up)."""
+        self.terminals.on_drained(session)
 
     async def _signal_loop(self, signals: Any) -> None:
         async for signum in signals:

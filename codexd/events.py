@@ -2,7 +2,8 @@
 
 Every notification codexd sends to clients goes through :meth:`EventHub.publish`: it gets the next
 ``seq`` and the daemon's ``epoch`` as top-level members, is encoded once, kept in a bounded ring,
-and queued for every session that wants it. A client that reconnects names the last ``seq`` it
+and queued for every session that wants it: one that follows its thread (:attr:`EventHub.threads`)
+or any session when it is not about a thread. A client that reconnects names the last ``seq`` it
 saw and receives what it missed, or learns that the ring no longer holds it (``gap``).
 """
 
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from codexd.subscriptions import Interest
 
 
 class _Out(msgspec.Struct, omit_defaults=True):
@@ -31,9 +34,8 @@ _encoder = msgspec.json.Encoder()
 
 
 class Subscriber(Protocol):
-    id: int
-
-    def wants(self, thread_id: str | None) -> bool: ...
+    @property
+    def id(self) -> int: ...
 
     def notify(self, data: bytes) -> None: ...
 
@@ -72,6 +74,8 @@ class EventHub:
         self._ring_size = ring_size
         self._ring_bytes = ring_bytes
         self._bytes = 0
+        #: The threads each session follows (``events/subscribe``, thread/start and the like).
+        self.threads: Interest[Any] = Interest()
 
     @property
     def ring_bytes(self) -> int:
@@ -108,9 +112,15 @@ class EventHub:
             self._bytes += len(data)
             while len(ring) > self._ring_size or self._bytes > self._ring_bytes:
                 self._bytes -= len(ring.popleft().data)
-        for session in sessions:
-            if session.id != exclude_id and session.wants(thread_id):
-                session.notify(data)
+        if thread_id is None:
+            for session in sessions:
+                if session.id != exclude_id:
+                    session.notify(data)
+        else:
+            wants = self.threads.wants
+            for session in sessions:
+                if session.id != exclude_id and wants(session.id, thread_id):
+                    session.notify(data)
         return self.seq
 
     def replay(
@@ -129,8 +139,9 @@ class EventHub:
         gap = after_seq < self.seq and after_seq + 1 < oldest
         events: list[bytes] = []
         size = last = 0
+        wants, sid = self.threads.wants, session.id
         for e in self._ring:
-            if e.seq <= after_seq or e.exclude == session.id or not session.wants(e.thread_id):
+            if e.seq <= after_seq or e.exclude == sid or not wants(sid, e.thread_id):
                 continue
             if events and ((max_count is not None and len(events) >= max_count)
                            or (max_bytes is not None and size + len(e.data) > max_bytes)):

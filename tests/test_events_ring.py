@@ -10,11 +10,7 @@ from codexd.events import EventHub
 @dataclass
 class _Sub:
     id: int = 1
-    threads: set[str] = field(default_factory=set)
     got: list[bytes] = field(default_factory=list)
-
-    def wants(self, thread_id: str | None) -> bool:
-        return thread_id is None or thread_id in self.threads
 
     def notify(self, data: bytes) -> None:
         self.got.append(data)
@@ -68,5 +64,7 @@ def test_replay_is_filtered_by_thread_subscription():
     hub = EventHub(ring_size=10)
     hub.publish("turn/completed", {}, [], thread_id="t1")
     hub.publish("turn/completed", {}, [], thread_id="t2")
-    assert len(hub.replay(0, None, _Sub(threads={"t1"})).events) == 1
+    follower = _Sub(id=2)
+    hub.threads.add(follower, ["t1"])  # thread interest is the hub's, keyed by session id
+    assert len(hub.replay(0, None, follower).events) == 1
     assert hub.replay(0, None, _Sub()).events == []

@@ -76,13 +76,9 @@ async def test_fair_limiter_cancelled_waiter_gives_its_slot_back():
 
 
 class _Sub:
-    def __init__(self, sid: int, threads: set[str] | None = None) -> None:
+    def __init__(self, sid: int) -> None:
         self.id = sid
-        self.threads = threads
         self.got: list[bytes] = []
-
-    def wants(self, thread_id: str | None) -> bool:
-        return thread_id is None or self.threads is None or thread_id in self.threads
 
     def notify(self, data: bytes) -> None:
         self.got.append(data)
@@ -90,7 +86,8 @@ class _Sub:
 
 def test_event_hub_fans_out_by_thread_and_replays_with_gaps():
     hub = EventHub(ring_size=3)
-    a, b = _Sub(1, {"t1"}), _Sub(2, set())
+    a, b = _Sub(1), _Sub(2)
+    hub.threads.add(a, ["t1"])
     hub.publish("x/global", {}, [a, b])
     hub.publish("x/t1", {"threadId": "t1"}, [a, b], thread_id="t1")
     assert len(a.got) == 2 and len(b.got) == 1

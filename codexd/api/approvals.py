@@ -13,8 +13,8 @@ from codexd.protocol.approvals import (
     ApprovalRespondParams,
     ApprovalRespondResult,
 )
+from codexd.session import ClientSession
 from codexd.store import approvals as repo
-from codexd.transport.session import ClientSession
 
 
 @handles(APPROVAL_LIST)

@@ -11,7 +11,7 @@ from codexd.protocol.appserver import (
     AppServerRestartResult,
     AppServerStatus,
 )
-from codexd.transport.session import ClientSession
+from codexd.session import ClientSession
 
 
 @handles(APPSERVER_STATUS, during_shutdown=True)

@@ -23,9 +23,9 @@ from codexd.protocol.atoms import (
     AtomSetParams,
 )
 from codexd.rpc import NULL
+from codexd.session import ClientSession
 from codexd.store import atoms as repo
 from codexd.store import now_iso
-from codexd.transport.session import ClientSession
 
 
 def _conflict(key: str, current: int, expected: int | None) -> RpcError:

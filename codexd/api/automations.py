@@ -46,8 +46,8 @@ from codexd.protocol.automations import (
     UpdateParams,
 )
 from codexd.protocol.base import NoParams
+from codexd.session import ClientSession
 from codexd.store import automations as repo
-from codexd.transport.session import ClientSession
 
 
 def _svc(session: ClientSession) -> AutomationService:

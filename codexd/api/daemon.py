@@ -30,9 +30,9 @@ from codexd.protocol.daemon import (
     ShutdownParams,
     ShutdownResult,
 )
+from codexd.session import ClientSession, SessionInput, next_state
 from codexd.statemachine import BadTransition
 from codexd.store import daemon_runs, iso_time
-from codexd.transport.session import ClientSession, SessionInput, next_state
 
 
 @handles(INITIALIZE, during_shutdown=True)
@@ -48,10 +48,12 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
     session.server_requests = bool(params.capabilities and params.capabilities.server_requests)
     d = session.daemon
     # Subscriptions first: the replay below is filtered by them, as live delivery is.
-    session.subscriptions.update(params.thread_ids)
-    session.subscribed_all = session.subscribed_all or params.all_threads
-    session.run_subscriptions.update(params.run_ids)
-    session.runs_all = session.runs_all or params.all_runs
+    d.events.threads.add(session, params.thread_ids)
+    if params.all_threads:
+        d.events.threads.follow_all(session)
+    d.runs.subscriptions.add(session, params.run_ids)
+    if params.all_runs:
+        d.runs.subscriptions.follow_all(session)
     replay = None
     if params.after_seq is not None or params.epoch is not None:
         # Missed events are held with anything newer and flushed at `initialized`, in order;

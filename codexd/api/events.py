@@ -17,29 +17,31 @@ from codexd.protocol.events import (
     ThreadUnsubscribeParams,
     ThreadUnsubscribeResult,
 )
-from codexd.transport.session import ClientSession
+from codexd.session import ClientSession
 
 
 def _current(session: ClientSession) -> Subscriptions:
-    return Subscriptions(thread_ids=sorted(session.subscriptions), all=session.subscribed_all)
+    threads = session.daemon.events.threads
+    return Subscriptions(thread_ids=threads.keys(session), all=threads.is_all(session))
 
 
 @handles(EVENTS_SUBSCRIBE)
 def subscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
+    # Following something new delivers the approvals waiting on it (EventHub.threads.on_added).
+    threads = session.daemon.events.threads
     if p.all:
-        session.subscribed_all = True
-    for thread_id in p.thread_ids:
-        session.subscriptions.add(thread_id)
-    session.daemon.approvals.deliver_pending(session)
+        threads.follow_all(session)
+    threads.add(session, p.thread_ids)
     return _current(session)
 
 
 @handles(EVENTS_UNSUBSCRIBE)
 def unsubscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
+    threads = session.daemon.events.threads
     if p.all is False or (p.all and not p.thread_ids):
-        session.subscribed_all = False
+        threads.stop_all(session)
     for thread_id in p.thread_ids:
-        session.subscriptions.discard(thread_id)
+        threads.discard(session, thread_id)
     return _current(session)
 
 
@@ -59,7 +61,6 @@ def thread_unsubscribe(
     session: ClientSession, p: ThreadUnsubscribeParams
 ) -> ThreadUnsubscribeResult:
     # Never forwarded: codexd's one upstream connection stays subscribed for the other clients.
-    if p.thread_id in session.subscriptions:
-        session.subscriptions.discard(p.thread_id)
+    if session.daemon.events.threads.discard(session, p.thread_id):
         return ThreadUnsubscribeResult(status="unsubscribed")
     return ThreadUnsubscribeResult(status="notSubscribed")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from codexd.protocol import MethodSpec
-from codexd.transport.session import Route
+from codexd.session import Route
 
 F = TypeVar("F", bound=Callable[..., Any])
 

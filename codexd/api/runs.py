@@ -79,8 +79,8 @@ from codexd.protocol.runs import (
 )
 from codexd.runs import queue as q
 from codexd.runs.service import RunService, now_ms
+from codexd.session import ClientSession
 from codexd.store import runs as repo
-from codexd.transport.session import ClientSession
 
 MASK = "[REDACTED]"
 
@@ -169,9 +169,11 @@ async def events(session: ClientSession, p: RunEventsParams) -> RunEvents:
 
 @handles(RUN_SUBSCRIBE)
 def subscribe(session: ClientSession, p: RunSubscribeParams) -> RunSubscribed:
-    session.run_subscriptions.update(p.run_ids or [])
-    session.runs_all = session.runs_all or p.all
-    return RunSubscribed(run_ids=sorted(session.run_subscriptions), all=session.runs_all)
+    subs = _svc(session).subscriptions
+    subs.add(session, p.run_ids or [])
+    if p.all:
+        subs.follow_all(session)
+    return RunSubscribed(run_ids=subs.keys(session), all=subs.is_all(session))
 
 
 @handles(RUN_EXPORT)

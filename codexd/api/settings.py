@@ -12,8 +12,8 @@ from codexd.protocol.settings import (
     SettingsUpdateParams,
     merge,
 )
+from codexd.session import ClientSession
 from codexd.store import settings as repo
-from codexd.transport.session import ClientSession
 
 
 @handles(SETTINGS_GET)

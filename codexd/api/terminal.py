@@ -27,7 +27,7 @@ from codexd.protocol.terminal import (
     TerminalRef,
     WriteParams,
 )
-from codexd.transport.session import ClientSession
+from codexd.session import ClientSession
 
 
 @handles(TERMINAL_CREATE)

@@ -1,6 +1,8 @@
 """Supervising `codex app-server`: spawn, handshake, health, restart with backoff, stop.
 
-One :class:`AppServer` owns the child process and the upstream :class:`RpcConnection`. Its
+One :class:`AppServer` owns the child process; each process it spawns (a *generation*) gets
+an :class:`~codexd.appserver.upstream.Upstream`, its JSON-RPC connection (whose docstring has
+the rules of the stdout pump thread). Its
 :meth:`run` loop goes through the states in :mod:`codexd.appserver.states`; every change is
 reported through ``on_state`` (the daemon turns it into a notification and a log line).
 
@@ -13,12 +15,9 @@ process that dies answers every request in flight with ``APPSERVER_RESTARTED`` a
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import select
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,30 +31,24 @@ from codexd.appserver.limiter import FairLimiter
 from codexd.appserver.process import stop_process
 from codexd.appserver.states import Input, State, transition
 from codexd.appserver.stderr import StderrTail
+from codexd.appserver.upstream import (
+    Deliver,
+    NotificationHook,
+    PendingCall,
+    ServerRequestHook,
+    Upstream,
+    UpstreamGone,
+)
 from codexd.config import AppServerSection
 from codexd.errors import CodexdError, ErrorCode, RpcError
 from codexd.faults import Faults
 from codexd.protocol.appserver import AppServerStatus
-from codexd.rpc import (
-    BadMessage,
-    ErrorObject,
-    ErrorResponse,
-    Event,
-    Notification,
-    Request,
-    RequestId,
-    Response,
-    RpcConnection,
-)
+from codexd.rpc import ErrorObject, RequestId
 from codexd.store.db import iso_time
-from codexd.transport.outqueue import OutputQueue
-from codexd.transport.threads import run_reader_thread
 
 log = structlog.get_logger("codexd.appserver")
 
 OVERLOADED = -32001
-#: Bound on bytes waiting for the app-server's stdin (it reads them at once when healthy).
-_UPSTREAM_QUEUE_BYTES = 64 * 1024 * 1024
 #: The request the health probe sends: cheap, read-only, answered from memory.
 HEALTH_METHOD = "thread/loaded/list"
 
@@ -69,37 +62,7 @@ class _Exit(Exception):
         self.failure = failure
 
 
-#: Passes a successful result on to the client that asked: ``deliver(result, in_thread)``.
-#: From the stdout pump thread (``in_thread``) it may decline by returning False (the client
-#: has output queued); the event loop then calls it again with ``in_thread=False``.
-Deliver = Callable[[msgspec.Raw, bool], bool]
-
-
-@dataclass
-class _Pending:
-    done: trio.Event = field(default_factory=trio.Event)
-    result: msgspec.Raw | None = None
-    error: ErrorObject | None = None
-    lost: str | None = None  # the process went away before answering
-    #: Delivers a successful result without waking the caller's task (the hot path);
-    #: ``delivered`` records that it did.
-    deliver: Deliver | None = None
-    delivered: bool = False
-
-
-@dataclass
-class ServerRequestIn:
-    """A request the app-server sent us (an approval, a question, a tool call)."""
-
-    generation: int
-    upstream_id: RequestId
-    method: str
-    params: msgspec.Raw | None
-
-
 StateHook = Callable[[State, State, str], None]
-NotificationHook = Callable[[str, msgspec.Raw | None, int | None], None]
-ServerRequestHook = Callable[[ServerRequestIn], None]
 GenerationEndHook = Callable[[int, str], Awaitable[None]]
 
 
@@ -144,19 +107,12 @@ class AppServer:
                                 cfg.backoff_reset_after_seconds, rng or random.Random())
         self._breaker = Breaker(cfg.breaker_failures, cfg.breaker_window_seconds)
         self._limiter = FairLimiter(cfg.max_inflight)
-        self._rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes,
-                                  send_jsonrpc_member=False)
-        self._pending: dict[RequestId, _Pending] = {}
-        #: Bytes for the app-server's stdin: written at once when nothing is queued, else by
-        #: the generation's writer task. None while no process runs.
-        self._upstream: OutputQueue | None = None
+        #: The running process's connection; None while none runs.
+        self._upstream: Upstream | None = None
         self._ready = trio.Event()
         self._wake = trio.Event()  # restart requested or config changed
         self._restart_requested = False
         self._generation_scope: trio.CancelScope | None = None
-        # Batches the stdout pump handed to the event loop, and how many it has dispatched.
-        self._handed = 0
-        self._dispatched = 0
 
     # ---------------------------------------------------------------------------- status
 
@@ -299,11 +255,11 @@ class AppServer:
             await self._generation_ended(self.last_error)
             return
         self.pid = process.pid
-        self._rpc = RpcConnection(max_message_bytes=self.cfg.max_message_bytes,
-                                  send_jsonrpc_member=False)
-        assert process.stdin is not None
-        upstream = OutputQueue(_UPSTREAM_QUEUE_BYTES,
-                               process.stdin.fileno())  # type: ignore[attr-defined]
+        assert process.stdin is not None and process.stdout is not None
+        upstream = Upstream(self.generation, _fileno(process.stdin),
+                            max_message_bytes=self.cfg.max_message_bytes, faults=self._faults,
+                            on_notification=self._on_notification,
+                            on_server_request=self._on_server_request)
         log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
         try:
             if self._on_spawned is not None:
@@ -313,17 +269,19 @@ class AppServer:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._upstream = upstream
-                        nursery.start_soon(self._write_stdin, process.stdin, upstream)
-                        nursery.start_soon(self._read_stdout, process)
+                        nursery.start_soon(self._ends_generation, upstream.write_stdin,
+                                           process.stdin)
+                        nursery.start_soon(self._ends_generation, upstream.read_stdout,
+                                           _fileno(process.stdout))
                         nursery.start_soon(self._read_stderr, process)
                         nursery.start_soon(self._watch_exit, process)
                         nursery.start_soon(self._read_version, argv[0])
-                        await self._handshake()
+                        await self._handshake(upstream)
                         ready_at = time.monotonic()
                         self._set(Input.HANDSHAKE_OK, "handshake done")
                         log.info("appserver_ready", pid=process.pid,
                                  user_agent=self.init_result.get("userAgent"))
-                        nursery.start_soon(self._health_loop)
+                        nursery.start_soon(self._health_loop, upstream)
                 except* _Exit as group:
                     first = group.exceptions[0]
                     assert isinstance(first, _Exit)
@@ -344,9 +302,7 @@ class AppServer:
                 self._healthy_for = time.monotonic() - ready_at
             with trio.CancelScope(shield=True):
                 self._upstream = None
-                upstream.close()
-                upstream.detach_fd()
-                self._fail_pending(f"the app-server {reason}")
+                upstream.close(f"the app-server {reason}")
                 code = await stop_process(process, grace=self.cfg.stop_grace_seconds)
                 if self._on_reaped is not None:
                     await self._on_reaped(process.pid)
@@ -370,24 +326,31 @@ class AppServer:
         with self._faults.boundary("appserver", f"generation {self.generation} end"):
             await self._on_generation_end(self.generation, reason or "ended")
 
-    async def _handshake(self) -> None:
+    async def _ends_generation(self, fn: Callable[[Any], Awaitable[None]], arg: Any) -> None:
+        """Run one of the upstream's I/O loops; its end is the end of the generation."""
+        try:
+            await fn(arg)
+        except UpstreamGone as exc:
+            raise _Exit(str(exc)) from None
+
+    async def _handshake(self, upstream: Upstream) -> None:
         params = {"clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
         with trio.move_on_after(self.cfg.handshake_timeout_seconds):
             try:
-                result = await self._request_now("initialize", params)
+                result = await upstream.request("initialize", params)
                 self.init_result = msgspec.json.decode(result)
-                await self._send(self._rpc.send_notification("initialized"))
+                upstream.notify("initialized", msgspec.UNSET)
             except (RpcError, msgspec.DecodeError) as exc:
                 raise _Exit(f"failed the handshake: {exc}") from None
             return
         raise _Exit(f"did not answer initialize within {self.cfg.handshake_timeout_seconds:g} s")
 
-    async def _health_loop(self) -> None:
+    async def _health_loop(self, upstream: Upstream) -> None:
         while True:
             await trio.sleep(self.cfg.health_interval_seconds)
             with trio.move_on_after(self.cfg.health_timeout_seconds):
                 with contextlib.suppress(RpcError):  # any answer means it is alive
-                    await self._request_now(HEALTH_METHOD, {})
+                    await upstream.request(HEALTH_METHOD, {})
                 continue
             log.error("appserver_hung", timeout=self.cfg.health_timeout_seconds)
             raise _Exit(f"did not answer a health probe within "
@@ -405,160 +368,30 @@ class AppServer:
             text = out.stdout.decode(errors="replace").strip()
             self.version = text.split()[-1] if text else None
 
-    async def _read_stdout(self, process: trio.Process) -> None:
-        """Run the stdout pump thread for this generation; raise :class:`_Exit` at EOF.
-
-        The pump (see :mod:`codexd.transport.threads`) answers forwarded requests straight to
-        the client's socket; everything else it reads is handed to the event loop in order, one
-        call per read. When this returns, every batch it handed over has been dispatched.
-        """
-        assert process.stdout is not None
-        fd = process.stdout.fileno()  # type: ignore[attr-defined]
-        token = trio.lowlevel.current_trio_token()
-        self._handed = self._dispatched = 0
-        await run_reader_thread(lambda stop_fd: self._pump(fd, stop_fd, token),
-                                "codexd appserver stdout")
-        raise _Exit("closed its stdout")
-
-    def _pump(self, fd: int, stop_fd: int, token: trio.lowlevel.TrioToken) -> None:
-        """The stdout pump thread's loop (see :meth:`_read_stdout`)."""
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.register(stop_fd, select.POLLIN)
-        while True:
-            ready = poller.poll()
-            if any(rfd == stop_fd for rfd, _ in ready):
-                return
-            try:
-                data = os.read(fd, 262144)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            batch: list[Event] = []
-            for ev in self._rpc.receive_data(data):
-                if not batch and self._dispatched == self._handed and isinstance(ev, Response):
-                    # Nothing read earlier is still waiting for the event loop, so answering
-                    # the client from here keeps the order it would have seen.
-                    slot = self._pending.get(ev.id)
-                    if slot is not None and slot.deliver is not None:
-                        slot.result = ev.result
-                        slot.delivered = slot.deliver(ev.result, True)
-                batch.append(ev)
-            if batch:
-                self._handed += 1
-                try:
-                    token.run_sync_soon(self._dispatch, batch)
-                except trio.RunFinishedError:
-                    return
-
-    def _dispatch(self, batch: list[Event]) -> None:
-        """Handle what the pump read, on the event loop (never raises: it is a loop callback)."""
-        try:
-            for ev in batch:
-                with self._faults.boundary("appserver.dispatch", getattr(ev, "method", "") or ""):
-                    self._dispatch_one(ev)
-        finally:
-            self._dispatched += 1
-
-    def _dispatch_one(self, ev: Event) -> None:
-        if isinstance(ev, Response | ErrorResponse):
-            slot = self._pending.pop(ev.id, None) if ev.id is not None else None
-            if slot is None:
-                log.warning("appserver_unexpected_response", id=ev.id)
-                return
-            if isinstance(ev, Response):
-                slot.result = ev.result
-                if slot.deliver is not None and not slot.delivered:
-                    slot.delivered = slot.deliver(ev.result, False)
-            else:
-                slot.error = ev.error
-            slot.done.set()
-        elif isinstance(ev, Notification):
-            self._on_notification(ev.method, ev.params, ev.emitted_at_ms)
-        elif isinstance(ev, Request):
-            self._on_server_request(
-                ServerRequestIn(self.generation, ev.id, ev.method, ev.params)
-            )
-        elif isinstance(ev, BadMessage):
-            log.warning("appserver_bad_message", code=int(ev.code), error=ev.message)
-
     async def _read_stderr(self, process: trio.Process) -> None:
         assert process.stderr is not None
         await self.stderr.read(process.stderr)
 
     # ---------------------------------------------------------------------------- requests
 
-    async def _write_stdin(self, stdin: trio.abc.SendStream, upstream: OutputQueue) -> None:
-        """The generation's writer: what could not be written at once, in order."""
-        try:
-            while data := await upstream.get_batch():
-                await stdin.send_all(data)
-                upstream.written()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _Exit(f"stopped reading its stdin ({exc})") from None
-
-    async def _send(self, data: bytes) -> None:
-        self._write_upstream(data)
-
-    def _write_upstream(self, data: bytes) -> None:
-        """Write ``data`` to the app-server's stdin now, or queue it behind what is queued."""
-        upstream = self._upstream
-        if upstream is None:
-            raise RpcError(ErrorCode.APPSERVER_RESTARTED, "the app-server is not running")
-        if not upstream.send(data):
-            raise RpcError(ErrorCode.APPSERVER_BUSY,
-                           "the app-server is not reading its input; retry later")
-
     def try_send_now(
         self, method: str, params: msgspec.Raw | None, owner: Hashable, deliver: Deliver,
-    ) -> tuple[RequestId, _Pending] | None:
+    ) -> PendingCall | None:
         """Send a request upstream without waiting, if that can be done right now.
 
         The hot path of forwarding: ready and a free slot. ``deliver`` passes the result on
-        (see :data:`Deliver`). Returns the pending slot to pass to :meth:`call` as
-        ``presend``; None means use :meth:`call`.
+        (see :data:`~codexd.appserver.upstream.Deliver`). Returns the call to pass to
+        :meth:`call` as ``presend``; None means use :meth:`call`.
         """
-        if not self.is_ready or self._upstream is None or not self._limiter.try_acquire():
+        upstream = self._upstream
+        if not self.is_ready or upstream is None or not self._limiter.try_acquire():
             return None
-        payload: Any = msgspec.UNSET if params is None else params
-        rid, data = self._rpc.send_request(method, payload)
-        # Registered before the write: the pump thread may read the answer at once.
-        slot = self._pending[rid] = _Pending(deliver=deliver)
         try:
-            self._write_upstream(data)
+            return upstream.send_request(method, msgspec.UNSET if params is None else params,
+                                         deliver)
         except RpcError:
-            del self._pending[rid]
-            self._rpc.forget_request(rid)
             self._limiter.release()
             return None
-        return rid, slot
-
-    async def _request_now(self, method: str, params: Any) -> msgspec.Raw:
-        """Send one request on the current process and wait; no ready wait, no limiter."""
-        rid, data = self._rpc.send_request(method, params)
-        slot = self._pending[rid] = _Pending()
-        try:
-            await self._send(data)
-            await slot.done.wait()
-        finally:
-            self._pending.pop(rid, None)
-        if slot.lost is not None:
-            raise RpcError(ErrorCode.APPSERVER_RESTARTED, slot.lost)
-        if slot.error is not None:
-            e = slot.error
-            raise RpcError(e.code, e.message, None if e.data is msgspec.UNSET else e.data)
-        assert slot.result is not None
-        return slot.result
-
-    def _fail_pending(self, why: str) -> None:
-        for slot in list(self._pending.values()):
-            if not slot.delivered:  # answered already (from the pump thread): not lost
-                slot.lost = why
-            slot.done.set()
-        self._pending.clear()
 
     async def wait_ready(self, deadline: float) -> None:
         """Wait until ready or ``deadline`` (trio time); then fail with the state and a hint.
@@ -594,14 +427,13 @@ class AppServer:
 
     async def call(
         self, method: str, params: msgspec.Raw | None, owner: Hashable,
-        *, sent: trio.Event | None = None,
-        presend: tuple[RequestId, _Pending] | None = None,
+        *, sent: trio.Event | None = None, presend: PendingCall | None = None,
     ) -> msgspec.Raw:
         """Forward one request and return the raw result; upstream errors are re-raised as-is.
 
         ``sent`` is set once the request is written upstream (callers use it to keep the order
         in which one client's requests reach the app-server). ``presend`` is a request
-        :meth:`try_send_now` already wrote; its slot is waited for first.
+        :meth:`try_send_now` already wrote (it holds a limiter slot); it is waited for first.
         """
         deadline = trio.current_time() + self.cfg.ready_wait_seconds
         retry_until = trio.current_time() + self.cfg.overload_retry_seconds
@@ -610,70 +442,58 @@ class AppServer:
         try:
             while True:
                 if presend is not None:
-                    rid, slot = presend
-                    presend = None
+                    call, presend = presend, None
                     try:
-                        await slot.done.wait()
+                        await call.wait()
                     finally:
-                        self._pending.pop(rid, None)
                         self._limiter.release()
                 else:
                     await self.wait_ready(deadline)
                     async with self._limiter.slot(owner):
-                        if not self.is_ready:
+                        upstream = self._upstream
+                        if not self.is_ready or upstream is None:
                             continue
-                        rid, data = self._rpc.send_request(method, payload)
-                        slot = self._pending[rid] = _Pending()
-                        try:
-                            await self._send(data)
-                            if sent is not None:
-                                sent.set()
-                            await slot.done.wait()
-                        finally:
-                            self._pending.pop(rid, None)
-                if slot.lost is not None:
+                        call = upstream.send_request(method, payload)
+                        if sent is not None:
+                            sent.set()
+                        await call.wait()
+                if call.lost is not None:
                     raise RpcError(ErrorCode.APPSERVER_RESTARTED,
-                                   f"{slot.lost} while {method} was in flight; retry it",
+                                   f"{call.lost} while {method} was in flight; retry it",
                                    {"method": method})
-                if slot.error is not None:
-                    e = slot.error
-                    if e.code == OVERLOADED and trio.current_time() < retry_until:
+                if call.error is not None and call.error.code == OVERLOADED:
+                    if trio.current_time() < retry_until:
                         await trio.sleep(delay * (0.5 + random.random()))
                         delay = min(delay * 2, 2.0)
                         deadline = trio.current_time() + self.cfg.ready_wait_seconds
                         continue
-                    if e.code == OVERLOADED:
-                        raise RpcError(ErrorCode.APPSERVER_BUSY,
-                                       f"the app-server stayed overloaded for "
-                                       f"{self.cfg.overload_retry_seconds:g} s; retry later")
-                    raise RpcError(e.code, e.message,
-                                   None if e.data is msgspec.UNSET else e.data)
-                assert slot.result is not None
-                return slot.result
+                    raise RpcError(ErrorCode.APPSERVER_BUSY,
+                                   f"the app-server stayed overloaded for "
+                                   f"{self.cfg.overload_retry_seconds:g} s; retry later")
+                return call.raise_for_outcome()
         finally:
             if sent is not None:
                 sent.set()
 
     def notify(self, method: str, params: msgspec.Raw | None) -> None:
         """Forward a client notification now, never waiting (dropped when not ready)."""
-        if self.state is not State.READY:
+        upstream = self._upstream
+        if self.state is not State.READY or upstream is None:
             return
-        payload: Any = msgspec.UNSET if params is None else params
         with contextlib.suppress(RpcError):
-            self._write_upstream(self._rpc.send_notification(method, payload))
+            upstream.notify(method, msgspec.UNSET if params is None else params)
 
     async def respond(self, generation: int, upstream_id: RequestId, result: msgspec.Raw | None,
                       error: ErrorObject | None = None) -> bool:
         """Answer a server request of ``generation``; False if that process is gone."""
-        if generation != self.generation or self._upstream is None:
+        upstream = self._upstream
+        if upstream is None or upstream.generation != generation:
             return False
-        if error is not None:
-            data = self._rpc.send_error(upstream_id, error.code, error.message,
-                                        error.data if error.data is not msgspec.UNSET else None)
-        else:
-            data = self._rpc.send_response(upstream_id, result)
-        try:
-            await self._send(data)
-        except RpcError:
-            return False
-        return True
+        await trio.lowlevel.checkpoint()
+        return upstream.respond(upstream_id, result, error)
+
+
+def _fileno(stream: trio.abc.Stream | trio.abc.SendStream | trio.abc.ReceiveStream) -> int:
+    """The fd of a process pipe (trio's FdStream has ``fileno``; its ABC does not say so)."""
+    fileno: Callable[[], int] = getattr(stream, "fileno")  # noqa: B009
+    return fileno()

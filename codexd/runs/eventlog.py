@@ -24,6 +24,7 @@ from codexd.protocol.runs import RUN_EVENT, Run, RunEventNote
 from codexd.runs.redact import redact
 from codexd.store import Store
 from codexd.store import runs as repo
+from codexd.subscriptions import Interest
 
 _enc = msgspec.json.Encoder()
 #: Shorter env values ("1", "yes", a path segment) would redact ordinary words.
@@ -33,8 +34,8 @@ Row = tuple[str, int, str, str, int]  # run id, seq, type, redacted JSON data, a
 
 
 class Subscriber(Protocol):
-    run_subscriptions: set[str]
-    runs_all: bool
+    @property
+    def id(self) -> int: ...
 
     def notify(self, data: bytes) -> None: ...
 
@@ -48,6 +49,8 @@ class RunEventLog:
         self._subscribers = subscribers
         self._secrets = secrets
         self._now_ms = now_ms
+        #: The runs each session follows (``run/subscribe``, ``initialize``'s runIds/allRuns).
+        self.subscriptions: Interest[Subscriber] = Interest()
         self._seq: dict[str, int] = {}
         self._env_secrets: dict[str, list[str]] = {}
         self._pending: list[Row] = []
@@ -147,13 +150,14 @@ class RunEventLog:
         self._drained = trio.Event()
 
     def _publish(self, batch: list[Row]) -> None:
-        sessions = [s for s in self._subscribers() if s.run_subscriptions or s.runs_all]
+        subs = self.subscriptions
+        sessions = [s for s in self._subscribers() if subs.any(s.id)]
         if not sessions:
             return
         for run_id, seq, kind, text, at in batch:
             data = None
             for s in sessions:
-                if s.runs_all or run_id in s.run_subscriptions:
+                if subs.wants(s.id, run_id):
                     if data is None:
                         data = _enc.encode({"jsonrpc": "2.0", "method": RUN_EVENT.name,
                                             "params": RunEventNote(

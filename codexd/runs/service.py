@@ -44,6 +44,7 @@ from codexd.runs import queue as q
 from codexd.runs.eventlog import RunEventLog, Subscriber
 from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
+from codexd.subscriptions import Interest
 
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry, Survivor
@@ -113,6 +114,11 @@ class RunService:
     @property
     def events_written(self) -> int:
         return self.log.events_written
+
+    @property
+    def subscriptions(self) -> Interest[Subscriber]:
+        """The runs each session follows (their ``run/event`` notifications)."""
+        return self.log.subscriptions
 
     @property
     def cfg(self) -> RunsSection:
@@ -234,7 +240,7 @@ class RunService:
                                f"a JSON Schema: {exc.message}", {"field": "outputSchema"}) from None
         return req
 
-    async def start(self, p: RunStartParams, *, session: Any = None,
+    async def start(self, p: RunStartParams, *, session: Subscriber | None = None,
                     rerun_of: str | None = None, layers: tuple[Options, ...] = ()) -> Run:
         conv = None
         if p.conversation_id is not None:
@@ -259,7 +265,7 @@ class RunService:
 
         run = await self._store().write(insert)
         if session is not None:
-            session.run_subscriptions.add(run.run_id)
+            self.subscriptions.add(session, [run.run_id])
         self._enqueue(run)
         log.info("run_queued", run_id=run.run_id, provider=req.provider, priority=req.priority,
                  conversation_id=run.conversation_id)

@@ -55,7 +55,8 @@ from codexd.terminal.scrollback import Scrollback
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
     from codexd.faults import Faults
-    from codexd.transport.session import ClientSession
+    from codexd.session import ClientSession
+    from codexd.subscriptions import HasId
 
 log = structlog.get_logger("codexd.terminal")
 
@@ -163,6 +164,8 @@ class TerminalHost:
         self._faults = faults
         self._children = children
         self.terminals: dict[str, Terminal] = {}
+        #: Per session id: the terminals it is attached to (the reverse of ``attachments``).
+        self._attached: dict[int, set[str]] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -227,7 +230,7 @@ class TerminalHost:
         # Registered and snapshotted in one step on the event loop: the next output chunk the
         # pump reads is the first live one this client gets, so nothing is lost or doubled.
         term.attachments[session.id] = Attachment(session, read_only)
-        session.terminals.add(term.id)
+        self._attached.setdefault(session.id, set()).add(term.id)
         term.idle_since = time.monotonic()
         snapshot, seq = term.scrollback.snapshot()
         return Attached(terminal_id=term.id, snapshot=snapshot, seq=seq, cols=term.cols,
@@ -276,7 +279,7 @@ class TerminalHost:
 
     def detach(self, session: ClientSession, terminal_id: str) -> bool:
         term = self.get(terminal_id)
-        session.terminals.discard(term.id)
+        self._attached.get(session.id, set()).discard(term.id)
         if term.attachments.pop(session.id, None) is None:
             return False
         term.idle_since = time.monotonic()
@@ -295,16 +298,18 @@ class TerminalHost:
                                {"field": "signal"}) from None
         await self._close(term, sig)
 
-    def session_closed(self, session: ClientSession) -> None:
-        for terminal_id in list(session.terminals):
+    def session_closed(self, session: HasId) -> None:
+        for terminal_id in self._attached.pop(session.id, ()):
             term = self.terminals.get(terminal_id)
             if term is not None and term.attachments.pop(session.id, None) is not None:
                 term.idle_since = time.monotonic()
-        session.terminals.clear()
 
     def on_drained(self, session: ClientSession) -> None:
         """The session's queue emptied: lagging attachments get a fresh snapshot."""
-        for terminal_id in list(session.terminals):
+        attached = self._attached.get(session.id)
+        if not attached:
+            return
+        for terminal_id in list(attached):
             term = self.terminals.get(terminal_id)
             att = term.attachments.get(session.id) if term else None
             if term is None or att is None or not att.lagging:
@@ -453,8 +458,8 @@ class TerminalHost:
         self.terminals.pop(term.id, None)
         if term.fault is not None:
             self._send_exited(term)  # the exit task may be the one that failed
-        for att in term.attachments.values():
-            att.session.terminals.discard(term.id)
+        for session_id in term.attachments:
+            self._attached.get(session_id, set()).discard(term.id)
         term.attachments.clear()
         # Wake the pump and any writer waiting on the fd before it is closed: the number is
         # reused by the next PTY or pipe, and trio must not think a task still waits on it.

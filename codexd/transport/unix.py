@@ -1,4 +1,5 @@
-"""The Unix-socket listener: binding safely, the single-instance lock, and the peer check.
+"""The Unix-socket listener: binding safely, the single-instance lock, the peer check, and
+accepting clients (each handed on as an :class:`NdjsonTransport`).
 
 Binding order (each step guards the next): create the socket folder 0700, take an exclusive
 ``flock`` on ``<socket>.lock`` (a live daemon holding it means we exit, naming its pid), remove a
@@ -11,15 +12,20 @@ import contextlib
 import errno
 import fcntl
 import os
+import resource
 import socket as stdsocket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 import trio
 
-from codexd.errors import AlreadyRunning, CodexdError
+from codexd import faults
+from codexd.errors import AlreadyRunning, CodexdError, ErrorCode
 from codexd.paths import MAX_SOCKET_PATH
+from codexd.transport.base import Transport
+from codexd.transport.ndjson import NdjsonTransport
 from codexd.transport.peercred import PeerCred, peer_credentials
 
 log = structlog.get_logger("codexd.transport")
@@ -137,3 +143,90 @@ def check_peer(stream: trio.SocketStream) -> tuple[bool, PeerCred | None]:
         log.warning("peer_credentials_unavailable", error=str(exc))
         return False, None
     return cred.uid == os.getuid(), cred
+
+
+Serve = Callable[[Transport], Awaitable[None]]
+
+
+class UnixListener:
+    """Accepts clients on a bound socket until cancelled; each one that passes the peer check
+    is served as ``serve(NdjsonTransport)`` in the ``clients`` nursery.
+
+    Out of file descriptors (EMFILE), a spare fd kept open for the purpose is given up to accept
+    the waiting client and tell it why, instead of leaving it in the backlog learning nothing.
+    """
+
+    def __init__(self, listener: trio.SocketListener, serve: Serve) -> None:
+        self._listener = listener
+        self._serve = serve
+        self._spare_fd = -1
+        self._take_spare()
+
+    async def run(self, clients: trio.Nursery) -> None:
+        try:
+            async with self._listener:
+                while True:
+                    try:
+                        stream = await self._listener.accept()
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd >= 0:
+                            await self._refuse_for_fds(clients)
+                            continue
+                        # Anything else: do not spin, do not die.
+                        log.error("accept_failed", error=str(exc))
+                        await trio.sleep(0.1)
+                        continue
+                    faults.inject("daemon.accept")
+                    clients.start_soon(self._checked, stream)
+        finally:
+            if self._spare_fd >= 0:
+                os.close(self._spare_fd)
+                self._spare_fd = -1
+
+    async def _checked(self, stream: trio.SocketStream) -> None:
+        ok, peer = check_peer(stream)
+        transport = NdjsonTransport(stream, peer)
+        if not ok:
+            log.warning(
+                "peer_refused", peer_uid=peer.uid if peer else None,
+                peer_pid=peer.pid if peer else None, our_uid=os.getuid(),
+            )
+            await transport.refuse(ErrorCode.PEER_REFUSED,
+                                   "connection refused: codexd serves only its own user")
+            return
+        await self._serve(transport)
+
+    async def _refuse_for_fds(self, clients: trio.Nursery) -> None:
+        """Out of fds: give the spare one up to accept the waiting client, tell it why, close
+        it, and take the spare back.
+
+        If the spare can be taken back while the client is held, fds are free again (others
+        were closed meanwhile): the client is served, not refused.
+        """
+        os.close(self._spare_fd)
+        self._spare_fd = -1
+        try:
+            with trio.move_on_after(1):
+                stream = await self._listener.accept()
+                if self._take_spare():
+                    clients.start_soon(self._checked, stream)
+                    return
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                log.error("client_refused", reason="out_of_fds", fd_limit=limit)
+                await NdjsonTransport(stream, None).refuse(
+                    ErrorCode.TOO_MANY_CLIENTS,
+                    f"codexd is out of file descriptors (limit {limit}); close some clients "
+                    "or terminals, or raise LimitNOFILE")
+        except OSError as exc:
+            log.error("accept_failed", error=str(exc))
+            await trio.sleep(0.1)
+        finally:
+            self._take_spare()
+
+    def _take_spare(self) -> bool:
+        if self._spare_fd < 0:
+            try:
+                self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return False
+        return True

@@ -1,28 +1,28 @@
 """One connected client: read requests, dispatch them, write responses and notifications.
 
-Each session owns its stream, a sans-IO :class:`RpcConnection`, a bounded :class:`OutputQueue`
-and one worker task that runs the client's requests **in the order they arrived**, so a client
-that pipelines ``atom/set`` then ``atom/get`` reads its own write. A synchronous handler runs
-inline in the read loop when nothing is queued before it (the fast path, no task switch). At most
-``rpc.max_inflight_per_client`` requests wait; beyond that the read loop waits, which pushes back
-on the client through the socket. Routes marked ``ordered=False`` (long-running calls whose
-order does not matter) run as their own tasks under the same bound. Nothing a session does can block
-another session: its only shared actions (queueing bytes for others, store calls) never wait on a
-peer.
+A session does not know its wire: it gets decoded messages from its
+:class:`~codexd.transport.base.Transport` and hands it encoded ones. Each session owns a
+sans-IO :class:`RpcConnection`, a bounded :class:`OutputQueue` and one worker task that runs the
+client's requests **in the order they arrived**, so a client that pipelines ``atom/set`` then
+``atom/get`` reads its own write. A synchronous handler runs inline in the read loop when
+nothing is queued before it (the fast path, no task switch). At most
+``rpc.max_inflight_per_client`` requests wait; beyond that the read loop waits, which pushes
+back on the client through its transport. Routes marked ``ordered=False`` (long-running calls
+whose order does not matter) run as their own tasks under the same bound. Nothing a session does
+can block another session: its only shared actions (queueing bytes for others, store calls)
+never wait on a peer. What a session follows (threads, runs, terminals) is kept by those
+features, keyed by the session's ``id``; the owner tells them when a session closes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import structlog
 import trio
 
@@ -34,48 +34,23 @@ from codexd.rpc import (
     ErrorResponse,
     Notification,
     Request,
-    RequestId,
     Response,
     RpcConnection,
 )
-from codexd.statemachine import BadTransition, apply
+from codexd.session import forwarding
+from codexd.session.states import SessionInput, SessionState, next_state
+from codexd.statemachine import BadTransition
 from codexd.transport.outqueue import BUSY, OutputQueue
 
 if TYPE_CHECKING:
+    from codexd.appserver.upstream import PendingCall
     from codexd.context import DaemonContext
+    from codexd.transport.base import Transport
     from codexd.transport.peercred import PeerCred
 
 log = structlog.get_logger("codexd.session")
 
 _conn_ids = itertools.count(1)
-
-
-class SessionState(enum.Enum):
-    NEW = "new"  # connected, initialize not yet answered
-    INITIALIZED = "initialized"  # initialize answered; notifications are held
-    READY = "ready"  # the client sent `initialized`; notifications flow
-    CLOSED = "closed"
-
-
-class SessionInput(enum.Enum):
-    INITIALIZE = "initialize"
-    INITIALIZED = "initialized"
-    CLOSE = "close"
-
-
-S, I = SessionState, SessionInput  # noqa: E741
-_TRANSITIONS: dict[tuple[SessionState, SessionInput], SessionState] = {
-    (S.NEW, I.INITIALIZE): S.INITIALIZED,
-    (S.INITIALIZED, I.INITIALIZED): S.READY,
-    (S.NEW, I.CLOSE): S.CLOSED,
-    (S.INITIALIZED, I.CLOSE): S.CLOSED,
-    (S.READY, I.CLOSE): S.CLOSED,
-}
-
-
-def next_state(state: SessionState, event: SessionInput) -> SessionState:
-    """Apply the session table; edges not in it raise :class:`BadTransition`."""
-    return apply(_TRANSITIONS, state, event)
 
 
 Handler = Callable[["ClientSession", Any], Any]
@@ -97,35 +72,6 @@ class Route:
 #: How long a client dropped for not reading gets to read the events/overflow notice.
 OVERFLOW_NOTICE_SECONDS = 2.0
 
-#: Methods whose caller is subscribed to the thread they name (result or params).
-AUTO_SUBSCRIBE = frozenset({"thread/start", "thread/resume", "thread/fork", "thread/read"})
-
-
-class _ThreadResult(msgspec.Struct):
-    class _T(msgspec.Struct):
-        id: str
-
-    thread: _T | None = None
-
-
-class _ThreadParams(msgspec.Struct):
-    threadId: str | None = None
-
-
-def subscribed_thread(method: str, params: Any, result: msgspec.Raw) -> str | None:
-    """The thread a successful thread/start|resume|fork|read is about."""
-    try:
-        if method != "thread/read":
-            found = msgspec.json.decode(result, type=_ThreadResult).thread
-            if found is not None:
-                return found.id
-        if params is not None:
-            return msgspec.json.decode(params, type=_ThreadParams).threadId
-    except msgspec.DecodeError:
-        pass
-    return None
-
-
 def map_error(exc: Exception) -> RpcError:
     """Map an exception from a handler to the error a client sees (never a traceback)."""
     if isinstance(exc, RpcError):
@@ -145,17 +91,14 @@ def map_error(exc: Exception) -> RpcError:
 class ClientSession:
     """A client connection. Created and run by the server; never shared between tasks' owners."""
 
-    def __init__(self, daemon: DaemonContext, stream: trio.abc.Stream,
-                 peer: PeerCred | None) -> None:
+    def __init__(self, daemon: DaemonContext, transport: Transport) -> None:
         cfg = daemon.config.rpc
         self.daemon = daemon
-        self.stream = stream
-        self.peer = peer
+        self.transport = transport
         self.id = next(_conn_ids)
         self.rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes)
-        # The socket's fd for the direct-write fast path in send() (-1: always queue).
-        self.out = OutputQueue(cfg.client_queue_bytes, stream.socket.fileno()
-                               if isinstance(stream, trio.SocketStream) else -1)
+        # The transport's fd for the direct-write fast path in send() (-1: always queue).
+        self.out = OutputQueue(cfg.client_queue_bytes, transport.direct_fd)
         self._token = trio.lowlevel.current_trio_token()
         self.state = SessionState.NEW
         self.client_name = ""
@@ -168,16 +111,9 @@ class ClientSession:
         self._ordered_send, self._ordered_recv = trio.open_memory_channel[
             tuple[Route | None, Request | Notification, Any, float]
         ](cfg.max_inflight_per_client)
-        #: Threads whose notifications this client receives (or every thread's).
-        self.subscriptions: set[str] = set()
-        self.subscribed_all = False
-        #: Runs whose run/event notifications this client receives (or all of them).
-        self.run_subscriptions: set[str] = set()
-        self.runs_all = False
         #: The client answers server requests (declared in initialize capabilities).
         self.server_requests = False
-        #: Terminals this client is attached to.
-        self.terminals: set[str] = set()
+        #: Requests queued for the ordered worker and not yet run (or, forwarded, not yet sent).
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
@@ -186,11 +122,17 @@ class ClientSession:
         # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
         self._call_log = log.bind(conn=self.id)
 
+    @property
+    def peer(self) -> PeerCred | None:
+        return self.transport.peer
+
     # ------------------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
         """Serve the client until it disconnects, overflows, or the daemon cancels us."""
-        log.debug("client_connected", conn=self.id, peer_pid=self.peer.pid if self.peer else None)
+        peer = self.transport.peer
+        log.debug("client_connected", conn=self.id, transport=self.transport.kind,
+                  peer_pid=peer.pid if peer else None)
         try:
             async with trio.open_nursery() as outer:
                 self._scope = outer.cancel_scope
@@ -210,10 +152,8 @@ class ClientSession:
         finally:
             self._mark_closed()
             self.out.detach_fd()
-            self.daemon.terminals.session_closed(self)
             self.out.close()
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
+            await self.transport.aclose()
             log.debug("client_disconnected", conn=self.id, client=self.client_name)
 
     def _mark_closed(self) -> None:
@@ -263,15 +203,6 @@ class ClientSession:
     @property
     def ready(self) -> bool:
         return self.state is SessionState.READY
-
-    def wants(self, thread_id: str | None) -> bool:
-        """Whether a notification about ``thread_id`` (None = not thread-scoped) is for us."""
-        return thread_id is None or self.subscribed_all or thread_id in self.subscriptions
-
-    def subscribe(self, thread_id: str) -> None:
-        if thread_id not in self.subscriptions:
-            self.subscriptions.add(thread_id)
-            self.daemon.approvals.deliver_pending(self)
 
     def send(self, data: bytes) -> None:
         """Send or queue bytes for the client; never waits.
@@ -335,10 +266,10 @@ class ClientSession:
     async def _write_loop(self) -> None:
         try:
             while data := await self.out.get_batch():
-                await self.stream.send_all(data)
+                await self.transport.send(data)
                 self.out.written()
-                if self.terminals and self.out.empty():
-                    self.daemon.terminals.on_drained(self)
+                if self.out.empty():
+                    self.daemon.session_drained(self)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went away; the read side sees EOF too. Stop writing, quietly.
             log.debug("client_write_failed", conn=self.id)
@@ -348,34 +279,9 @@ class ClientSession:
     # ----------------------------------------------------------------------------- input
 
     async def _read_loop(self) -> None:
-        receive = self.stream.receive_some
-        fd = self.out.fd
-        waited = True
-        data: bytes | bytearray
-        while True:
-            if fd >= 0:
-                # A Unix socket: read it directly, without trio's stream and socket layers
-                # (less Python between the wake-up and the request, which runs from cold
-                # caches after the client was quiet). The socket is non-blocking.
-                if not waited:  # a client that keeps us busy still lets others run
-                    await trio.lowlevel.checkpoint()
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(fd)
-                    waited = True
-                    continue
-                except OSError:
-                    return
-                waited = False
-            else:
-                try:
-                    data = await receive(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-            if not data:
-                return
-            for event in self.rpc.receive_data(data):
+        receive, rpc = self.transport.receive, self.rpc
+        while (events := await receive(rpc)) is not None:
+            for event in events:
                 if self.state is SessionState.CLOSED:
                     return
                 if isinstance(event, Request):
@@ -425,21 +331,21 @@ class ClientSession:
         route = self.daemon.routes.get(req.method)
         started = time.perf_counter()
         if self.state is SessionState.NEW and req.method != "initialize":
-            self._fail(req, started, RpcError(
+            self.fail(req, started, RpcError(
                 ErrorCode.NOT_INITIALIZED,
                 f"send initialize before {req.method!r}: the first request on a connection "
                 "must be initialize {clientInfo: {name, version}}",
             ))
             return
         if req.method == "initialized":
-            self._fail(req, started, RpcError(
+            self.fail(req, started, RpcError(
                 ErrorCode.INVALID_REQUEST,
                 f"{req.method} is a notification: send it without an id"))
             return
         if route is None and not self.daemon.forwards(req.method):
             hint = ("" if self.daemon.config.appserver.enabled else
                     " (app-server methods are unavailable: appserver.enabled = false)")
-            self._fail(req, started, RpcError(
+            self.fail(req, started, RpcError(
                 ErrorCode.METHOD_NOT_FOUND,
                 f"unknown method {req.method!r}{hint}; see docs/protocol.md for the method list",
                 {"method": req.method},
@@ -449,8 +355,7 @@ class ClientSession:
             # The app-server's method: forwarded in arrival order, answered whenever it answers.
             if self._ordered_pending == 0 and self._inflight.value > 0:
                 # Fast path: written upstream right here, so order holds without the worker.
-                presend = self.daemon.appserver.try_send_now(
-                    req.method, req.params, self.id, self._deliverer(req.id))
+                presend = forwarding.try_send_now(self, req)
                 if presend is not None:
                     self._inflight.acquire_nowait()
                     self._inflight_count += 1
@@ -463,14 +368,14 @@ class ClientSession:
             await self._ordered_send.send((None, req, None, started))
             return
         if self.daemon.shutting_down and not route.during_shutdown:
-            self._fail(req, started, RpcError(
+            self.fail(req, started, RpcError(
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; retry after it restarts"
             ))
             return
         try:
             params = route.spec.decode_params(req.params)
         except RpcError as exc:
-            self._fail(req, started, exc)
+            self.fail(req, started, exc)
             return
         if not route.is_async and self._ordered_pending == 0:
             self._call_sync(route, req, params, started)
@@ -488,17 +393,17 @@ class ClientSession:
         try:
             result = route.fn(self, params)
         except Exception as exc:
-            self._fail(req, started, exc)
+            self.fail(req, started, exc)
         else:
-            self._succeed(req, started, result)
+            self.succeed(req, started, result)
 
     async def _call_async(self, route: Route, req: Request, params: Any, started: float) -> None:
         try:
             result = await route.fn(self, params)
         except Exception as exc:
-            self._fail(req, started, exc)
+            self.fail(req, started, exc)
         else:
-            self._succeed(req, started, result)
+            self.succeed(req, started, result)
 
     async def _ordered_worker(self) -> None:
         """Runs this client's ordered requests one after another until its input ends."""
@@ -524,32 +429,10 @@ class ClientSession:
                 self._inflight_count -= 1
                 self._inflight.release()
 
-    def _deliverer(self, rid: RequestId) -> Callable[[msgspec.Raw, bool], bool]:
-        """Writes a forwarded request's result to this client (see ``appserver.Deliver``)."""
-        def deliver(result: msgspec.Raw, in_thread: bool) -> bool:
-            data = self.rpc.send_response(rid, result)
-            if in_thread:
-                return self.send_from_thread(data)
-            self.send(data)
-            return True
-        return deliver
-
     async def _forward(self, req: Request, started: float, sent: trio.Event | None,
-                       presend: Any = None) -> None:
+                       presend: PendingCall | None = None) -> None:
         try:
-            result = await self.daemon.appserver.call(req.method, req.params, self.id, sent=sent,
-                                                      presend=presend)
-        except Exception as exc:
-            self._fail(req, started, exc)
-        else:
-            if presend is not None and presend[1].delivered:
-                self._record(req.method, started, None)  # answered from the reader already
-            else:
-                self._succeed(req, started, result)
-            if req.method in AUTO_SUBSCRIBE:
-                thread_id = subscribed_thread(req.method, req.params, result)
-                if thread_id:
-                    self.subscribe(thread_id)
+            await forwarding.forward(self, req, started, sent, presend)
         finally:
             self._inflight_count -= 1
             self._inflight.release()
@@ -561,19 +444,19 @@ class ClientSession:
             self._inflight_count -= 1
             self._inflight.release()
 
-    def _succeed(self, req: Request, started: float, result: Any) -> None:
+    def succeed(self, req: Request, started: float, result: Any) -> None:
         self.send(self.rpc.send_response(req.id, result))
-        self._record(req.method, started, None)
+        self.record(req.method, started, None)
 
-    def _fail(self, req: Request, started: float, exc: Exception) -> None:
+    def fail(self, req: Request, started: float, exc: Exception) -> None:
         err = map_error(exc)
         if err.code == ErrorCode.INTERNAL_ERROR and not isinstance(exc, RpcError):
             # The request is the unit: it fails, the session and the daemon go on.
             self.daemon.faults.record("request", req.method, exc, conn=self.id)
         self.send(self.rpc.send_error(req.id, err.code, err.message, err.data))
-        self._record(req.method, started, err)
+        self.record(req.method, started, err)
 
-    def _record(self, method: str, started: float, err: RpcError | None) -> None:
+    def record(self, method: str, started: float, err: RpcError | None) -> None:
         # Count forwarded methods by name unless the app-server did not know them either, so a
         # client sending random names cannot grow the table without bound.
         known = method in self.daemon.routes or (
