@@ -5,16 +5,20 @@ Two flavours over the same sans-IO core:
 * :class:`Client` — blocking, for scripts and codexctl::
 
       with Client.connect() as c:
-          print(c.call("daemon/status"))
+          status = c.request(DAEMON_STATUS)          # a typed DaemonStatus
+          print(status.version, status.clients_connected)
 
 * :func:`open_client` — trio, for async frontends; notifications arrive on an async iterator::
 
       async with open_client() as c:
-          await c.call("atom/set", {"key": "ui.theme", "value": "dark"})
+          await c.request(ATOM_SET, AtomSetParams(key="ui.theme", value="dark"))
           async for note in c.notifications():
               ...
 
-Both perform ``initialize``/``initialized`` on connect. Errors the daemon answers raise
+``request(SPEC, Params(...))`` calls one of codexd's own methods by its spec from
+:mod:`codexd.protocol` and returns the spec's result struct; ``call(name, params)`` sends any
+method (the app-server's too) and returns decoded JSON. Both perform
+``initialize``/``initialized`` on connect. Errors the daemon answers raise
 :class:`RpcError` (``.code``, ``.message``, ``.data``); a daemon that cannot be reached raises
 :class:`DaemonUnreachable`; a connection that drops raises :class:`ConnectionClosed`.
 """
@@ -30,7 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
@@ -38,6 +42,8 @@ import trio
 from codexd import __version__
 from codexd.errors import CodexdError, RpcError
 from codexd.paths import default_socket
+from codexd.protocol import MethodSpec
+from codexd.protocol.daemon import INITIALIZE, ClientCapabilities, ClientInfo, InitializeParams
 from codexd.rpc import BadMessage, ErrorResponse, Notification, Request, Response, RpcConnection
 
 __all__ = [
@@ -50,6 +56,9 @@ __all__ = [
     "RpcError",
     "open_client",
 ]
+
+P = TypeVar("P", bound=msgspec.Struct)
+R = TypeVar("R")
 
 #: Responses can be large (atom lists); the client trusts the daemon more than the reverse.
 _MAX_INBOUND = 1024 * 1024 * 1024
@@ -94,8 +103,10 @@ def _params(params: Any) -> Any:
     return msgspec.UNSET if params is None else params
 
 
-def _init_params(name: str, version: str) -> dict[str, Any]:
-    return {"clientInfo": {"name": name, "version": version}}
+def _init_params(name: str, version: str, server_requests: bool = False) -> InitializeParams:
+    return InitializeParams(client_info=ClientInfo(name=name, version=version),
+                            capabilities=ClientCapabilities(server_requests=True)
+                            if server_requests else None)
 
 
 def _decode(raw: msgspec.Raw, result_type: Any) -> Any:
@@ -145,10 +156,8 @@ class Client:
         client = cls(sock, timeout=timeout)
         if initialize:
             try:
-                params = _init_params(client_name, client_version)
-                if server_requests:
-                    params["capabilities"] = {"serverRequests": True}
-                client.server_info = client.call("initialize", params)
+                client.server_info = client.call(
+                    INITIALIZE.name, _init_params(client_name, client_version, server_requests))
                 client.notify("initialized")
             except BaseException:
                 client.close()
@@ -180,6 +189,11 @@ class Client:
         if isinstance(resp, ErrorResponse):
             raise _raise(resp)
         return _decode(resp.result, result_type)
+
+    def request(self, spec: MethodSpec[P, R], params: P | None = None) -> R:
+        """Call one of codexd's own methods: typed params in, the spec's result type out."""
+        result: R = self.call(spec.name, params, result_type=spec.result)
+        return result
 
     def notify(self, method: str, params: Any = None) -> None:
         self._sock.sendall(self._rpc.send_notification(method, _params(params)))
@@ -283,6 +297,11 @@ class AsyncClient:
             raise _raise(resp)
         return _decode(resp.result, result_type)
 
+    async def request(self, spec: MethodSpec[P, R], params: P | None = None) -> R:
+        """Call one of codexd's own methods: typed params in, the spec's result type out."""
+        result: R = await self.call(spec.name, params, result_type=spec.result)
+        return result
+
     async def notify(self, method: str, params: Any = None) -> None:
         await self._send(self._rpc.send_notification(method, _params(params)))
 
@@ -346,8 +365,7 @@ async def open_client(
             nursery.start_soon(client._reader)
             if initialize:
                 client.server_info = await client.call(
-                    "initialize", _init_params(client_name, client_version)
-                )
+                    INITIALIZE.name, _init_params(client_name, client_version))
                 await client.notify("initialized")
             try:
                 yield client

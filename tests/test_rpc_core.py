@@ -237,3 +237,39 @@ def test_every_integer_a_client_sends_is_bounded_to_64_bits():
     for spec in METHODS.values():
         walk(mi.type_info(spec.params), spec.name)
     assert unbounded == [], "use protocol.base.Int64 or Count for these"
+
+
+def test_no_wire_type_puts_raw_json_in_a_union():
+    """msgspec cannot decode ``Raw | None`` (it fails at run time, on the client side): every
+    type a client decodes must avoid it."""
+    import msgspec.inspect as mi
+
+    from codexd.protocol import METHODS, NOTIFICATIONS
+
+    bad: list[str] = []
+    seen: set[type] = set()
+
+    def walk(t: mi.Type, where: str) -> None:
+        if isinstance(t, mi.UnionType):
+            if any(isinstance(x, mi.RawType) for x in t.types):
+                bad.append(where)
+            for x in t.types:
+                walk(x, where)
+        elif isinstance(t, mi.StructType):
+            if t.cls in seen:
+                return
+            seen.add(t.cls)
+            for f in t.fields:
+                walk(f.type, f"{t.cls.__name__}.{f.name}")
+        elif isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            walk(t.item_type, where)
+        elif isinstance(t, mi.DictType):
+            walk(t.value_type, where)
+        elif isinstance(t, mi.Metadata):
+            walk(t.type, where)
+
+    types = [s.result for s in METHODS.values()] + [s.params for s in METHODS.values()] + [
+        n.params for n in NOTIFICATIONS.values()]
+    for t in types:
+        walk(mi.type_info(t), t.__name__)
+    assert bad == []

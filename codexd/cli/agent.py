@@ -8,17 +8,23 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK
 from codexd.client import Client, ReceivedNotification, ReceivedRequest
 from codexd.errors import RpcError
+from codexd.protocol import upstream as up
+from codexd.protocol.approvals import (
+    APPROVAL_LIST,
+    APPROVAL_RESPOND,
+    SERVER_REQUEST_RESOLVED,
+    ApprovalListParams,
+    ApprovalRespondParams,
+)
+from codexd.protocol.appserver import APPSERVER_RESTART, APPSERVER_STATUS
+from codexd.protocol.base import NoParams
 
-#: Server requests that are yes/no approvals, with the words each method uses for yes and no.
-APPROVAL_DECISIONS: dict[str, tuple[str, str]] = {
-    "item/commandExecution/requestApproval": ("accept", "decline"),
-    "item/fileChange/requestApproval": ("accept", "decline"),
-    "applyPatchApproval": ("approved", "denied"),
-    "execCommandApproval": ("approved", "denied"),
-}
+APPROVAL_DECISIONS = up.APPROVAL_DECISIONS
 
 
 def _ts(value: Any) -> str:
@@ -35,7 +41,7 @@ def describe(method: str, params: dict[str, Any]) -> str:
         where = f" in {params['cwd']}" if params.get("cwd") else ""
         why = f" ({params['reason']})" if params.get("reason") else ""
         return f"run `{cmd}`{where}{why}"
-    if method in ("item/fileChange/requestApproval", "applyPatchApproval"):
+    if method in (up.FILE_CHANGE_APPROVAL, "applyPatchApproval"):
         files = params.get("fileChanges") or params.get("changes") or {}
         names = ", ".join(list(files)[:5]) if isinstance(files, dict) else ""
         return f"change files {names}".strip() + (f" ({params['reason']})"
@@ -46,7 +52,7 @@ def describe(method: str, params: dict[str, Any]) -> str:
 
 
 def cmd_threads(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("thread/list", {})
+    out = c.call(up.THREAD_LIST, {})
     if a.json:
         return out
     for t in out.get("data", []):
@@ -60,27 +66,27 @@ def cmd_threads(c: Client, a: argparse.Namespace) -> Any:
 
 def cmd_appserver(c: Client, a: argparse.Namespace) -> Any:
     if a.action == "restart":
-        out = c.call("daemon/appServer/restart")
+        out = c.request(APPSERVER_RESTART, NoParams())
         if a.json:
             return out
-        print(f"restarting the app-server (generation {out['generation']} stops)")
+        print(f"restarting the app-server (generation {out.generation} stops)")
         return None
-    st = c.call("daemon/appServer/status")
+    st = c.request(APPSERVER_STATUS)
     if a.json:
         return st
-    print(f"state     {st['state']}" + (f" since {st['since']}" if st.get("since") else ""))
-    print(f"command   {' '.join(st['command'])}")
-    print(f"pid       {st.get('pid') or '-'}   version {st.get('version') or '-'}   "
-          f"generation {st['generation']}   restarts {st['restarts']}")
-    if st.get("lastError"):
-        print(f"last      {st['lastError']}")
-    if st.get("nextStartAt"):
-        print(f"next try  {st['nextStartAt']}")
-    if st.get("codexHome"):
-        print(f"home      {st['codexHome']}")
-    for line in st.get("stderrTail", [])[-5:]:
+    print(f"state     {st.state}" + (f" since {st.since}" if st.since else ""))
+    print(f"command   {' '.join(st.command)}")
+    print(f"pid       {st.pid or '-'}   version {st.version or '-'}   "
+          f"generation {st.generation}   restarts {st.restarts}")
+    if st.last_error:
+        print(f"last      {st.last_error}")
+    if st.next_start_at:
+        print(f"next try  {st.next_start_at}")
+    if st.codex_home:
+        print(f"home      {st.codex_home}")
+    for line in st.stderr_tail[-5:]:
         print(f"stderr    {line}")
-    if st["state"] == "failed":
+    if st.state == "failed":
         print("hint      fix the cause above, then: codexctl appserver restart", file=sys.stderr)
     return None
 
@@ -89,32 +95,35 @@ def cmd_approvals(c: Client, a: argparse.Namespace) -> Any:
     if a.action in ("accept", "decline"):
         if a.id is None:
             raise UsageError(f"approvals {a.action} needs an ID (see codexctl approvals ls)")
-        listed = c.call("approval/list", {"limit": 10000})["approvals"]
-        match = next((x for x in listed if x["approvalId"] == a.id), None)
-        method = match["method"] if match else ""
+        listed = c.request(APPROVAL_LIST, ApprovalListParams(limit=10000)).approvals
+        match = next((x for x in listed if x.approval_id == a.id), None)
+        method = match.method if match else ""
         if match and method not in APPROVAL_DECISIONS:
             raise RpcError(1, f"request {a.id} is a {method}, not a yes/no approval; answer it "
                               "with: codexctl call approval/respond "
                               f"'{{\"approvalId\": {a.id}, \"result\": {{...}}}}'")
         yes, no = APPROVAL_DECISIONS.get(method, ("accept", "decline"))
         decision = yes if a.action == "accept" else no
-        out = c.call("approval/respond",
-                     {"approvalId": a.id, "result": {"decision": decision}})
+        answered = c.request(APPROVAL_RESPOND, _decision(a.id, decision))
         if a.json:
-            return out
-        print(f"approval {a.id}: {decision} ({out['status']})")
+            return answered
+        print(f"approval {a.id}: {decision} ({answered.status})")
         return None
-    params: dict[str, Any] = {} if a.all else {"status": "pending"}
-    out = c.call("approval/list", params)
+    out = c.request(APPROVAL_LIST, ApprovalListParams(status=None if a.all else "pending"))
     if a.json:
         return out
-    for x in out["approvals"]:
-        params_ = x.get("params") or {}
-        print(f"{x['approvalId']:>5}  {x['status']:<8}  {x.get('threadId') or '-'}  "
-              f"{describe(x['method'], params_ if isinstance(params_, dict) else {})}")
-    if not out["approvals"]:
+    for x in out.approvals:
+        params_ = msgspec.json.decode(x.params) or {}
+        print(f"{x.approval_id:>5}  {x.status:<8}  {x.thread_id or '-'}  "
+              f"{describe(x.method, params_ if isinstance(params_, dict) else {})}")
+    if not out.approvals:
         print("no pending approvals" if not a.all else "no approvals", file=sys.stderr)
     return None
+
+
+def _decision(approval_id: int, decision: str) -> ApprovalRespondParams:
+    return ApprovalRespondParams(approval_id=approval_id, result=msgspec.Raw(
+        msgspec.json.encode({"decision": decision})))
 
 
 class UsageError(Exception):
@@ -136,18 +145,18 @@ class _Asker:
     def run(self) -> int:
         a, c = self.a, self.c
         if a.thread:
-            c.call("thread/resume", {"threadId": a.thread})
+            c.call(up.THREAD_RESUME, {"threadId": a.thread})
             self.thread_id = a.thread
         else:
             params: dict[str, Any] = {"cwd": os.path.abspath(a.cwd or os.getcwd())}
             if a.model:
                 params["model"] = a.model
-            self.thread_id = c.call("thread/start", params)["thread"]["id"]
+            self.thread_id = c.call(up.THREAD_START, params)["thread"]["id"]
         turn: dict[str, Any] = {"threadId": self.thread_id,
                                 "input": [{"type": "text", "text": a.prompt}]}
         if a.model:
             turn["model"] = a.model
-        self.turn_id = c.call("turn/start", turn)["turn"]["id"]
+        self.turn_id = c.call(up.TURN_START, turn)["turn"]["id"]
         if not a.json:
             print(f"thread {self.thread_id}", file=sys.stderr)
         while True:
@@ -166,20 +175,20 @@ class _Asker:
         p = n.params
         if not self._mine(p):
             return None
-        if n.method == "item/agentMessage/delta":
+        if n.method == up.ITEM_AGENT_MESSAGE_DELTA:
             self.streamed.add(p.get("itemId", ""))
             self._out(p.get("delta", ""))
-        elif n.method == "item/completed" and p["item"].get("type") == "agentMessage":
+        elif n.method == up.ITEM_COMPLETED and p["item"].get("type") == "agentMessage":
             item = p["item"]
             self.text.append(item.get("text", ""))
             if item.get("id") not in self.streamed:
                 self._out(item.get("text", ""))
             self._out("\n")
-        elif n.method == "serverRequest/resolved" and not self.a.json:
+        elif n.method == SERVER_REQUEST_RESOLVED.name and not self.a.json:
             print(f"[approval {p['approvalId']} {p['status']}"
                   + (f" by {p['resolvedBy']}" if p.get("resolvedBy") else "") + "]",
                   file=sys.stderr)
-        elif n.method == "turn/completed" and p["turn"].get("id") == self.turn_id:
+        elif n.method == up.TURN_COMPLETED and p["turn"].get("id") == self.turn_id:
             return p["turn"]  # type: ignore[no-any-return]
         return None
 
@@ -210,7 +219,7 @@ class _Asker:
             yes = mode == "all"
         decision = decisions[0] if yes else decisions[1]
         try:
-            self.c.call("approval/respond", {"approvalId": r.id, "result": {"decision": decision}})
+            self.c.request(APPROVAL_RESPOND, _decision(int(r.id), decision))
         except RpcError as exc:  # someone else answered first
             print(f"[approval {r.id}: {exc.message}]", file=sys.stderr)
 

@@ -9,8 +9,36 @@ import sys
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from codexd.cli.agent import UsageError
 from codexd.client import Client
+from codexd.protocol import MethodSpec
+from codexd.protocol.automations import (
+    AUTOMATION_CREATE,
+    AUTOMATION_DELETE,
+    AUTOMATION_GET,
+    AUTOMATION_LIST,
+    AUTOMATION_PAUSE,
+    AUTOMATION_PREVIEW,
+    AUTOMATION_RESCAN,
+    AUTOMATION_RESUME,
+    AUTOMATION_RUN_NOW,
+    AUTOMATION_RUNS,
+    AUTOMATION_UPDATE,
+    INBOX_ARCHIVE,
+    INBOX_LIST,
+    INBOX_MARK_READ,
+    AutomationRef,
+    CreateParams,
+    InboxListParams,
+    InboxMarkParams,
+    ListParams,
+    PreviewParams,
+    RunsParams,
+    UpdateParams,
+)
+from codexd.protocol.base import NoParams
 
 
 def _when(ms: int | None) -> str:
@@ -31,150 +59,143 @@ def cmd_new(c: Client, a: argparse.Namespace) -> Any:
     prompt = _prompt(a)
     if not prompt:
         raise UsageError("give the prompt after --, with --prompt, or on stdin")
-    params: dict[str, Any] = {"kind": "heartbeat" if a.thread else "cron", "prompt": prompt,
-                              "rrule": a.rrule, "missedPolicy": a.missed}
-    if a.thread:
-        params["targetThreadId"] = a.thread
     cwds = a.cwd or ([] if a.thread else [os.getcwd()])
-    params["cwds"] = [os.path.abspath(p) for p in cwds]
-    for key, value in (("name", a.name), ("timezone", a.tz), ("model", a.model),
-                       ("reasoningEffort", a.effort), ("id", a.id)):
-        if value:
-            params[key] = value
-    if a.paused:
-        params["status"] = "PAUSED"
-    out = c.call("automation/create", params)
+    params = CreateParams(
+        kind="heartbeat" if a.thread else "cron", prompt=prompt, rrule=a.rrule,
+        missed_policy=a.missed, target_thread_id=a.thread or None,
+        cwds=[os.path.abspath(p) for p in cwds], name=a.name or None, timezone=a.tz or None,
+        model=a.model or None, reasoning_effort=a.effort or None, id=a.id or None,
+        status="PAUSED" if a.paused else "ACTIVE")
+    out = c.request(AUTOMATION_CREATE, params)
     if a.json:
         return out
-    print(out["automation"]["id"])
-    print(f"next run: {_when(out.get('nextRunAt'))}", file=sys.stderr)
+    print(out.automation.id)
+    print(f"next run: {_when(out.next_run_at)}", file=sys.stderr)
     return None
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("automation/list")
+    out = c.request(AUTOMATION_LIST, ListParams())
     if a.json:
         return out
-    for info in out["automations"]:
-        d = info["automation"]
-        when = _when(info.get("nextRunAt"))
-        print(f"{d['id']:<32} {d['status']:<7} {d['kind']:<9} next {when:<22} {d['name']}")
-    if not out["automations"]:
+    for info in out.automations:
+        d = info.automation
+        when = _when(info.next_run_at)
+        print(f"{d.id:<32} {d.status:<7} {d.kind:<9} next {when:<22} {d.name}")
+    if not out.automations:
         print("no automations (create one with `codexctl auto new`)", file=sys.stderr)
     return None
 
 
 def cmd_show(c: Client, a: argparse.Namespace) -> Any:
-    info = c.call("automation/get", {"automationId": a.id})
-    runs = c.call("automation/runs", {"automationId": a.id, "limit": a.runs})
+    info = c.request(AUTOMATION_GET, AutomationRef(automation_id=a.id))
+    runs = c.request(AUTOMATION_RUNS, RunsParams(automation_id=a.id, limit=a.runs)).runs
     if a.json:
-        return {**info, "runs": runs["runs"]}
-    d = info["automation"]
-    rows = [("id", d["id"]), ("name", d["name"]), ("kind", d["kind"]), ("status", d["status"]),
-            ("rrule", d["rrule"]), ("timezone", d["timezone"]),
-            ("next run", _when(info.get("nextRunAt"))), ("missed runs", d["missedPolicy"]),
-            ("cwds", ", ".join(d["cwds"]) or "-"), ("thread", d.get("targetThreadId") or "-"),
-            ("model", d.get("model") or "-"), ("effort", d.get("reasoningEffort") or "-"),
-            ("file", info["file"])]
+        return {**msgspec.to_builtins(info), "runs": runs}
+    d = info.automation
+    rows = [("id", d.id), ("name", d.name), ("kind", d.kind), ("status", d.status),
+            ("rrule", d.rrule), ("timezone", d.timezone),
+            ("next run", _when(info.next_run_at)), ("missed runs", d.missed_policy),
+            ("cwds", ", ".join(d.cwds) or "-"), ("thread", d.target_thread_id or "-"),
+            ("model", d.model or "-"), ("effort", d.reasoning_effort or "-"),
+            ("file", info.file)]
     for k, v in rows:
         print(f"{k:<12} {v}")
-    print(f"prompt\n  {d['prompt'].replace(chr(10), chr(10) + '  ')}")
-    if runs["runs"]:
+    print(f"prompt\n  {d.prompt.replace(chr(10), chr(10) + '  ')}")
+    if runs:
         print("recent runs")
-    for r in runs["runs"]:
-        text = (r.get("summary") or r.get("error") or r.get("decision") or "").splitlines()
-        print(f"  #{r['runId']:<5} {_when(r['scheduledAt'])}  {r['status']:<11} {r['trigger']:<8}"
+    for r in runs:
+        text = (r.summary or r.error or r.decision or "").splitlines()
+        print(f"  #{r.run_id:<5} {_when(r.scheduled_at)}  {r.status:<11} {r.trigger:<8}"
               f" {text[0][:80] if text else ''}")
     return None
 
 
 def cmd_edit(c: Client, a: argparse.Namespace) -> Any:
     if a.editor:
-        info = c.call("automation/get", {"automationId": a.id})
+        info = c.request(AUTOMATION_GET, AutomationRef(automation_id=a.id))
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        subprocess.run([*editor.split(), info["file"]], check=False)
-        out = c.call("automation/rescan")
-        bad = [i for i in out["invalid"] if i["path"] == info["file"]]
+        subprocess.run([*editor.split(), info.file], check=False)
+        rescanned = c.request(AUTOMATION_RESCAN, NoParams())
+        bad = [i for i in rescanned.invalid if i.path == info.file]
         if bad:
-            raise UsageError(f"{bad[0]['path']}: {bad[0]['message']} (fix it and run "
+            raise UsageError(f"{bad[0].path}: {bad[0].message} (fix it and run "
                              "`codexctl auto edit --editor` again)")
-        return out if a.json else None
+        return rescanned if a.json else None
     changes: dict[str, Any] = {}
     for key, value in (("prompt", a.prompt), ("rrule", a.rrule), ("name", a.name),
-                       ("timezone", a.tz), ("model", a.model), ("reasoningEffort", a.effort),
-                       ("targetThreadId", a.thread), ("missedPolicy", a.missed)):
-        if value is not None:
-            changes[key] = value or None if key in ("model", "reasoningEffort") else value
+                       ("timezone", a.tz), ("model", a.model), ("reasoning_effort", a.effort),
+                       ("target_thread_id", a.thread), ("missed_policy", a.missed)):
+        if value is not None:  # "" clears model and effort (null)
+            changes[key] = value or None if key in ("model", "reasoning_effort") else value
     if a.cwd:
         changes["cwds"] = [os.path.abspath(p) for p in a.cwd]
     if not changes:
         raise UsageError("nothing to change: give --prompt, --rrule, --name, --tz, --model, "
                          "--effort, --cwd, --thread, --missed or --editor")
-    out = c.call("automation/update", {"automationId": a.id, **changes})
+    out = c.request(AUTOMATION_UPDATE, UpdateParams(automation_id=a.id, **changes))
     if a.json:
         return out
-    print(f"{a.id} updated; next run {_when(out.get('nextRunAt'))}")
+    print(f"{a.id} updated; next run {_when(out.next_run_at)}")
     return None
 
 
-def _simple(method: str, verb: str) -> Any:
+def _simple(spec: MethodSpec[AutomationRef, Any], verb: str) -> Any:
     def run(c: Client, a: argparse.Namespace) -> Any:
-        out = c.call(method, {"automationId": a.id})
+        out = c.request(spec, AutomationRef(automation_id=a.id))
         if a.json:
             return out
-        extra = f"; next run {_when(out.get('nextRunAt'))}" if "nextRunAt" in out else ""
+        next_run = getattr(out, "next_run_at", None)
+        extra = f"; next run {_when(next_run)}" if next_run is not None else ""
         print(f"{a.id} {verb}{extra}")
         return None
     return run
 
 
 def cmd_run(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("automation/runNow", {"automationId": a.id})
+    out = c.request(AUTOMATION_RUN_NOW, AutomationRef(automation_id=a.id))
     if a.json:
         return out
-    print(f"run {out['run']['runId']} queued; `codexctl auto show {a.id}` shows how it went")
+    print(f"run {out.run.run_id} queued; `codexctl auto show {a.id}` shows how it went")
     return None
 
 
 def cmd_preview(c: Client, a: argparse.Namespace) -> Any:
-    params: dict[str, Any] = {"count": a.count}
     if "FREQ=" in a.rule.upper():
-        params["rrule"] = a.rule
-        if a.tz:
-            params["timezone"] = a.tz
+        params = PreviewParams(count=a.count, rrule=a.rule, timezone=a.tz or None)
     else:
-        params["automationId"] = a.rule
-    out = c.call("automation/preview", params)
+        params = PreviewParams(count=a.count, automation_id=a.rule)
+    out = c.request(AUTOMATION_PREVIEW, params)
     if a.json:
         return out
-    for o in out["occurrences"]:
-        print(o["local"])
-    if not out["occurrences"]:
+    for o in out.occurrences:
+        print(o.local)
+    if not out.occurrences:
         print("the rule has no more occurrences", file=sys.stderr)
     return None
 
 
 def cmd_inbox_ls(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("inbox/list", {"unreadOnly": getattr(a, "unread", False),
-                                "includeArchived": getattr(a, "all", False)})
+    out = c.request(INBOX_LIST, InboxListParams(unread_only=getattr(a, "unread", False),
+                                                include_archived=getattr(a, "all", False)))
     if a.json:
         return out
-    for i in out["items"]:
-        mark = " " if i.get("readAt") else "*"
-        body = i["body"].splitlines()
-        print(f"{mark} {i['itemId']:<5} {_when(i['createdAt'])}  {i['title']}")
+    for i in out.items:
+        mark = " " if i.read_at else "*"
+        body = i.body.splitlines()
+        print(f"{mark} {i.item_id:<5} {_when(i.created_at)}  {i.title}")
         for line in body[:3]:
             print(f"        {line[:100]}")
-    print(f"{out['unread']} unread", file=sys.stderr)
+    print(f"{out.unread} unread", file=sys.stderr)
     return None
 
 
-def _mark(method: str, verb: str) -> Any:
+def _mark(spec: MethodSpec[InboxMarkParams, Any], verb: str) -> Any:
     def run(c: Client, a: argparse.Namespace) -> Any:
-        out = c.call(method, {"itemIds": a.ids})
+        out = c.request(spec, InboxMarkParams(item_ids=a.ids))
         if a.json:
             return out
-        print(f"{verb} {', '.join(map(str, out['itemIds']))}")
+        print(f"{verb} {', '.join(map(str, out.item_ids))}")
         return None
     return run
 
@@ -209,9 +230,9 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--missed", choices=["runOnce", "skip"])
     sp.add_argument("--editor", action="store_true", help="open the file in $VISUAL/$EDITOR")
     _common_fields(sp)
-    for name, fn, verb in (("pause", _simple("automation/pause", "paused"), "pause"),
-                           ("resume", _simple("automation/resume", "resumed"), "resume"),
-                           ("rm", _simple("automation/delete", "deleted"), "delete")):
+    for name, fn, verb in (("pause", _simple(AUTOMATION_PAUSE, "paused"), "pause"),
+                           ("resume", _simple(AUTOMATION_RESUME, "resumed"), "resume"),
+                           ("rm", _simple(AUTOMATION_DELETE, "deleted"), "delete")):
         add(name, fn, f"{verb} an automation", auto).add_argument("id")
     add("run", cmd_run, "run an automation now", auto).add_argument("id")
     sp = add("preview", cmd_preview, "the next fire times of an rrule or an automation", auto)
@@ -226,9 +247,9 @@ def add_commands(add: Any, sub: Any) -> None:
     sp = add("ls", cmd_inbox_ls, "list inbox items (* = unread)", isub)
     sp.add_argument("--unread", action="store_true", help="only unread items")
     sp.add_argument("--all", action="store_true", help="include archived items")
-    add("read", _mark("inbox/markRead", "read:"), "mark items read", isub).add_argument(
+    add("read", _mark(INBOX_MARK_READ, "read:"), "mark items read", isub).add_argument(
         "ids", type=int, nargs="+")
-    add("archive", _mark("inbox/archive", "archived:"), "archive items", isub).add_argument(
+    add("archive", _mark(INBOX_ARCHIVE, "archived:"), "archive items", isub).add_argument(
         "ids", type=int, nargs="+")
 
 

@@ -18,6 +18,18 @@ from codexd.cli import agent, auto, runs, term
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
+from codexd.protocol.appserver import APPSERVER_STATUS
+from codexd.protocol.atoms import (
+    ATOM_DELETE,
+    ATOM_GET,
+    ATOM_LIST,
+    ATOM_SET,
+    AtomDeleteParams,
+    AtomKeyParams,
+    AtomListParams,
+    AtomSetParams,
+)
+from codexd.protocol.daemon import DAEMON_HEALTH, DAEMON_SHUTDOWN, DAEMON_STATUS, ShutdownParams
 
 UsageError = agent.UsageError
 
@@ -46,56 +58,55 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_status(c: Client, a: argparse.Namespace) -> Any:
-    st = c.call("daemon/status")
+    st = c.request(DAEMON_STATUS)
     if a.json:
         return st
-    print(f"codexd {st['version']} (protocol {st['protocolVersion']}), pid {st['pid']}, "
-          f"up {_duration(st['uptimeSeconds'])}")
-    print(f"socket    {st['socket']}")
-    print(f"database  {st['dbPath']}")
-    print(f"config    {st.get('configFile') or '(defaults)'}")
-    print(f"clients   {st['clientsConnected']} connected, {st['clientsTotal']} since start")
+    print(f"codexd {st.version} (protocol {st.protocol_version}), pid {st.pid}, "
+          f"up {_duration(st.uptime_seconds)}")
+    print(f"socket    {st.socket}")
+    print(f"database  {st.db_path}")
+    print(f"config    {st.config_file or '(defaults)'}")
+    print(f"clients   {st.clients_connected} connected, {st.clients_total} since start")
     calls = ", ".join(
-        f"{m} {v['calls']}" + (f" ({v['errors']} errors)" if v["errors"] else "")
-        for m, v in st["methods"].items()
+        f"{m} {v.calls}" + (f" ({v.errors} errors)" if v.errors else "")
+        for m, v in st.methods.items()
     )
     print(f"calls     {calls or 'none'}")
     try:
-        srv = c.call("daemon/appServer/status")
+        srv = c.request(APPSERVER_STATUS)
     except RpcError:
         srv = None
     if srv is not None:
-        line = srv["state"] if srv.get("enabled", True) else "disabled (appserver.enabled)"
-        if srv.get("pid"):
-            line += f", pid {srv['pid']}"
-        if srv.get("version"):
-            line += f", codex {srv['version']}"
-        if srv["state"] != "ready" and srv.get("lastError"):
-            line += f"; last error: {srv['lastError']}"
+        line: str = srv.state if srv.enabled else "disabled (appserver.enabled)"
+        if srv.pid:
+            line += f", pid {srv.pid}"
+        if srv.version:
+            line += f", codex {srv.version}"
+        if srv.state != "ready" and srv.last_error:
+            line += f"; last error: {srv.last_error}"
         print(f"appserver {line}")
-    faults = st.get("faults") or {}
-    if faults:
-        last = st.get("lastFault") or {}
-        print("faults    " + ", ".join(f"{k} {v}" for k, v in faults.items())
-              + (f"; last: {last.get('kind')} {last.get('unit')}: {last.get('message')}"
-                 if last else "") + " (contained; see the daemon log, event unit_fault)")
-    if st.get("automations", "active") != "active":
-        print(f"automations {st['automations']}")
-    if st.get("previousRunUnclean"):
+    if st.faults:
+        last = st.last_fault
+        print("faults    " + ", ".join(f"{k} {v}" for k, v in st.faults.items())
+              + (f"; last: {last.kind} {last.unit}: {last.message}" if last else "")
+              + " (contained; see the daemon log, event unit_fault)")
+    if st.automations != "active":
+        print(f"automations {st.automations}")
+    if st.previous_run_unclean:
         print("note      the previous codexd did not stop cleanly (killed or crashed)")
     return None
 
 
 def cmd_health(c: Client, a: argparse.Namespace) -> Any:
-    h = c.call("daemon/health")
+    h = c.request(DAEMON_HEALTH)
     if a.json:
         _print_json(h)
     else:
-        print("healthy" if h["ok"] else "UNHEALTHY")
-        for name, check in h["checks"].items():
-            print(f"  {name:10} {'ok' if check['ok'] else 'FAIL'}"
-                  + (f"  {check['detail']}" if check.get("detail") else ""))
-    return EXIT_OK if h["ok"] else EXIT_ERROR
+        print("healthy" if h.ok else "UNHEALTHY")
+        for name, check in h.checks.items():
+            print(f"  {name:10} {'ok' if check.ok else 'FAIL'}"
+                  + (f"  {check.detail}" if check.detail else ""))
+    return EXIT_OK if h.ok else EXIT_ERROR
 
 
 def cmd_call(c: Client, a: argparse.Namespace) -> Any:
@@ -110,55 +121,49 @@ def _show_value(value: Any) -> str:
 
 
 def cmd_atoms_get(c: Client, a: argparse.Namespace) -> Any:
-    atom = c.call("atom/get", {"key": a.key})
+    atom = c.request(ATOM_GET, AtomKeyParams(key=a.key))
     if a.json:
         return atom
-    if not atom["exists"]:
+    if not atom.exists:
         print(f"{a.key}: not set", file=sys.stderr)
         return EXIT_ERROR
-    print(_show_value(atom["value"]))
+    print(_show_value(atom.value))
     return None
-
-
-def _atom_params(a: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"key": a.key, **extra}
-    if a.expect_revision is not None:
-        params["expectedRevision"] = a.expect_revision
-    return params
 
 
 def cmd_atoms_set(c: Client, a: argparse.Namespace) -> Any:
     value = a.value if a.string else _json_arg(a.value, "VALUE")
-    out = c.call("atom/set", _atom_params(a, value=value))
+    out = c.request(ATOM_SET, AtomSetParams(key=a.key, value=msgspec.Raw(msgspec.json.encode(
+        value)), expected_revision=a.expect_revision))
     if a.json:
         return out
-    print(f"{out['key']} = {_show_value(value)} (revision {out['revision']})")
+    print(f"{out.key} = {_show_value(value)} (revision {out.revision})")
     return None
 
 
 def cmd_atoms_rm(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("atom/delete", _atom_params(a))
+    out = c.request(ATOM_DELETE, AtomDeleteParams(key=a.key,
+                                                  expected_revision=a.expect_revision))
     if a.json:
         return out
-    print(f"{a.key}: {'deleted' if out['deleted'] else 'was not set'}")
+    print(f"{a.key}: {'deleted' if out.deleted else 'was not set'}")
     return None
 
 
 def cmd_atoms_ls(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("atom/list", {"prefix": a.prefix or ""})
+    out = c.request(ATOM_LIST, AtomListParams(prefix=a.prefix or ""))
     if a.json:
         return out
-    for atom in out["atoms"]:
-        print(f"{atom['key']}\t{atom['revision']}\t{_show_value(atom['value'])}")
+    for atom in out.atoms:
+        print(f"{atom.key}\t{atom.revision}\t{_show_value(atom.value)}")
     return None
 
 
 def cmd_shutdown(c: Client, a: argparse.Namespace) -> Any:
-    params = {"reason": a.reason} if a.reason else None
-    out = c.call("daemon/shutdown", params)
+    out = c.request(DAEMON_SHUTDOWN, ShutdownParams(reason=a.reason or None))
     if a.json:
         return out
-    print(f"codexd is stopping (grace {out['graceSeconds']} s)")
+    print(f"codexd is stopping (grace {out.grace_seconds} s)")
     return None
 
 

@@ -11,10 +11,61 @@ import time
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from codexd.cli.agent import UsageError
 from codexd.client import Client
+from codexd.protocol import MethodSpec
+from codexd.protocol.base import NoParams
+from codexd.protocol.runs import (
+    CONVERSATION_ARCHIVE,
+    CONVERSATION_CREATE,
+    CONVERSATION_GET,
+    CONVERSATION_LIST,
+    CONVERSATION_RENAME,
+    CONVERSATION_SEND,
+    QUEUE_LIST,
+    QUEUE_PAUSE,
+    QUEUE_RESUME,
+    RUN_CANCEL,
+    RUN_EVENT,
+    RUN_EVENTS,
+    RUN_EXPORT,
+    RUN_GET,
+    RUN_LIST,
+    RUN_RERUN,
+    RUN_START,
+    RUN_SUBSCRIBE,
+    SECRET_CLEAR,
+    SECRET_HAS,
+    SECRET_SET,
+    ConversationCreateParams,
+    ConversationListParams,
+    ConversationRef,
+    ConversationRenameParams,
+    ConversationSendParams,
+    ExportParams,
+    Options,
+    QueuePauseParams,
+    QueueResumeParams,
+    RerunParams,
+    RunEvent,
+    RunEventsParams,
+    RunListParams,
+    RunRef,
+    RunStartParams,
+    RunSubscribeParams,
+    SecretRef,
+    SecretSetParams,
+)
 
 FINAL = ("run.completed", "run.failed", "run.canceled", "run.interrupted")
+
+
+def _event(e: RunEvent) -> dict[str, Any]:
+    """A stored event as the run/event notification carries it (data decoded)."""
+    return {"runId": e.run_id, "seq": e.seq, "type": e.type,
+            "data": msgspec.json.decode(e.data), "at": e.at}
 
 
 def _when(ms: int | None) -> str:
@@ -74,20 +125,20 @@ def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bo
                              f"{time.monotonic() - t0:.1f} s")
             sys.stderr.flush()
 
-    stored = c.call("run/events", {"runId": run_id, "afterSeq": after})
+    stored = c.request(RUN_EVENTS, RunEventsParams(run_id=run_id, after_seq=after))
     final = None
-    for e in stored["events"]:
-        show(e)
-        final = e["type"] if e["type"] in FINAL else final
-    while final is None and not stored["complete"]:
+    for ev in stored.events:
+        show(_event(ev))
+        final = ev.type if ev.type in FINAL else final
+    while final is None and not stored.complete:
         try:
             note = c.next_notification(timeout=1.0)
         except TimeoutError:
-            run = c.call("run/get", {"runId": run_id})
-            if run["status"] not in ("queued", "running") and run["lastSeq"] <= last_seq:
+            run = c.request(RUN_GET, RunRef(run_id=run_id))
+            if run.status not in ("queued", "running") and run.last_seq <= last_seq:
                 break
             continue
-        if note.method != "run/event" or note.params["runId"] != run_id:
+        if note.method != RUN_EVENT.name or note.params["runId"] != run_id:
             continue
         if note.params["seq"] <= last_seq:
             continue
@@ -96,11 +147,11 @@ def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bo
             final = note.params["type"]
     if tty:
         sys.stderr.write("\r\033[K")
-    run = c.call("run/get", {"runId": run_id})
+    run = c.request(RUN_GET, RunRef(run_id=run_id))
     if not as_json:
-        print(f"[{run_id}] {run['status']}" + (f" ({run['reason']})" if run.get("reason") else "")
-              + f" after {run['attempt']} attempt(s)", file=sys.stderr)
-    return 0 if run["status"] == "succeeded" else 1
+        print(f"[{run_id}] {run.status}" + (f" ({run.reason})" if run.reason else "")
+              + f" after {run.attempt} attempt(s)", file=sys.stderr)
+    return 0 if run.status == "succeeded" else 1
 
 
 def cmd_run(c: Client, a: argparse.Namespace) -> Any:
@@ -108,70 +159,62 @@ def cmd_run(c: Client, a: argparse.Namespace) -> Any:
                                         else "")
     if not prompt:
         raise UsageError("give the prompt as words (or after --), or on stdin")
-    params: dict[str, Any] = {"prompt": prompt, "cwd": os.path.abspath(a.cwd or os.getcwd())}
-    for key, value in (("provider", a.provider), ("model", a.model), ("profile", a.profile),
-                       ("priority", a.priority), ("timeoutSeconds", a.timeout_s),
-                       ("maxRetries", a.retries), ("sandbox", a.sandbox),
-                       ("conversationId", a.conversation)):
-        if value is not None:
-            params[key] = value
-    if "provider" not in params and "profile" not in params and "conversationId" not in params:
-        params["provider"] = "codex"
-    if a.auto_approve:
-        params["autoApprove"] = True
-    out = c.call("run/start", params)
+    provider = a.provider
+    if provider is None and a.profile is None and a.conversation is None:
+        provider = "codex"
+    out = c.request(RUN_START, RunStartParams(
+        prompt=prompt, cwd=os.path.abspath(a.cwd or os.getcwd()), provider=provider,
+        model=a.model, profile=a.profile, priority=a.priority, timeout_seconds=a.timeout_s,
+        max_retries=a.retries, sandbox=a.sandbox, conversation_id=a.conversation,
+        auto_approve=True if a.auto_approve else None))
     if not a.wait:
         if a.json:
             return out
-        print(out["runId"])
+        print(out.run_id)
         return None
-    return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+    return follow(c, out.run_id, after=0, as_json=a.json, show_stderr=False)
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
-    params: dict[str, Any] = {"limit": a.limit}
-    if a.status:
-        params["status"] = a.status
-    if a.provider:
-        params["provider"] = a.provider
-    out = c.call("run/list", params)
+    out = c.request(RUN_LIST, RunListParams(limit=a.limit, status=a.status or None,
+                                            provider=a.provider or None))
     if a.json:
         return out
-    for r in out["runs"]:
-        prompt = r["request"]["prompt"].splitlines()[0][:50] if r["request"]["prompt"] else ""
-        print(f"{r['runId']}  {r['request']['provider']:<6} {r['status']:<11} "
-              f"{_when(r['createdAt'])}  {prompt}")
-    if not out["runs"]:
+    for r in out.runs:
+        prompt = r.request.prompt.splitlines()[0][:50] if r.request.prompt else ""
+        print(f"{r.run_id}  {r.request.provider:<6} {r.status:<11} "
+              f"{_when(r.created_at)}  {prompt}")
+    if not out.runs:
         print("no runs (start one with `codexctl run PROMPT`)", file=sys.stderr)
     return None
 
 
 def cmd_show(c: Client, a: argparse.Namespace) -> Any:
-    r = c.call("run/get", {"runId": a.id})
+    r = c.request(RUN_GET, RunRef(run_id=a.id))
     if a.json:
         return r
-    req = r["request"]
-    for k, v in (("run", r["runId"]), ("provider", req["provider"]), ("status", r["status"]),
-                 ("reason", r.get("reason") or "-"), ("cwd", req["cwd"]),
-                 ("model", req.get("model") or "-"), ("priority", req["priority"]),
-                 ("attempts", r["attempt"]), ("session", r.get("sessionId") or "-"),
-                 ("created", _when(r["createdAt"])), ("finished", _when(r.get("finishedAt"))),
-                 ("events", r["lastSeq"])):
+    req = r.request
+    for k, v in (("run", r.run_id), ("provider", req.provider), ("status", r.status),
+                 ("reason", r.reason or "-"), ("cwd", req.cwd),
+                 ("model", req.model or "-"), ("priority", req.priority),
+                 ("attempts", r.attempt), ("session", r.session_id or "-"),
+                 ("created", _when(r.created_at)), ("finished", _when(r.finished_at)),
+                 ("events", r.last_seq)):
         print(f"{k:<10} {v}")
-    print(f"prompt\n  {req['prompt']}")
-    if r.get("resultText") or r.get("error"):
-        print(f"result\n  {r.get('resultText') or r.get('error')}")
+    print(f"prompt\n  {req.prompt}")
+    if r.result_text or r.error:
+        print(f"result\n  {r.result_text or r.error}")
     return None
 
 
 def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
     if a.follow:
-        c.call("run/subscribe", {"runIds": [a.id]})
+        c.request(RUN_SUBSCRIBE, RunSubscribeParams(run_ids=[a.id]))
         return follow(c, a.id, after=0, as_json=a.json, show_stderr=True)
-    out = c.call("run/events", {"runId": a.id})
+    out = c.request(RUN_EVENTS, RunEventsParams(run_id=a.id))
     if a.json:
         return out
-    for e in out["events"]:
+    for e in map(_event, out.events):
         text = _line(e) if e["type"] != "run.chunk.stderr" else f"stderr: {e['data']['text']}"
         if text is not None:
             print(text)
@@ -179,82 +222,79 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
 
 
 def cmd_cancel(c: Client, a: argparse.Namespace) -> Any:
-    r = c.call("run/cancel", {"runId": a.id})
+    r = c.request(RUN_CANCEL, RunRef(run_id=a.id))
     if a.json:
         return r
-    print(f"{a.id} {r['status']}")
+    print(f"{a.id} {r.status}")
     return None
 
 
 def cmd_rerun(c: Client, a: argparse.Namespace) -> Any:
-    overrides = {k: v for k, v in (("model", a.model), ("priority", a.priority),
-                                   ("provider", a.provider)) if v is not None}
-    out = c.call("run/rerun", {"runId": a.id, **({"overrides": overrides} if overrides else {})})
+    overrides = Options(model=a.model, priority=a.priority, provider=a.provider)
+    out = c.request(RUN_RERUN, RerunParams(run_id=a.id, overrides=None if overrides == Options()
+                                           else overrides))
     if a.wait:
-        return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+        return follow(c, out.run_id, after=0, as_json=a.json, show_stderr=False)
     if a.json:
         return out
-    print(out["runId"])
+    print(out.run_id)
     return None
 
 
 def cmd_export(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("run/export", {"runId": a.id, "format": a.format})
+    out = c.request(RUN_EXPORT, ExportParams(run_id=a.id, format=a.format))
     if a.output:
         with open(a.output, "w") as f:
-            f.write(out["content"])
+            f.write(out.content)
         print(f"wrote {a.output}", file=sys.stderr)
         return None
-    print(out["content"])
+    print(out.content)
     return None
 
 
 def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
     if a.action in ("pause", "resume"):
-        params: dict[str, Any] = {"provider": a.provider} if a.provider else {}
-        if a.action == "pause" and a.reason:
-            params["reason"] = a.reason
-        lanes = c.call(f"queue/{a.action}", params)
+        if a.action == "pause":
+            lanes = c.request(QUEUE_PAUSE, QueuePauseParams(provider=a.provider or None,
+                                                            reason=a.reason or None))
+        else:
+            lanes = c.request(QUEUE_RESUME, QueueResumeParams(provider=a.provider or None))
         if a.json:
             return lanes
-        paused = lanes["paused"]
-        print("paused: " + (", ".join(f"{p} ({r})" for p, r in paused.items()) or "none"))
+        print("paused: " + (", ".join(f"{p} ({r})" for p, r in lanes.paused.items()) or "none"))
         return None
-    out = c.call("queue/list")
+    out = c.request(QUEUE_LIST, NoParams())
     if a.json:
         return out
-    for provider, reason in out.get("paused", {}).items():
+    for provider, reason in out.paused.items():
         print(f"PAUSED   {provider}: {reason}")
-    for e in out["running"]:
-        print(f"running  {e['runId']}  {e['provider']:<6} priority {e['priority']}")
-    for e in out["queued"]:
-        print(f"#{e['position']:<7} {e['runId']}  {e['provider']:<6} priority {e['priority']} "
-              f"(effective {e['effectivePriority']}) waiting {e['waitingMs'] / 1000:.0f} s")
-    print(f"{len(out['queued'])}/{out['capacity']} queued, {len(out['running'])}/"
-          f"{out['maxConcurrent']} running", file=sys.stderr)
+    for e in out.running:
+        print(f"running  {e.run_id}  {e.provider:<6} priority {e.priority}")
+    for e in out.queued:
+        print(f"#{e.position:<7} {e.run_id}  {e.provider:<6} priority {e.priority} "
+              f"(effective {e.effective_priority}) waiting {e.waiting_ms / 1000:.0f} s")
+    print(f"{len(out.queued)}/{out.capacity} queued, {len(out.running)}/"
+          f"{out.max_concurrent} running", file=sys.stderr)
     return None
 
 
 def cmd_conv_new(c: Client, a: argparse.Namespace) -> Any:
-    params: dict[str, Any] = {"provider": a.provider, "cwd": os.path.abspath(a.cwd or os.getcwd())}
-    for key, value in (("title", a.title), ("model", a.model), ("profile", a.profile)):
-        if value:
-            params[key] = value
-    out = c.call("conversation/create", params)
+    out = c.request(CONVERSATION_CREATE, ConversationCreateParams(
+        provider=a.provider, cwd=os.path.abspath(a.cwd or os.getcwd()), title=a.title or None,
+        model=a.model or None, profile=a.profile or None))
     if a.json:
         return out
-    print(out["conversationId"])
+    print(out.conversation_id)
     return None
 
 
 def cmd_conv_ls(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("conversation/list", {"includeArchived": a.all})
+    out = c.request(CONVERSATION_LIST, ConversationListParams(include_archived=a.all))
     if a.json:
         return out
-    for v in out["conversations"]:
-        flag = " (archived)" if v["archived"] else ""
-        print(f"{v['conversationId']}  {v['provider']:<6} {_when(v['updatedAt'])}  "
-              f"{v['title']}{flag}")
+    for v in out.conversations:
+        flag = " (archived)" if v.archived else ""
+        print(f"{v.conversation_id}  {v.provider:<6} {_when(v.updated_at)}  {v.title}{flag}")
     return None
 
 
@@ -262,25 +302,25 @@ def cmd_conv_send(c: Client, a: argparse.Namespace) -> Any:
     prompt = _words(a.prompt_words)
     if not prompt:
         raise UsageError("give the prompt")
-    out = c.call("conversation/send", {"conversationId": a.id, "prompt": prompt})
+    out = c.request(CONVERSATION_SEND, ConversationSendParams(conversation_id=a.id,
+                                                              prompt=prompt))
     if a.wait:
-        return follow(c, out["runId"], after=0, as_json=a.json, show_stderr=False)
+        return follow(c, out.run_id, after=0, as_json=a.json, show_stderr=False)
     if a.json:
         return out
-    print(out["runId"])
+    print(out.run_id)
     return None
 
 
-def _conv_simple(method: str) -> Any:
+def _conv_simple(spec: MethodSpec[Any, Any]) -> Any:
     def run(c: Client, a: argparse.Namespace) -> Any:
-        params = {"conversationId": a.id}
-        if getattr(a, "title", None):
-            params["title"] = a.title
-        out = c.call(method, params)
+        if spec is CONVERSATION_RENAME:
+            out = c.request(spec, ConversationRenameParams(conversation_id=a.id, title=a.title))
+        else:
+            out = c.request(spec, ConversationRef(conversation_id=a.id))
         if a.json:
             return out
-        print(f"{out['conversationId']}  {out['title']}" + ("  (archived)" if out["archived"]
-                                                             else ""))
+        print(f"{out.conversation_id}  {out.title}" + ("  (archived)" if out.archived else ""))
         return None
     return run
 
@@ -292,19 +332,19 @@ def cmd_secret_set(c: Client, a: argparse.Namespace) -> Any:
         token = sys.stdin.readline().strip()
     if not token:
         raise UsageError("no token given (type it at the prompt, or pipe it on stdin)")
-    out = c.call("secret/set", {"provider": a.provider, "token": token})
+    out = c.request(SECRET_SET, SecretSetParams(provider=a.provider, token=token))
     if a.json:
         return out
-    print(f"{a.provider} token stored ({out['store']})")
+    print(f"{a.provider} token stored ({out.store})")
     return None
 
 
-def _secret(method: str, verb: str) -> Any:
+def _secret(spec: MethodSpec[SecretRef, Any], verb: str) -> Any:
     def run(c: Client, a: argparse.Namespace) -> Any:
-        out = c.call(method, {"provider": a.provider})
+        out = c.request(spec, SecretRef(provider=a.provider))
         if a.json:
             return out
-        print(f"{a.provider} token {verb if out['present'] else 'not stored'} ({out['store']})")
+        print(f"{a.provider} token {verb if out.present else 'not stored'} ({out.store})")
         return None
     return run
 
@@ -367,11 +407,11 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("id")
     sp.add_argument("--wait", action="store_true")
     sp.add_argument("prompt_words", nargs=argparse.REMAINDER, metavar="PROMPT")
-    add("show", _conv_simple("conversation/get"), "one conversation", conv).add_argument("id")
-    sp = add("rename", _conv_simple("conversation/rename"), "retitle a conversation", conv)
+    add("show", _conv_simple(CONVERSATION_GET), "one conversation", conv).add_argument("id")
+    sp = add("rename", _conv_simple(CONVERSATION_RENAME), "retitle a conversation", conv)
     sp.add_argument("id")
     sp.add_argument("title")
-    add("archive", _conv_simple("conversation/archive"), "archive a conversation",
+    add("archive", _conv_simple(CONVERSATION_ARCHIVE), "archive a conversation",
         conv).add_argument("id")
 
     sec = sub.add_parser("secret", help="provider tokens (keyring or 0600 file)"
@@ -379,6 +419,6 @@ def add_commands(add: Any, sub: Any) -> None:
                                           metavar="SECRET_COMMAND")
     for name, fn, help_ in (("set", cmd_secret_set, "store a token (read from stdin or a "
                              "prompt, never from argv)"),
-                            ("clear", _secret("secret/clear", "cleared"), "forget a token"),
-                            ("status", _secret("secret/has", "stored"), "is a token stored?")):
+                            ("clear", _secret(SECRET_CLEAR, "cleared"), "forget a token"),
+                            ("status", _secret(SECRET_HAS, "stored"), "is a token stored?")):
         add(name, fn, help_, sec).add_argument("provider", choices=["codex", "claude"])

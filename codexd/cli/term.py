@@ -20,50 +20,63 @@ from typing import Any
 
 import trio
 
-from codexd.client import Client, open_client
+from codexd.client import AsyncClient, Client, open_client
 from codexd.errors import RpcError
+from codexd.protocol.base import NoParams
+from codexd.protocol.terminal import (
+    TERMINAL_ATTACH,
+    TERMINAL_CLOSE,
+    TERMINAL_CREATE,
+    TERMINAL_DETACH,
+    TERMINAL_EXITED,
+    TERMINAL_LIST,
+    TERMINAL_OUTPUT,
+    TERMINAL_RESIZE,
+    TERMINAL_RESYNC,
+    TERMINAL_WRITE,
+    Attached,
+    AttachParams,
+    CloseParams,
+    CreateParams,
+    ResizeParams,
+    TerminalRef,
+    WriteParams,
+)
 
 DETACH_KEY = b"\x1d"  # Ctrl-]
 
 
 def cmd_new(c: Client, a: argparse.Namespace) -> Any:
     size = shutil.get_terminal_size((80, 24))
-    params: dict[str, Any] = {"cwd": os.path.abspath(a.cwd or os.getcwd()),
-                              "cols": size.columns, "rows": size.lines}
-    if a.name:
-        params["name"] = a.name
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
-    if cmd:
-        params["command"] = cmd
-    out = c.call("terminal/create", params)
+    out = c.request(TERMINAL_CREATE, CreateParams(
+        cwd=os.path.abspath(a.cwd or os.getcwd()), cols=size.columns, rows=size.lines,
+        name=a.name or None, command=cmd or None))
     if a.json:
         return out
-    print(out["terminalId"])
+    print(out.terminal_id)
     return None
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
-    out = c.call("terminal/list")
+    out = c.request(TERMINAL_LIST, NoParams())
     if a.json:
         return out
-    for t in out["terminals"]:
+    for t in out.terminals:
         state = "running"
-        if t["exited"]:
-            e = t["exited"]
-            state = f"exited {e['exitCode']}" if e["exitCode"] is not None else \
-                f"killed by signal {e['signal']}"
-        print(f"{t['terminalId']}  {t['pid']:>7}  {state:<18} {t['attached']} attached  "
-              f"{t['cols']}x{t['rows']}  {t.get('name') or ''}  {' '.join(t['command'])}")
-    if not out["terminals"]:
+        if t.exited:
+            e = t.exited
+            state = f"exited {e.exit_code}" if e.exit_code is not None else \
+                f"killed by signal {e.signal}"
+        print(f"{t.terminal_id}  {t.pid:>7}  {state:<18} {t.attached} attached  "
+              f"{t.cols}x{t.rows}  {t.name or ''}  {' '.join(t.command)}")
+    if not out.terminals:
         print("no terminals", file=sys.stderr)
     return None
 
 
 def cmd_kill(c: Client, a: argparse.Namespace) -> Any:
-    params: dict[str, Any] = {"terminalId": a.id}
-    if a.signal:
-        params["signal"] = a.signal
-    out = c.call("terminal/close", params)
+    out = c.request(TERMINAL_CLOSE, CloseParams(terminal_id=a.id, signal=a.signal or None))
     if a.json:
         return out
     print(f"terminal {a.id} closed")
@@ -79,15 +92,14 @@ async def _attach(a: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     saved = termios.tcgetattr(0) if interactive else None
     async with open_client(a.socket, client_name="codexctl-term") as c:
-        snap = await c.call("terminal/attach", {"terminalId": a.id, "readOnly": a.read_only})
+        snap = await c.request(TERMINAL_ATTACH, AttachParams(terminal_id=a.id,
+                                                             read_only=a.read_only))
         out = sys.stdout.buffer
-        out.write(base64.b64decode(snap["snapshot"]))
+        out.write(snap.snapshot)
         out.flush()
         if not a.read_only and interactive:
-            size = shutil.get_terminal_size()
             with contextlib.suppress(RpcError):
-                await c.call("terminal/resize", {"terminalId": a.id, "cols": size.columns,
-                                                 "rows": size.lines})
+                await _resize(c, a.id)
         if saved is not None:
             tty.setraw(0)
         try:
@@ -96,15 +108,15 @@ async def _attach(a: argparse.Namespace) -> int:
             if saved is not None:
                 termios.tcsetattr(0, termios.TCSADRAIN, saved)
         with contextlib.suppress(RpcError, Exception):
-            await c.call("terminal/detach", {"terminalId": a.id})
+            await c.request(TERMINAL_DETACH, TerminalRef(terminal_id=a.id))
     print(f"\r\n[{status}]", file=sys.stderr)
     return 0
 
 
-async def _relay(c: Any, a: argparse.Namespace, snap: dict[str, Any]) -> str:
+async def _relay(c: AsyncClient, a: argparse.Namespace, snap: Attached) -> str:
     done = trio.Event()
     status = "detached (the terminal keeps running)"
-    if snap.get("exited"):
+    if snap.exited:
         return "the terminal has exited"
 
     async def output() -> None:
@@ -114,13 +126,13 @@ async def _relay(c: Any, a: argparse.Namespace, snap: dict[str, Any]) -> str:
             p = note.params
             if not isinstance(p, dict) or p.get("terminalId") != a.id:
                 continue
-            if note.method == "terminal/output":
+            if note.method == TERMINAL_OUTPUT.name:
                 out.write(base64.b64decode(p["data"]))
                 out.flush()
-            elif note.method == "terminal/resync":
+            elif note.method == TERMINAL_RESYNC.name:
                 out.write(b"\x1bc" + base64.b64decode(p["snapshot"]))  # reset, then redraw
                 out.flush()
-            elif note.method == "terminal/exited":
+            elif note.method == TERMINAL_EXITED.name:
                 code = p.get("exitCode")
                 status = f"exited with code {code}" if code is not None else \
                     f"killed by signal {p.get('signal')}"
@@ -146,10 +158,8 @@ async def _relay(c: Any, a: argparse.Namespace, snap: dict[str, Any]) -> str:
     async def winch() -> None:
         with trio.open_signal_receiver(signal.SIGWINCH) as signals:
             async for _ in signals:
-                size = shutil.get_terminal_size()
                 with contextlib.suppress(RpcError):
-                    await c.call("terminal/resize", {"terminalId": a.id, "cols": size.columns,
-                                                     "rows": size.lines})
+                    await _resize(c, a.id)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(output)
@@ -161,9 +171,15 @@ async def _relay(c: Any, a: argparse.Namespace, snap: dict[str, Any]) -> str:
     return status
 
 
-async def _send(c: Any, terminal_id: str, data: bytes) -> None:
-    await c.call("terminal/write", {"terminalId": terminal_id, "encoding": "base64",
-                                    "data": base64.b64encode(data).decode()})
+async def _resize(c: AsyncClient, terminal_id: str) -> None:
+    size = shutil.get_terminal_size()
+    await c.request(TERMINAL_RESIZE, ResizeParams(terminal_id=terminal_id, cols=size.columns,
+                                                  rows=size.lines))
+
+
+async def _send(c: AsyncClient, terminal_id: str, data: bytes) -> None:
+    await c.request(TERMINAL_WRITE, WriteParams(terminal_id=terminal_id, encoding="base64",
+                                                data=base64.b64encode(data).decode()))
 
 
 def add_commands(add: Any, sub: Any, common: Any) -> None:

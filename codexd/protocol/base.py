@@ -65,7 +65,7 @@ R = TypeVar("R")
 class MethodSpec(Generic[P, R]):
     name: str
     params: type[P]
-    result: Any
+    result: type[R]
     summary: str
 
     def decode_params(self, raw: msgspec.Raw | None) -> P:
@@ -92,10 +92,10 @@ _NUL_RULE = re.compile(r"matching regex '\^\[\^\\+x00\]\*\$'")
 _ENV_RULE = re.compile(r"matching regex '\^\[\^\\+x00=\]\+\$'")
 
 
-def method(name: str, params: type[P], result: Any, summary: str) -> MethodSpec[P, Any]:
+def method(name: str, params: type[P], result: type[R], summary: str) -> MethodSpec[P, R]:
     if name in METHODS:
         raise ValueError(f"method {name} declared twice")
-    spec: MethodSpec[P, Any] = MethodSpec(name, params, result, summary)
+    spec: MethodSpec[P, R] = MethodSpec(name, params, result, summary)
     METHODS[name] = spec
     return spec
 
