@@ -9,7 +9,8 @@ import msgspec
 from codexd.api.registry import handles
 from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition
-from codexd.automations.service import AutomationService, iso_local, new_id
+from codexd.automations.firing import iso_local
+from codexd.automations.service import AutomationService, new_id
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.automations import (
     AUTOMATION_CREATE,

@@ -1,9 +1,9 @@
 """The automation service: definitions (SQLite + automation.toml), the scheduler, runs, inbox.
 
 Owned by the daemon. Reads are served from memory (``self.defs``); every change is written to the
-database and the automation's file before it is announced. A due run is claimed in SQLite with a
-unique (automation, scheduled time) key before anything starts, so it fires once, even with two
-daemons on one state dir or a restart in between.
+database and the automation's file before it is announced. The scheduler wakes
+:class:`~codexd.automations.firing.AutomationRuns` when one is due; that claims the run once,
+executes it and reports it to the inbox. Only the daemon holding the CODEX_HOME lock fires.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,23 +23,18 @@ from codexd.appserver.process import pid_alive
 from codexd.automations import definition as defs
 from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition, InvalidDefinition
-from codexd.automations.runner import CodexRunner, Outcome
+from codexd.automations.firing import AutomationRuns, Known, Publish, wall_ms
+from codexd.automations.runner import CodexRunner
 from codexd.automations.scheduler import Scheduler
 from codexd.config import AutomationsSection, Config
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.automations import (
     AUTOMATION_CHANGED,
-    AUTOMATION_RUN_COMPLETED,
-    AUTOMATION_RUN_STARTED,
-    INBOX_ITEM_ADDED,
     AutomationChanged,
     AutomationInfo,
     Change,
     FileIssue,
-    InboxItem,
-    ItemAdded,
     RescanResult,
-    RunEvent,
     RunRow,
 )
 from codexd.store import automations as repo
@@ -56,14 +48,7 @@ if TYPE_CHECKING:
     from codexd.store import Store
     from codexd.store.approvals import ApprovalRow
 
-#: Numbers and sends a notification to every client that wants it (``Daemon.publish``).
-Publish = Callable[..., None]
-
 log = structlog.get_logger("codexd.automations")
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def codex_home(daemon_cfg: Any) -> Path:
@@ -78,17 +63,6 @@ def codex_home(daemon_cfg: Any) -> Path:
 def new_id(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "automation"
     return f"{slug}-{secrets.token_hex(3)}"
-
-
-def iso_local(ms: int, tz: Any) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).isoformat(timespec="seconds")
-
-
-@dataclass(slots=True)
-class _Known:
-    definition: Definition
-    schedule: sched_mod.Schedule | None  # None when the stored rule no longer parses
-    file_digest: str | None
 
 
 #: In CODEX_HOME, beside the automations folder: held by the daemon that fires them.
@@ -111,15 +85,17 @@ class AutomationService:
         cfg = config().automations
         self.root = codex_home(config()) / "automations"
         self.default_tz = cfg.timezone or sched_mod.local_zone_name()
-        self.defs: dict[str, _Known] = {}
+        self.defs: dict[str, Known] = {}
         self.runner = runner
-        self.scheduler = Scheduler(wall_ms=self.wall_ms, fire=self._fire,
+        self.runs = AutomationRuns(lambda: self._config().automations, store=store,
+                                   faults=faults, publish=publish, runner=runner,
+                                   known=self.defs.get, daemon_run=daemon_run,
+                                   stopping=stopping, wall_ms=self.wall_ms)
+        self.scheduler = Scheduler(wall_ms=self.wall_ms, fire=self.runs.fire,
                                    clock_check_seconds=cfg.clock_check_seconds)
         self._lock = trio.Lock()
         self._stat_cache: dict[Path, tuple[int, int]] = {}
-        self._limiter = trio.CapacityLimiter(cfg.max_concurrent_runs)
         self._runs: trio.Nursery | None = None
-        self._active: dict[int, tuple[str, trio.CancelScope]] = {}
         self._rescan_wake = trio.Event()
         #: Exactly-once per CODEX_HOME: only the daemon holding this lock fires schedules.
         self._home_lock = InstanceLock(self.root.parent / LOCK_NAME)
@@ -152,7 +128,7 @@ class AutomationService:
             except sched_mod.ScheduleError as exc:
                 log.error("automation_schedule_invalid", automation_id=d.id, error=str(exc))
                 schedule = None
-            self.defs[d.id] = _Known(d, schedule, row.file_digest)
+            self.defs[d.id] = Known(d, schedule, row.file_digest)
             if schedule is not None and d.status == "ACTIVE":
                 # A stored next time in the past is a missed run: the scheduler decides at once.
                 self.scheduler.set(d.id, schedule, row.next_run_at or schedule.next_after(now))
@@ -160,7 +136,7 @@ class AutomationService:
                 changed.append(d.id)
         for run in left:
             known = self.defs.get(run.automation_id)
-            await self._inbox(
+            await self.runs.inbox(
                 kind="runInterrupted", automation_id=run.automation_id, run_id=run.run_id,
                 thread_id=run.thread_id,
                 title=f"{known.definition.name if known else run.automation_id}: interrupted",
@@ -208,6 +184,7 @@ class AutomationService:
         try:
             async with trio.open_nursery() as nursery:
                 self._runs = nursery
+                self.runs.bind(nursery)
                 if self.cfg.enabled and self._take_home_lock():
                     await nursery.start(self.scheduler.run)
                 nursery.start_soon(self._rescan_loop)
@@ -233,7 +210,7 @@ class AutomationService:
 
     def reconfigure(self) -> None:
         """SIGHUP: apply the run limit, re-read the files soon (in the rescan task)."""
-        self._limiter.total_tokens = self.cfg.max_concurrent_runs
+        self.runs.reconfigure()
         self._rescan_wake.set()
 
     # ------------------------------------------------------------------------ reading
@@ -297,9 +274,7 @@ class AutomationService:
     async def delete(self, automation_id: str) -> None:
         async with self._lock:
             self.info(automation_id)
-            for aid, scope in list(self._active.values()):
-                if aid == automation_id:
-                    scope.cancel()
+            self.runs.cancel_runs_of(automation_id)
             await trio.to_thread.run_sync(defs.remove_dir, self.root, automation_id)
             await self._forget(automation_id)
         self._publish_changed(automation_id, "deleted", None, "client")
@@ -352,7 +327,7 @@ class AutomationService:
         await self._store().write(store)
         for d, schedule, digest in items:
             old = self.defs.get(d.id)
-            self.defs[d.id] = _Known(d, schedule, digest)
+            self.defs[d.id] = Known(d, schedule, digest)
             same_rule = (old is not None and old.definition.rrule == d.rrule
                          and old.definition.timezone == d.timezone
                          and old.definition.status == "ACTIVE")
@@ -418,7 +393,7 @@ class AutomationService:
                 assert problem is not None
                 result.invalid.append(FileIssue(path=str(item.path), message=problem))
                 log.warning("automation_file_invalid", path=str(item.path), problem=problem)
-                await self._inbox(
+                await self.runs.inbox(
                     kind="automationInvalid", title=f"Invalid automation file in "
                     f"{item.path.parent.name}", body=f"{item.path}: {problem}",
                     dedupe_key=f"invalid:{item.path}:{item.digest}", publish=publish)
@@ -448,149 +423,6 @@ class AutomationService:
                      invalid=len(result.invalid))
         return result
 
-    # ----------------------------------------------------------------------------- runs
-
-    async def _fire(self, automation_id: str, times: list[int], next_ms: int | None) -> None:
-        """The scheduler's callback: claim the due run (once) and start it."""
-        known = self.defs.get(automation_id)
-        if known is None:
-            return
-        d = known.definition
-        now = self.wall_ms()
-        late = now - times[-1] > self.cfg.missed_after_seconds * 1000
-        trigger, status, decision = "schedule", "queued", None
-        if len(times) > 1 or late:
-            n = len(times)
-            first = iso_local(times[0], known.schedule.tz if known.schedule else UTC)
-            what = f"{n} scheduled run{'s' if n > 1 else ''} missed (first due {first})"
-            trigger = "missed"
-            if d.missed_policy == "skip":
-                status, decision = "skipped", f"{what}; skipped (missed_policy = skip)"
-            else:
-                decision = f"{what}; running once now (missed_policy = runOnce)"
-        claimed = False
-        with self._faults.boundary("automation", f"{automation_id} claim"):
-            run = await self._store().write(lambda c: repo.claim(
-                c, automation_id, times[-1], trigger=trigger, status=status, decision=decision,
-                daemon_run=self._daemon_run(), next_run_at=next_ms))
-            claimed = True
-        if not claimed:
-            return  # the fault is logged and counted; the next fire tries again
-        if run is None:
-            log.info("automation_run_claimed_elsewhere", automation_id=automation_id,
-                     scheduled_at=times[-1])
-            return
-        if decision:
-            log.warning("automation_runs_missed", automation_id=automation_id, count=len(times),
-                        decision=decision)
-        if status == "skipped":
-            await self._completed(d, run)
-            return
-        self._start(d, run)
-
-    async def run_now(self, automation_id: str) -> RunRow:
-        d = self.info(automation_id).automation
-        run: RunRow = await self._store().write(
-            lambda c: repo.claim_manual(c, automation_id, daemon_run=self._daemon_run()))
-        self._start(d, run)
-        return run
-
-    def _start(self, d: Definition, run: RunRow) -> None:
-        assert self._runs is not None, "runs before the service started"
-        scope = trio.CancelScope()
-        self._active[run.run_id] = (d.id, scope)
-        self._runs.start_soon(self._execute, d, run, scope)
-
-    async def _execute(self, d: Definition, run: RunRow, scope: trio.CancelScope) -> None:
-        outcome = Outcome(status="interrupted", error="codexd stopped during the run")
-        started = False
-        try:
-            with scope:
-                async with self._limiter:
-                    run = await self._update(run, status="running", started_at=self.wall_ms())
-                    started = True
-                    self._publish(AUTOMATION_RUN_STARTED.name,
-                                        RunEvent(run=run, automation_name=d.name))
-                    log.info("automation_run_started", automation_id=d.id, run_id=run.run_id,
-                             trigger=run.trigger)
-                    outcome = await self._execute_bounded(d, run)
-            if scope.cancelled_caught:
-                outcome = Outcome(status="interrupted", thread_id=outcome.thread_id,
-                                  turn_id=outcome.turn_id,
-                                  error="the automation was deleted during the run")
-        except Exception as exc:  # the fire is the unit: it fails, the scheduler goes on
-            message = self._faults.record("automation", f"{d.id} run {run.run_id}", exc)
-            outcome = Outcome(status="failed", error=f"internal error: {message}")
-        finally:
-            self._active.pop(run.run_id, None)
-            with trio.CancelScope(shield=True):
-                await self._finish(d, run, outcome, started)
-
-    async def _execute_bounded(self, d: Definition, run: RunRow) -> Outcome:
-        ids: dict[str, str | None] = {"thread": None, "turn": None}
-
-        async def on_ids(thread_id: str | None, turn_id: str | None) -> None:
-            ids["thread"], ids["turn"] = thread_id, turn_id
-            await self._update(run, thread_id=thread_id, turn_id=turn_id)
-
-        timeout = self.cfg.run_timeout_seconds
-        with trio.move_on_after(timeout) as timer:
-            return await self.runner.execute(d, run, on_ids)
-        assert timer.cancelled_caught
-        if ids["thread"] and ids["turn"]:
-            await self.runner.interrupt(ids["thread"], ids["turn"])
-        return Outcome(status="interrupted", thread_id=ids["thread"], turn_id=ids["turn"],
-                       error=f"timed out after {timeout:g} s (automations.run_timeout_seconds); "
-                             "the turn was interrupted")
-
-    async def _update(self, run: RunRow, **fields: Any) -> RunRow:
-        updated = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
-        return updated or run
-
-    async def _finish(self, d: Definition, run: RunRow, outcome: Outcome, started: bool) -> None:
-        now = self.wall_ms()
-        fields: dict[str, Any] = {
-            "status": outcome.status, "finished_at": now, "summary": outcome.summary,
-            "error": outcome.error,
-        }
-        if not started:
-            fields["started_at"] = now
-        if outcome.thread_id:
-            fields["thread_id"] = outcome.thread_id
-        if outcome.turn_id:
-            fields["turn_id"] = outcome.turn_id
-        if outcome.decision:
-            fields["decision"] = ((run.decision + "; ") if run.decision else "") + outcome.decision
-        final = None
-        with self._faults.boundary("automation", f"{run.automation_id} run {run.run_id}"):
-            final = await self._store().write(lambda c: repo.update_run(c, run.run_id, **fields))
-        if final is None:
-            return  # the automation (and its runs) were deleted meanwhile
-        log.info("automation_run_completed", automation_id=d.id, run_id=run.run_id,
-                 status=final.status, duration_ms=final.duration_ms, thread_id=final.thread_id,
-                 error=final.error)
-        await self._completed(d, final)
-
-    async def _completed(self, d: Definition, run: RunRow) -> None:
-        self._publish(AUTOMATION_RUN_COMPLETED.name,
-                            RunEvent(run=run, automation_name=d.name))
-        body = run.summary or run.error or run.decision or "(no message)"
-        await self._inbox(kind=f"run{run.status.capitalize()}", title=f"{d.name}: {run.status}",
-                          body=body, automation_id=d.id, run_id=run.run_id,
-                          thread_id=run.thread_id)
-
-    # ---------------------------------------------------------------------------- inbox
-
-    async def _inbox(self, *, kind: str, title: str, body: str, publish: bool = True,
-                     **refs: Any) -> InboxItem | None:
-        item: InboxItem | None = None
-        with self._faults.boundary("automation", f"inbox {kind}"):
-            item = await self._store().write(
-                lambda c: repo.add_item(c, kind=kind, title=title, body=body, **refs))
-        if item is not None and publish and not self._stopping():
-            self._publish(INBOX_ITEM_ADDED.name, ItemAdded(item=item))
-        return item
-
     # ---------------------------------------------------------------------- daemon hooks
 
     def on_notification(self, method: str, params: msgspec.Raw | None,
@@ -602,32 +434,9 @@ class AutomationService:
         self.runner.on_appserver_lost(reason)
 
     def on_approval(self, row: ApprovalRow) -> None:
-        watch = self.runner.watches.get(row.thread_id or "")
-        if watch is None or self._runs is None:
-            return
-        detail = _approval_detail(row.params)
-        self._runs.start_soon(lambda: self._inbox(
-            kind="approvalWaiting", title=f"{watch.automation_name} is waiting for approval",
-            body=f"{row.method}: {detail}\nAnswer it with `codexctl approvals accept {row.id}` "
-                 f"or `codexctl approvals decline {row.id}`.",
-            automation_id=self._run_owner(watch.run_id),
-            run_id=watch.run_id, thread_id=row.thread_id, approval_id=row.id,
-            dedupe_key=f"approval:{row.id}"))
+        self.runs.on_approval(row)
 
-    def _run_owner(self, run_id: int) -> str | None:
-        entry = self._active.get(run_id)
-        return entry[0] if entry else None
-
-
-def _approval_detail(params: str) -> str:
-    try:
-        p = msgspec.json.decode(params)
-    except msgspec.DecodeError:
-        return ""
-    if not isinstance(p, dict):
-        return ""
-    parts = [str(p[k]) for k in ("command", "reason", "question") if p.get(k)]
-    return " — ".join(parts)[:2000]
-
+    async def run_now(self, automation_id: str) -> RunRow:
+        return await self.runs.run_now(self.info(automation_id).automation)
 
 

@@ -1,22 +1,18 @@
 """The run service: the durable queue of provider runs and their execution.
 
 A run is a row in ``runs`` from ``run/start`` on. The queue loop starts the best waiting run
-(priority with aging) whenever a global and a per-provider slot are free. A run executes its CLI
-as a child in its own session (process group), the prompt on stdin, the provider token in the
-child's environment only. Output lines become typed events, redacted, numbered per run, written
-to ``run_events`` in batches and then sent as ``run/event`` to subscribed clients. Cancel and
-timeout kill the whole process tree; retryable failures go back to the queue with a backoff.
+(priority with aging) whenever a global and a per-provider slot are free. Each attempt is the
+executor's (:class:`~codexd.runs.executor.LocalExecutor`: the CLI as a child in its own session,
+its output as typed events); this service decides what an attempt means: done, retried with a
+backoff, resumed without its session, failed. Events are redacted, numbered per run, written to
+``run_events`` in batches and sent as ``run/event`` to subscribed clients
+(:class:`~codexd.runs.eventlog.RunEventLog`). Cancel and timeout kill the whole process tree.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
 import secrets
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +24,6 @@ import msgspec
 import structlog
 import trio
 
-from codexd.appserver.process import group_alive, stop_process
 from codexd.config import RunsSection
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.runs import (
@@ -39,9 +34,10 @@ from codexd.protocol.runs import (
     RunRequest,
     RunStartParams,
 )
-from codexd.runs import providers
+from codexd.runs import capabilities, providers
 from codexd.runs import queue as q
 from codexd.runs.eventlog import RunEventLog, Subscriber
+from codexd.runs.executor import Attempt, LocalExecutor
 from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
 from codexd.subscriptions import Interest
@@ -52,12 +48,7 @@ if TYPE_CHECKING:
     from codexd.store import Store
 
 log = structlog.get_logger("codexd.runs")
-ROOT = Path(__file__).resolve().parent.parent.parent
 _enc = msgspec.json.Encoder()
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
-#: Oldest versions codexd was built against; older ones run, with a warning.
-MIN_VERSION = {"codex": (0, 100, 0), "claude": (2, 0, 0)}
-_NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
 
 
 def now_ms() -> int:
@@ -71,17 +62,6 @@ class _Active:
     canceled_by: str | None = None
     #: Set when the run's task has settled it (process tree gone, status written).
     done: trio.Event = field(default_factory=trio.Event)
-
-
-@dataclass(slots=True)
-class _Attempt:
-    status: str  # succeeded | failed | canceled
-    reason: str | None = None
-    error: str | None = None
-    exit_code: int | None = None
-    retryable: bool = False
-    resume_rejected: bool = False
-    outcome: providers.Outcome = field(default_factory=providers.Outcome)
 
 
 class RunService:
@@ -108,6 +88,8 @@ class RunService:
         self._caps: list[Capability] | None = None
         self.log = RunEventLog(store, faults, subscribers=subscribers,
                                secrets=self.secrets.known, now_ms=now_ms)
+        self.executor = LocalExecutor(config, log=self.log, secrets=self.secrets,
+                                      children=children)
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
 
@@ -370,7 +352,7 @@ class RunService:
         req = run.request
         run_id = run.run_id
         started = now_ms()
-        result: _Attempt | None = None
+        result: Attempt | None = None
         try:
             run = await self._set(run_id, status="running", attempt=run.attempt + 1,
                                   started_at=run.started_at or started,
@@ -380,27 +362,27 @@ class RunService:
                        else req.timeout_seconds)
             with active.scope:
                 with trio.move_on_after(timeout) as timer:
-                    result = await self._attempt(run)
+                    result = await self.executor.attempt(run)
                 if timer.cancelled_caught:
-                    result = _Attempt("failed", reason="timeout",
+                    result = Attempt("failed", reason="timeout",
                                       error=f"timed out after {timeout:g} s; the process tree "
                                             "was killed")
             if result is None:  # canceled by run/cancel
-                result = _Attempt("canceled", reason="canceled")
+                result = Attempt("canceled", reason="canceled")
         except Exception as exc:  # the run is the unit: it fails, the queue goes on
             message = self._faults.record("run", run_id, exc)
-            result = _Attempt("failed", reason="internal", error=f"internal error: {message}")
+            result = Attempt("failed", reason="internal", error=f"internal error: {message}")
         finally:
             with trio.CancelScope(shield=True):
                 if result is None:  # the daemon is stopping
-                    result = _Attempt("interrupted", reason="daemonStopped",
+                    result = Attempt("interrupted", reason="daemonStopped",
                                       error="codexd stopped during this run")
                 await self._settle(active, result)
                 self.active.pop(run_id, None)
                 active.done.set()
                 self._wake.set()
 
-    async def _settle(self, active: _Active, res: _Attempt) -> None:
+    async def _settle(self, active: _Active, res: Attempt) -> None:
         run, req, out = active.run, active.run.request, res.outcome
         run_id = run.run_id
         fields: dict[str, Any] = {"exit_code": res.exit_code}
@@ -452,153 +434,6 @@ class RunService:
                  attempts=run.attempt, exit_code=res.exit_code,
                  duration_ms=(final.finished_at or 0) - (final.started_at or 0) if final else None)
 
-    def _env(self, req: RunRequest, token: str | None) -> dict[str, str]:
-        drop = ("CODEXD_", "NOTIFY_SOCKET", "WATCHDOG_")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-        for var in providers.TOKEN_ENV.values():
-            env.pop(var, None)  # a token reaches only its own provider
-        if req.provider == "codex" and self.cfg.codex_home:
-            env["CODEX_HOME"] = os.path.expanduser(self.cfg.codex_home)
-        env.update(req.env)
-        if token:
-            env[providers.TOKEN_ENV[req.provider]] = token
-        return env
-
-    async def _attempt(self, run: Run) -> _Attempt:
-        req, run_id = run.request, run.run_id
-        configured = self.cfg.codex_command if req.provider == "codex" else self.cfg.claude_command
-        exe = await trio.to_thread.run_sync(providers.find_cli, req.provider, configured, ROOT)
-        if exe is None:
-            msg = (f"the {req.provider} CLI was not found (runs.{req.provider}_command, PATH, "
-                   f".tools/npm); install it, e.g. `npm install -g "
-                   f"{_NPM[req.provider]}`")
-            self.log.emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
-            return _Attempt("failed", reason="cliMissing", error=msg)
-        if not await trio.to_thread.run_sync(os.path.isdir, req.cwd):
-            msg = f"cwd {req.cwd!r} does not exist"
-            self.log.emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
-            return _Attempt("failed", reason="cwdMissing", error=msg)
-        token = await trio.to_thread.run_sync(self.secrets.get, req.provider)
-        with contextlib.ExitStack() as stack:
-            schema_file = None
-            if req.output_schema is not None and req.provider == "codex":
-                f = stack.enter_context(tempfile.NamedTemporaryFile(
-                    "w", suffix=".json", prefix="codexd-schema-"))
-                json.dump(req.output_schema, f)
-                f.flush()
-                schema_file = f.name
-            h = req.harness
-            spec = providers.RunSpec(
-                provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
-                sandbox=req.sandbox, auto_approve=req.auto_approve,
-                output_schema_file=schema_file, resume_session=run.session_id,
-                allowed_tools=list(h.allowed_tools or []) if h else [],
-                disallowed_tools=list(h.disallowed_tools or []) if h else [],
-                append_system_prompt=h.append_system_prompt if h else None)
-            argv, warnings = providers.argv(exe, spec)
-            for w in warnings:
-                self.log.emit(run_id, "run.warning", {"message": w})
-            return await self._spawn(run, argv, self._env(req, token))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _spawn(self, run: Run, argv: list[str], env: dict[str, str]) -> _Attempt:
-        req, run_id = run.request, run.run_id
-        t0 = time.monotonic()
-        try:
-            proc = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=req.cwd, env=env, start_new_session=True)
-        except OSError as exc:
-            msg = f"cannot start {argv[0]}: {exc.strerror or exc}"
-            self.log.emit(run_id, "run.warning", {"message": msg})
-            return _Attempt("failed", reason="spawnFailed", error=msg, retryable=True)
-        self.log.emit(run_id, "run.started", {"attempt": run.attempt, "pid": proc.pid,
-                                           "provider": req.provider, "argv": argv,
-                                           "cwd": req.cwd, "resume": run.session_id})
-        out = providers.Outcome()
-        stats = {"stdoutLines": 0, "stderrLines": 0, "truncatedLines": 0}
-        stderr_tail: list[str] = []
-        max_lines = req.harness.max_tool_result_lines if req.harness else None
-
-        async def feed() -> None:
-            assert proc.stdin is not None
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await proc.stdin.send_all(req.prompt.encode())
-                await proc.stdin.aclose()
-
-        async def stdout() -> None:
-            assert proc.stdout is not None
-            async for line, cut in _lines(proc.stdout, self.cfg.max_line_bytes):
-                stats["stdoutLines"] += 1
-                if cut:
-                    stats["truncatedLines"] += 1
-                    self.log.emit(run_id, "run.warning", {"message": f"a stdout line was longer "
-                               f"than {self.cfg.max_line_bytes} bytes and was truncated"})
-                for kind, data in providers.parse_line(req.provider, line, out):
-                    if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
-                                                                           str):
-                        data["output"] = "\n".join(data["output"].splitlines()[:max_lines])
-                    self.log.emit(run_id, kind, data)
-
-        async def stderr() -> None:
-            assert proc.stderr is not None
-            async for line, _cut in _lines(proc.stderr, self.cfg.max_line_bytes):
-                stats["stderrLines"] += 1
-                stderr_tail.append(line)
-                del stderr_tail[:-50]
-                self.log.emit(run_id, "run.chunk.stderr", {"text": line})
-
-        try:
-            await self._children.add("run", run_id, proc.pid)
-            async with trio.open_nursery() as n:
-                n.start_soon(feed)
-                n.start_soon(stdout)
-                n.start_soon(stderr)
-                await proc.wait()
-        finally:
-            with trio.CancelScope(shield=True):
-                code: int | None
-                if proc.returncode is not None and not group_alive(proc.pid):
-                    code = proc.returncode  # exited, nothing left in its group: no /proc walk
-                else:
-                    code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
-                await self._children.remove(proc.pid)
-                self.log.emit(run_id, "run.runner_metrics", {
-                    "durationMs": int((time.monotonic() - t0) * 1000), **stats})
-                self.log.emit(run_id, "run.cli_exit", {
-                    "exitCode": code if code is not None and code >= 0 else None,
-                    "signal": -code if code is not None and code < 0 else None})
-        res = _Attempt("failed", exit_code=code, outcome=out)
-        if code == 0 and out.failure is None:
-            res.status = "succeeded"
-            self._check_output(run, out, res)
-            return res
-        res.reason = "turnFailed" if out.failure else "exitCode"
-        res.error = out.failure or f"{argv[0].rsplit('/', 1)[-1]} exited with {code}" + (
-            f": {stderr_tail[-1]}" if stderr_tail else "")
-        res.error = self.log.redact(run_id, res.error)
-        res.retryable = not out.saw_output
-        res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
-            req.provider, stderr_tail, out)
-        return res
-
-    def _check_output(self, run: Run, out: providers.Outcome, res: _Attempt) -> None:
-        schema = run.request.output_schema
-        if schema is None:
-            return
-        text = out.result_text if out.result_text is not None else out.last_message
-        try:
-            value = json.loads(text or "")
-            jsonschema.validate(value, schema)
-        except (ValueError, jsonschema.ValidationError) as exc:
-            message = exc.message if isinstance(exc, jsonschema.ValidationError) else \
-                f"the final message is not JSON: {exc}"
-            self.log.emit(run.run_id, "run.structured_output_invalid", {"message": message})
-            res.status, res.reason = "failed", "structuredOutputInvalid"
-            res.error = f"the output does not match outputSchema: {message}"
-            return
-        self.log.emit(run.run_id, "run.structured_output", {"value": value})
-
     # ---------------------------------------------------------------------- capabilities
 
     async def capabilities(self, refresh: bool) -> list[Capability]:
@@ -608,64 +443,6 @@ class RunService:
         for provider in providers.PROVIDERS:
             configured = self.cfg.codex_command if provider == "codex" else \
                 self.cfg.claude_command
-            caps.append(await trio.to_thread.run_sync(_probe, provider, configured))
+            caps.append(await trio.to_thread.run_sync(capabilities.probe, provider, configured))
         self._caps = caps
         return caps
-
-
-def _probe(provider: str, configured: str) -> Capability:
-    path = providers.find_cli(provider, configured, ROOT)
-    now = now_ms()
-    if path is None:
-        return Capability(provider=provider, status="blocked", path=None, version=None,
-                          reason=f"{provider} is not installed (PATH, .tools/npm, "
-                                 f"runs.{provider}_command)", checked_at=now)
-    try:
-        p = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                           check=False, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Capability(provider=provider, status="blocked", path=path, version=None,
-                          reason=f"`{provider} --version` failed: {exc}", checked_at=now)
-    m = _VERSION.search(p.stdout)
-    if p.returncode != 0 or not m:
-        return Capability(provider=provider, status="blocked", path=path, version=None,
-                          reason=f"`{provider} --version` printed no version (exit "
-                                 f"{p.returncode})", checked_at=now)
-    version = tuple(int(x) for x in m.groups())
-    if version < MIN_VERSION[provider]:
-        return Capability(provider=provider, status="degraded", path=path, version=m.group(0),
-                          reason=f"older than {'.'.join(map(str, MIN_VERSION[provider]))}; JSON "
-                                 "events may differ", checked_at=now)
-    return Capability(provider=provider, status="supported", path=path, version=m.group(0),
-                      reason="", checked_at=now)
-
-
-async def _lines(stream: Any, limit: int) -> Any:
-    """Lines of a byte stream (decoded, without newline) and whether each was truncated."""
-    buf = bytearray()
-    skipping = False
-    while True:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                if len(buf) > limit:
-                    if not skipping:
-                        yield buf[:limit].decode("utf-8", "replace"), True
-                    skipping = True
-                    buf.clear()
-                break
-            line = bytes(buf[:nl])
-            del buf[:nl + 1]
-            if skipping:
-                skipping = False
-                continue
-            if len(line) > limit:
-                yield line[:limit].decode("utf-8", "replace"), True
-                continue
-            yield line.decode("utf-8", "replace").rstrip("\r"), False
-    if buf and not skipping:
-        yield buf.decode("utf-8", "replace"), False

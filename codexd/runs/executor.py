@@ -1,0 +1,248 @@
+"""One attempt of a provider run as a local process: the executor behind the run queue.
+
+:class:`LocalExecutor` finds the CLI, checks the cwd, builds argv and the child's environment
+(the provider token in it and nowhere else), starts the CLI in its own session with the prompt on
+stdin, turns its output lines into typed events (through the run's :class:`RunEventLog`, which
+redacts and numbers them), and kills the whole process tree when the attempt ends, however it
+ends. It knows nothing of the queue, retries or statuses: :class:`~codexd.runs.service.RunService`
+decides what an :class:`Attempt` means for the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jsonschema
+import trio
+
+from codexd.appserver.process import group_alive, stop_process
+from codexd.config import RunsSection
+from codexd.protocol.runs import Run, RunRequest
+from codexd.runs import providers
+
+if TYPE_CHECKING:
+    from codexd.children import ChildRegistry
+    from codexd.runs.eventlog import RunEventLog
+    from codexd.runs.secrets import SecretStore
+
+#: The source tree (its .tools/npm holds the pinned CLIs in a development checkout).
+ROOT = Path(__file__).resolve().parent.parent.parent
+_NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
+
+
+@dataclass(slots=True)
+class Attempt:
+    """How one attempt ended."""
+
+    status: str  # succeeded | failed | canceled | interrupted
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    retryable: bool = False
+    resume_rejected: bool = False
+    outcome: providers.Outcome = field(default_factory=providers.Outcome)
+
+
+class LocalExecutor:
+    """Collaborators: ``config`` returns the current ``[runs]`` section, ``log`` takes the
+    run's events, ``secrets`` holds provider tokens, ``children`` records each CLI process."""
+
+    def __init__(self, config: Callable[[], RunsSection], *, log: RunEventLog,
+                 secrets: SecretStore, children: ChildRegistry) -> None:
+        self._config = config
+        self._log = log
+        self._secrets = secrets
+        self._children = children
+
+    @property
+    def cfg(self) -> RunsSection:
+        return self._config()
+
+    def _env(self, req: RunRequest, token: str | None) -> dict[str, str]:
+        drop = ("CODEXD_", "NOTIFY_SOCKET", "WATCHDOG_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        for var in providers.TOKEN_ENV.values():
+            env.pop(var, None)  # a token reaches only its own provider
+        if req.provider == "codex" and self.cfg.codex_home:
+            env["CODEX_HOME"] = os.path.expanduser(self.cfg.codex_home)
+        env.update(req.env)
+        if token:
+            env[providers.TOKEN_ENV[req.provider]] = token
+        return env
+
+    async def attempt(self, run: Run) -> Attempt:
+        """One attempt of ``run``: its events go to the log; the outcome is returned."""
+        req, run_id = run.request, run.run_id
+        configured = self.cfg.codex_command if req.provider == "codex" else self.cfg.claude_command
+        exe = await trio.to_thread.run_sync(providers.find_cli, req.provider, configured, ROOT)
+        if exe is None:
+            msg = (f"the {req.provider} CLI was not found (runs.{req.provider}_command, PATH, "
+                   f".tools/npm); install it, e.g. `npm install -g "
+                   f"{_NPM[req.provider]}`")
+            self._log.emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
+            return Attempt("failed", reason="cliMissing", error=msg)
+        if not await trio.to_thread.run_sync(os.path.isdir, req.cwd):
+            msg = f"cwd {req.cwd!r} does not exist"
+            self._log.emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
+            return Attempt("failed", reason="cwdMissing", error=msg)
+        token = await trio.to_thread.run_sync(self._secrets.get, req.provider)
+        with contextlib.ExitStack() as stack:
+            schema_file = None
+            if req.output_schema is not None and req.provider == "codex":
+                f = stack.enter_context(tempfile.NamedTemporaryFile(
+                    "w", suffix=".json", prefix="codexd-schema-"))
+                json.dump(req.output_schema, f)
+                f.flush()
+                schema_file = f.name
+            h = req.harness
+            spec = providers.RunSpec(
+                provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
+                sandbox=req.sandbox, auto_approve=req.auto_approve,
+                output_schema_file=schema_file, resume_session=run.session_id,
+                allowed_tools=list(h.allowed_tools or []) if h else [],
+                disallowed_tools=list(h.disallowed_tools or []) if h else [],
+                append_system_prompt=h.append_system_prompt if h else None)
+            argv, warnings = providers.argv(exe, spec)
+            for w in warnings:
+                self._log.emit(run_id, "run.warning", {"message": w})
+            return await self._spawn(run, argv, self._env(req, token))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _spawn(self, run: Run, argv: list[str], env: dict[str, str]) -> Attempt:
+        req, run_id = run.request, run.run_id
+        t0 = time.monotonic()
+        try:
+            proc = await trio.lowlevel.open_process(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=req.cwd, env=env, start_new_session=True)
+        except OSError as exc:
+            msg = f"cannot start {argv[0]}: {exc.strerror or exc}"
+            self._log.emit(run_id, "run.warning", {"message": msg})
+            return Attempt("failed", reason="spawnFailed", error=msg, retryable=True)
+        self._log.emit(run_id, "run.started", {"attempt": run.attempt, "pid": proc.pid,
+                                           "provider": req.provider, "argv": argv,
+                                           "cwd": req.cwd, "resume": run.session_id})
+        out = providers.Outcome()
+        stats = {"stdoutLines": 0, "stderrLines": 0, "truncatedLines": 0}
+        stderr_tail: list[str] = []
+        max_lines = req.harness.max_tool_result_lines if req.harness else None
+
+        async def feed() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await proc.stdin.send_all(req.prompt.encode())
+                await proc.stdin.aclose()
+
+        async def stdout() -> None:
+            assert proc.stdout is not None
+            async for line, cut in _lines(proc.stdout, self.cfg.max_line_bytes):
+                stats["stdoutLines"] += 1
+                if cut:
+                    stats["truncatedLines"] += 1
+                    self._log.emit(run_id, "run.warning", {"message": f"a stdout line was longer "
+                               f"than {self.cfg.max_line_bytes} bytes and was truncated"})
+                for kind, data in providers.parse_line(req.provider, line, out):
+                    if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
+                                                                           str):
+                        data["output"] = "\n".join(data["output"].splitlines()[:max_lines])
+                    self._log.emit(run_id, kind, data)
+
+        async def stderr() -> None:
+            assert proc.stderr is not None
+            async for line, _cut in _lines(proc.stderr, self.cfg.max_line_bytes):
+                stats["stderrLines"] += 1
+                stderr_tail.append(line)
+                del stderr_tail[:-50]
+                self._log.emit(run_id, "run.chunk.stderr", {"text": line})
+
+        try:
+            await self._children.add("run", run_id, proc.pid)
+            async with trio.open_nursery() as n:
+                n.start_soon(feed)
+                n.start_soon(stdout)
+                n.start_soon(stderr)
+                await proc.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                code: int | None
+                if proc.returncode is not None and not group_alive(proc.pid):
+                    code = proc.returncode  # exited, nothing left in its group: no /proc walk
+                else:
+                    code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
+                await self._children.remove(proc.pid)
+                self._log.emit(run_id, "run.runner_metrics", {
+                    "durationMs": int((time.monotonic() - t0) * 1000), **stats})
+                self._log.emit(run_id, "run.cli_exit", {
+                    "exitCode": code if code is not None and code >= 0 else None,
+                    "signal": -code if code is not None and code < 0 else None})
+        res = Attempt("failed", exit_code=code, outcome=out)
+        if code == 0 and out.failure is None:
+            res.status = "succeeded"
+            self._check_output(run, out, res)
+            return res
+        res.reason = "turnFailed" if out.failure else "exitCode"
+        res.error = out.failure or f"{argv[0].rsplit('/', 1)[-1]} exited with {code}" + (
+            f": {stderr_tail[-1]}" if stderr_tail else "")
+        res.error = self._log.redact(run_id, res.error)
+        res.retryable = not out.saw_output
+        res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
+            req.provider, stderr_tail, out)
+        return res
+
+    def _check_output(self, run: Run, out: providers.Outcome, res: Attempt) -> None:
+        schema = run.request.output_schema
+        if schema is None:
+            return
+        text = out.result_text if out.result_text is not None else out.last_message
+        try:
+            value = json.loads(text or "")
+            jsonschema.validate(value, schema)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            message = exc.message if isinstance(exc, jsonschema.ValidationError) else \
+                f"the final message is not JSON: {exc}"
+            self._log.emit(run.run_id, "run.structured_output_invalid", {"message": message})
+            res.status, res.reason = "failed", "structuredOutputInvalid"
+            res.error = f"the output does not match outputSchema: {message}"
+            return
+        self._log.emit(run.run_id, "run.structured_output", {"value": value})
+
+
+async def _lines(stream: trio.abc.ReceiveStream,
+                 limit: int) -> AsyncIterator[tuple[str, bool]]:
+    """Lines of a byte stream (decoded, without newline) and whether each was truncated."""
+    buf = bytearray()
+    skipping = False
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > limit:
+                    if not skipping:
+                        yield buf[:limit].decode("utf-8", "replace"), True
+                    skipping = True
+                    buf.clear()
+                break
+            line = bytes(buf[:nl])
+            del buf[:nl + 1]
+            if skipping:
+                skipping = False
+                continue
+            if len(line) > limit:
+                yield line[:limit].decode("utf-8", "replace"), True
+                continue
+            yield line.decode("utf-8", "replace").rstrip("\r"), False
+    if buf and not skipping:
+        yield buf.decode("utf-8", "replace"), False
