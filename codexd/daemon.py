@@ -343,7 +343,7 @@ class Daemon:
             await services.start(self.runs.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
-                unix = UnixListener(listener, self._serve_client)
+                unix = UnixListener(listener, self.serve_client)
 
                 async def accept() -> None:
                     with accept_scope:
@@ -386,7 +386,7 @@ class Daemon:
         await self._force.wait()
         scope.cancel()
 
-    async def _serve_client(self, transport: Transport) -> None:
+    async def serve_client(self, transport: Transport) -> None:
         """Serve one client of any transport (each listener checks its own peers first)."""
         if len(self.sessions) >= self.config.rpc.max_clients:
             log.warning("client_refused", reason="max_clients", limit=self.config.rpc.max_clients)

@@ -125,3 +125,23 @@ def test_the_store_refuses_a_run_status_edge_not_in_the_table(tmp_path):
     assert store.write_sync(lambda c: repo.update(c, "run_x", status="running")).status == \
         "running"
     store.close()
+
+
+def test_the_index_opens_the_protocol_and_lists_the_registry_by_namespace():
+    text = (DOCS / "protocol.md").read_text()
+    assert text.index("\n## Index\n") < text.index("\n## Methods\n")
+    body = text.split("\n## Index\n", 1)[1].split("\n## ", 1)[0]
+    methods: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    for row in re.findall(r"^\| (.+) \|$", body, flags=re.M)[1:]:  # after the header
+        namespace, in_methods, in_notes = (cell.strip() for cell in row.split(" | "))
+        for names, into in ((in_methods, methods), (in_notes, notes)):
+            for name, anchor in re.findall(r"\[`([^`]+)`\]\(#([^)]+)\)", names):
+                assert anchor == name.replace("/", "").lower(), name  # GitHub's heading anchor
+                into[name] = namespace.strip("`")
+
+    def namespace(name: str) -> str:
+        return name.split("/", 1)[0] if "/" in name else "(session)"
+
+    assert methods == {name: namespace(name) for name in METHODS}
+    assert notes == {name: namespace(name) for name in NOTIFICATIONS}

@@ -90,7 +90,7 @@ async def test_a_session_serves_a_message_framed_transport(tmp_path):
     d = _daemon(tmp_path)
     t = MessageTransport()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(d._serve_client, t)
+        nursery.start_soon(d.serve_client, t)
         await t.put('{"id": 1, "method": "daemon/health"}')
         assert (await t.answer(1))["error"]["code"] == ErrorCode.NOT_INITIALIZED
         await t.put(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "initialize",
@@ -126,9 +126,9 @@ async def test_the_owner_refuses_clients_past_the_limit_through_their_transport(
         d.config, rpc=msgspec.structs.replace(d.config.rpc, max_clients=1))
     first, second = MessageTransport(), MessageTransport()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(d._serve_client, first)
+        nursery.start_soon(d.serve_client, first)
         await trio.testing.wait_all_tasks_blocked()
-        await d._serve_client(second)
+        await d.serve_client(second)
         assert second.closed
         assert second.sent[0]["error"]["code"] == ErrorCode.TOO_MANY_CLIENTS
         await first.end()
