@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
@@ -36,7 +36,7 @@ from codexd.store import approvals as repo
 if TYPE_CHECKING:
     from codexd.events import EventHub
     from codexd.faults import Faults
-    from codexd.session import ClientSession
+    from codexd.rpc import RpcConnection
     from codexd.store import Store
 
 #: Answers a server request of a generation upstream; False when that process is gone.
@@ -95,6 +95,25 @@ class _Live:
     sent_to: set[int] = field(default_factory=set)
 
 
+class Peer(Protocol):
+    """What the book uses of a connected client (a session satisfies it)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def client_name(self) -> str: ...
+    @property
+    def server_requests(self) -> bool: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def rpc(self) -> RpcConnection: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def notify(self, data: bytes) -> None: ...
+
+
 def to_wire(row: repo.ApprovalRow) -> Approval:
     return Approval(
         approval_id=row.id, method=row.method, status=row.status,  # type: ignore[arg-type]
@@ -115,7 +134,7 @@ class ApprovalBook:
     """
 
     def __init__(self, config: Callable[[], ApprovalsSection], *, store: Callable[[], Store],
-                 events: EventHub, sessions: Callable[[], Iterable[ClientSession]],
+                 events: EventHub, sessions: Callable[[], Iterable[Peer]],
                  respond: Respond, faults: Faults, spawn: Callable[[Awaitable[None]], None],
                  on_pending: Callable[[repo.ApprovalRow], None]) -> None:
         self._config = config
@@ -160,7 +179,7 @@ class ApprovalBook:
             self._deliver(live, session)
         self._on_pending(row)
 
-    def _deliver(self, live: _Live, session: ClientSession) -> None:
+    def _deliver(self, live: _Live, session: Peer) -> None:
         if (session.id in live.sent_to or not session.server_requests or not session.ready
                 or not self._events.threads.wants(session.id, live.row.thread_id)):
             return
@@ -171,7 +190,7 @@ class ApprovalBook:
         """Ids of the pending requests of ``thread_id``, oldest first."""
         return sorted(i for i, live in self._live.items() if live.row.thread_id == thread_id)
 
-    def deliver_pending(self, session: ClientSession) -> None:
+    def deliver_pending(self, session: Peer) -> None:
         """Send ``session`` the pending requests it wants and has not had (late subscribers)."""
         for live in list(self._live.values()):
             self._deliver(live, session)
@@ -215,7 +234,7 @@ class ApprovalBook:
         self._announce(live, status, by, reason)
         return status
 
-    async def answer_from_client(self, session: ClientSession, approval_id: Any,
+    async def answer_from_client(self, session: Peer, approval_id: Any,
                                  result: msgspec.Raw | None, error: ErrorObject | None) -> None:
         """A client answered a request we sent it (a JSON-RPC response)."""
         if not isinstance(approval_id, int):

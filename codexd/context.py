@@ -8,7 +8,7 @@ and a test can hand a session a context of its own making.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,10 +20,17 @@ if TYPE_CHECKING:
     from codexd.events import EventHub
     from codexd.faults import Faults
     from codexd.runs.service import RunService
-    from codexd.session import ClientSession, Route
+    from codexd.session.routes import Route
     from codexd.stats import Stats
     from codexd.store import Store
-    from codexd.terminal.host import TerminalHost
+    from codexd.terminal.host import TerminalHost, Viewer
+
+
+class Peer(Protocol):
+    """A connected client as the daemon-wide view sees it (a session satisfies it)."""
+
+    @property
+    def id(self) -> int: ...
 
 
 class DaemonContext(Protocol):
@@ -51,7 +58,7 @@ class DaemonContext(Protocol):
     @property
     def routes(self) -> dict[str, Route]: ...
     @property
-    def sessions(self) -> set[ClientSession]: ...
+    def sessions(self) -> Collection[Peer]: ...
 
     # What daemon/status reports.
     @property
@@ -72,7 +79,7 @@ class DaemonContext(Protocol):
     def previous_run_unclean(self) -> bool: ...
 
     def publish(self, method: str, params: Any, *, thread_id: str | None = None,
-                exclude: ClientSession | None = None,
+                exclude: Peer | None = None,
                 emitted_at_ms: int | None = None) -> None: ...
 
     def forwards(self, method: str) -> bool: ...
@@ -82,4 +89,4 @@ class DaemonContext(Protocol):
     def request_shutdown(self, reason: str) -> None: ...
 
     # A session tells its owner; the owner tells the features keyed by session.
-    def session_drained(self, session: ClientSession) -> None: ...
+    def session_drained(self, session: Viewer) -> None: ...

@@ -34,6 +34,7 @@ from codexd.automations.runner import CodexRunner
 from codexd.automations.service import AutomationService
 from codexd.children import ChildRegistry
 from codexd.config import Config
+from codexd.context import Peer
 from codexd.errors import ConfigError, ErrorCode
 from codexd.events import EventHub
 from codexd.faults import Faults
@@ -46,7 +47,7 @@ from codexd.session import ClientSession
 from codexd.stats import Stats
 from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
-from codexd.terminal.host import TerminalHost
+from codexd.terminal.host import TerminalHost, Viewer
 from codexd.transport.base import Transport
 from codexd.transport.unix import (
     InstanceLock,
@@ -180,7 +181,7 @@ class Daemon:
 
     def publish(
         self, method: str, params: Any, *, thread_id: str | None = None,
-        exclude: ClientSession | None = None, emitted_at_ms: int | None = None,
+        exclude: Peer | None = None, emitted_at_ms: int | None = None,
     ) -> None:
         """Number and send a notification to every client that wants it (never waits)."""
         self.events.publish(method, params, self.sessions, thread_id=thread_id, exclude=exclude,
@@ -410,7 +411,7 @@ class Daemon:
         self.runs.subscriptions.forget(session)
         self.terminals.session_closed(session)
 
-    def session_drained(self, session: ClientSession) -> None:
+    def session_drained(self, session: Viewer) -> None:
         """The session's output queue emptied (terminal attachments that lagged catch up)."""
         self.terminals.on_drained(session)
 

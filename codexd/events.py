@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from codexd.subscriptions import Interest
+from codexd.subscriptions import HasId, Interest
 
 
 class _Out(msgspec.Struct, omit_defaults=True):
@@ -99,7 +99,7 @@ class EventHub:
         sessions: Iterable[Subscriber],
         *,
         thread_id: str | None = None,
-        exclude: Subscriber | None = None,
+        exclude: HasId | None = None,
         emitted_at_ms: int | None = None,
     ) -> int:
         """Number, record and send a notification; returns its seq. Never waits."""

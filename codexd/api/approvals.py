@@ -19,7 +19,7 @@ from codexd.store import approvals as repo
 
 @handles(APPROVAL_LIST)
 async def list_(session: ClientSession, p: ApprovalListParams) -> ApprovalList:
-    rows = await session.daemon.store.read(
+    rows = await session.ctx.store.read(
         lambda c: repo.list_(c, status=p.status, thread_id=p.thread_id, limit=p.limit))
     return ApprovalList(approvals=[to_wire(r) for r in rows])
 
@@ -31,5 +31,5 @@ async def respond(session: ClientSession, p: ApprovalRespondParams) -> ApprovalR
                        'invalid params: result must be the JSON object the request expects, '
                        'e.g. {"decision": "accept"}', {"field": "result"})
     who = f"{session.client_name or 'client'}#{session.id}"
-    status = await session.daemon.approvals.answer(p.approval_id, p.result, None, who)
+    status = await session.ctx.approvals.answer(p.approval_id, p.result, None, who)
     return ApprovalRespondResult(approval_id=p.approval_id, status=status)  # type: ignore[arg-type]

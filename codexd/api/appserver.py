@@ -16,12 +16,12 @@ from codexd.session import ClientSession
 
 @handles(APPSERVER_STATUS, during_shutdown=True)
 def status(session: ClientSession, _p: NoParams) -> AppServerStatus:
-    return session.daemon.appserver.status()
+    return session.ctx.appserver.status()
 
 
 @handles(APPSERVER_RESTART)
 def restart(session: ClientSession, _p: NoParams) -> AppServerRestartResult:
-    appserver = session.daemon.appserver
+    appserver = session.ctx.appserver
     if not appserver.cfg.enabled:
         raise RpcError(ErrorCode.APPSERVER_NOT_READY,
                        "the app-server is disabled (appserver.enabled = false in config.toml)")

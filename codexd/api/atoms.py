@@ -50,7 +50,7 @@ def _atom(row: repo.AtomRow, with_value: bool = True) -> Atom:
 
 @handles(ATOM_GET)
 async def get(session: ClientSession, p: AtomKeyParams) -> Atom:
-    row = await session.daemon.store.read(lambda c: repo.get(c, p.key))
+    row = await session.ctx.store.read(lambda c: repo.get(c, p.key))
     if row is None:
         return Atom(key=p.key, exists=False, value=NULL, revision=0)
     return _atom(row)
@@ -59,12 +59,12 @@ async def get(session: ClientSession, p: AtomKeyParams) -> Atom:
 @handles(ATOM_SET)
 async def set_(session: ClientSession, p: AtomSetParams) -> AtomRevision:
     value = bytes(p.value).decode()
-    out = await session.daemon.store.write(
+    out = await session.ctx.store.write(
         lambda c: repo.set_(c, p.key, value, p.expected_revision)
     )
     if isinstance(out, repo.Conflict):
         raise _conflict(p.key, out.current, p.expected_revision)
-    session.daemon.publish(
+    session.ctx.publish(
         ATOM_CHANGED.name,
         AtomChanged(key=p.key, deleted=False, revision=out.revision, value=p.value,
                     updated_at=out.updated_at),
@@ -75,12 +75,12 @@ async def set_(session: ClientSession, p: AtomSetParams) -> AtomRevision:
 
 @handles(ATOM_DELETE)
 async def delete(session: ClientSession, p: AtomDeleteParams) -> AtomDeleted:
-    out = await session.daemon.store.write(lambda c: repo.delete(c, p.key, p.expected_revision))
+    out = await session.ctx.store.write(lambda c: repo.delete(c, p.key, p.expected_revision))
     if isinstance(out, repo.Conflict):
         raise _conflict(p.key, out.current, p.expected_revision)
     if out is None:
         return AtomDeleted(key=p.key, deleted=False)
-    session.daemon.publish(
+    session.ctx.publish(
         ATOM_CHANGED.name,
         AtomChanged(key=p.key, deleted=True, revision=out, value=NULL, updated_at=now_iso()),
         exclude=session,
@@ -90,5 +90,5 @@ async def delete(session: ClientSession, p: AtomDeleteParams) -> AtomDeleted:
 
 @handles(ATOM_LIST)
 async def list_(session: ClientSession, p: AtomListParams) -> AtomList:
-    rows = await session.daemon.store.read(lambda c: repo.list_(c, p.prefix))
+    rows = await session.ctx.store.read(lambda c: repo.list_(c, p.prefix))
     return AtomList(atoms=[_atom(r, p.include_values) for r in rows])

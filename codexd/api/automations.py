@@ -52,7 +52,7 @@ from codexd.store import automations as repo
 
 
 def _svc(session: ClientSession) -> AutomationService:
-    return session.daemon.automations
+    return session.ctx.automations
 
 
 @handles(AUTOMATION_CREATE)
@@ -142,7 +142,7 @@ async def rescan(session: ClientSession, p: NoParams) -> RescanResult:
 async def runs(session: ClientSession, p: RunsParams) -> RunList:
     if p.automation_id is not None:
         _svc(session).info(p.automation_id)  # NOT_FOUND for an unknown id
-    rows = await session.daemon.store.read(lambda c: repo.runs(c, p.automation_id, p.limit))
+    rows = await session.ctx.store.read(lambda c: repo.runs(c, p.automation_id, p.limit))
     return RunList(runs=rows)
 
 
@@ -153,7 +153,7 @@ async def inbox_list(session: ClientSession, p: InboxListParams) -> InboxList:
                                                include_archived=p.include_archived,
                                                limit=p.limit),
                          unread=repo.unread_count(c))
-    return await session.daemon.store.read(read)
+    return await session.ctx.store.read(read)
 
 
 async def _mark(session: ClientSession, ids: list[int], column: str) -> InboxMarked:
@@ -165,7 +165,7 @@ async def _mark(session: ClientSession, ids: list[int], column: str) -> InboxMar
                            f"no inbox item {', '.join(map(str, unknown))}; nothing was changed",
                            {"itemIds": unknown})
         return changed
-    return InboxMarked(item_ids=await session.daemon.store.write(mark))
+    return InboxMarked(item_ids=await session.ctx.store.write(mark))
 
 
 @handles(INBOX_MARK_READ)

@@ -46,7 +46,7 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
     session.client_name = params.client_info.name
     session.client_version = params.client_info.version
     session.server_requests = bool(params.capabilities and params.capabilities.server_requests)
-    d = session.daemon
+    d = session.ctx
     # Subscriptions first: the replay below is filtered by them, as live delivery is.
     d.events.threads.add(session, params.thread_ids)
     if params.all_threads:
@@ -85,7 +85,7 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
 
 @handles(DAEMON_STATUS, during_shutdown=True)
 def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
-    d = session.daemon
+    d = session.ctx
     last = d.faults.last
     return DaemonStatus(
         version=__version__,
@@ -111,7 +111,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
 
 @handles(DAEMON_HEALTH, during_shutdown=True)
 async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
-    d = session.daemon
+    d = session.ctx
     checks: dict[str, CheckResult] = {}
     # The writer must be free and the database writable within a deadline.
     with trio.move_on_after(2) as scope:
@@ -161,7 +161,7 @@ def _appserver_check(appserver: AppServer) -> CheckResult:
 
 @handles(DAEMON_SHUTDOWN)
 def shutdown(session: ClientSession, params: ShutdownParams) -> ShutdownResult:
-    d = session.daemon
+    d = session.ctx
     reason = params.reason or f"requested by {session.client_name or 'a client'}"
     d.request_shutdown(reason)
     return ShutdownResult(stopping=True, grace_seconds=d.config.daemon.shutdown_grace_seconds)

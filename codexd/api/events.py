@@ -21,14 +21,14 @@ from codexd.session import ClientSession
 
 
 def _current(session: ClientSession) -> Subscriptions:
-    threads = session.daemon.events.threads
+    threads = session.ctx.events.threads
     return Subscriptions(thread_ids=threads.keys(session), all=threads.is_all(session))
 
 
 @handles(EVENTS_SUBSCRIBE)
 def subscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
     # Following something new delivers the approvals waiting on it (EventHub.threads.on_added).
-    threads = session.daemon.events.threads
+    threads = session.ctx.events.threads
     if p.all:
         threads.follow_all(session)
     threads.add(session, p.thread_ids)
@@ -37,7 +37,7 @@ def subscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
 
 @handles(EVENTS_UNSUBSCRIBE)
 def unsubscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
-    threads = session.daemon.events.threads
+    threads = session.ctx.events.threads
     if p.all is False or (p.all and not p.thread_ids):
         threads.stop_all(session)
     for thread_id in p.thread_ids:
@@ -47,7 +47,7 @@ def unsubscribe(session: ClientSession, p: SubscribeParams) -> Subscriptions:
 
 @handles(EVENTS_REPLAY)
 def replay(session: ClientSession, p: ReplayParams) -> Replay:
-    hub = session.daemon.events
+    hub = session.ctx.events
     # Half the client's queue bound per page: the answer itself must fit in the queue.
     page = hub.replay(p.after_seq, p.epoch, session, max_count=p.limit,
                       max_bytes=session.out.limit // 2)
@@ -61,6 +61,6 @@ def thread_unsubscribe(
     session: ClientSession, p: ThreadUnsubscribeParams
 ) -> ThreadUnsubscribeResult:
     # Never forwarded: codexd's one upstream connection stays subscribed for the other clients.
-    if session.daemon.events.threads.discard(session, p.thread_id):
+    if session.ctx.events.threads.discard(session, p.thread_id):
         return ThreadUnsubscribeResult(status="unsubscribed")
     return ThreadUnsubscribeResult(status="notSubscribed")

@@ -86,7 +86,7 @@ MASK = "[REDACTED]"
 
 
 def _svc(session: ClientSession) -> RunService:
-    return session.daemon.runs
+    return session.ctx.runs
 
 
 def public(run: Run) -> Run:
@@ -126,7 +126,7 @@ def _cursor(value: str | None) -> tuple[int, str] | None:
 @handles(RUN_LIST)
 async def list_(session: ClientSession, p: RunListParams) -> RunList:
     before = _cursor(p.cursor)
-    runs = await session.daemon.store.read(lambda c: repo.list_(
+    runs = await session.ctx.store.read(lambda c: repo.list_(
         c, status=p.status, provider=p.provider, conversation_id=p.conversation_id,
         limit=p.limit + 1, before=before))
     more = len(runs) > p.limit
@@ -160,7 +160,7 @@ async def rerun(session: ClientSession, p: RerunParams) -> RunStarted:
 @handles(RUN_EVENTS)
 async def events(session: ClientSession, p: RunEventsParams) -> RunEvents:
     run = await _svc(session).get(p.run_id)
-    evs = await session.daemon.store.read(
+    evs = await session.ctx.store.read(
         lambda c: repo.events(c, p.run_id, p.after_seq, p.limit))
     ended = run.status not in ("queued", "running")
     last = evs[-1].seq if evs else p.after_seq
@@ -179,7 +179,7 @@ def subscribe(session: ClientSession, p: RunSubscribeParams) -> RunSubscribed:
 @handles(RUN_EXPORT)
 async def export(session: ClientSession, p: ExportParams) -> Exported:
     run = public(await _svc(session).get(p.run_id))
-    evs = await session.daemon.store.read(lambda c: repo.events(c, p.run_id, 0, 1_000_000))
+    evs = await session.ctx.store.read(lambda c: repo.events(c, p.run_id, 0, 1_000_000))
     if p.format == "json":
         doc = {"run": msgspec.to_builtins(run),
                "events": [{"seq": e.seq, "type": e.type, "at": e.at,
@@ -261,19 +261,19 @@ async def conv_create(session: ClientSession, p: ConversationCreateParams) -> Co
     defaults = msgspec.structs.replace(defaults, provider=provider)
     conv_id = "conv_" + secrets.token_hex(6)
     title = p.title or f"{provider} conversation"
-    return await session.daemon.store.write(
+    return await session.ctx.store.write(
         lambda c: repo.conv_insert(c, conv_id, provider, title, defaults))
 
 
 @handles(CONVERSATION_LIST)
 async def conv_list(session: ClientSession, p: ConversationListParams) -> ConversationList:
-    return ConversationList(conversations=await session.daemon.store.read(
+    return ConversationList(conversations=await session.ctx.store.read(
         lambda c: repo.conv_list(c, include_archived=p.include_archived, provider=p.provider)))
 
 
 @handles(CONVERSATION_GET)
 async def conv_get(session: ClientSession, p: ConversationRef) -> Conversation:
-    conv = await session.daemon.store.read(
+    conv = await session.ctx.store.read(
         lambda c: repo.conv_get(c, p.conversation_id, with_runs=True))
     if conv is None:
         raise _no_conv(p.conversation_id)
@@ -281,7 +281,7 @@ async def conv_get(session: ClientSession, p: ConversationRef) -> Conversation:
 
 
 async def _conv_update(session: ClientSession, conv_id: str, **fields: Any) -> Conversation:
-    conv = await session.daemon.store.write(lambda c: repo.conv_update(c, conv_id, **fields))
+    conv = await session.ctx.store.write(lambda c: repo.conv_update(c, conv_id, **fields))
     if conv is None:
         raise _no_conv(conv_id)
     return conv
@@ -310,7 +310,7 @@ async def conv_send(session: ClientSession, p: ConversationSendParams) -> RunSta
 
 @handles(PROFILE_LIST)
 async def profile_list(session: ClientSession, p: NoParams) -> ProfileList:
-    return ProfileList(profiles=await session.daemon.store.read(repo.profile_list))
+    return ProfileList(profiles=await session.ctx.store.read(repo.profile_list))
 
 
 @handles(PROFILE_SAVE)
@@ -319,13 +319,13 @@ async def profile_save(session: ClientSession, p: ProfileSaveParams) -> Profile:
     if d.auto_approve and d.sandbox == "danger-full-access":
         raise RpcError(ErrorCode.POLICY_DENIED, "autoApprove with the danger-full-access "
                        "sandbox is refused by policy: choose one", {"field": "defaults"})
-    return await session.daemon.store.write(
+    return await session.ctx.store.write(
         lambda c: repo.profile_save(c, p.name, d))
 
 
 @handles(PROFILE_DELETE)
 async def profile_delete(session: ClientSession, p: ProfileRef) -> ProfileDeleted:
-    if not await session.daemon.store.write(lambda c: repo.profile_delete(c, p.name)):
+    if not await session.ctx.store.write(lambda c: repo.profile_delete(c, p.name)):
         raise RpcError(ErrorCode.NOT_FOUND, f"no profile {p.name!r}", {"profile": p.name})
     return ProfileDeleted(name=p.name, deleted=True)
 

@@ -18,7 +18,7 @@ from codexd.store import settings as repo
 
 @handles(SETTINGS_GET)
 async def get(session: ClientSession, _p: SettingsGetParams) -> SettingsResult:
-    settings, updated_at = await session.daemon.store.read(repo.load)
+    settings, updated_at = await session.ctx.store.read(repo.load)
     return SettingsResult(settings=settings, updated_at=updated_at)
 
 
@@ -29,7 +29,7 @@ async def update(session: ClientSession, p: SettingsUpdateParams) -> SettingsRes
         merged = merge(current, p.patch)
         return merged, repo.save(conn, merged)
 
-    settings, updated_at = await session.daemon.store.write(apply)
+    settings, updated_at = await session.ctx.store.write(apply)
     result = SettingsResult(settings=settings, updated_at=updated_at)
-    session.daemon.publish(SETTINGS_CHANGED.name, result, exclude=session)
+    session.ctx.publish(SETTINGS_CHANGED.name, result, exclude=session)
     return result

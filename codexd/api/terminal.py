@@ -32,13 +32,13 @@ from codexd.session import ClientSession
 
 @handles(TERMINAL_CREATE)
 async def create(session: ClientSession, p: CreateParams) -> Created:
-    term = await session.daemon.terminals.create(p)
+    term = await session.ctx.terminals.create(p)
     return Created(terminal_id=term.id, pid=term.pid)
 
 
 @handles(TERMINAL_ATTACH)
 def attach(session: ClientSession, p: AttachParams) -> Attached:
-    return session.daemon.terminals.attach(session, p.terminal_id, p.read_only)
+    return session.ctx.terminals.attach(session, p.terminal_id, p.read_only)
 
 
 @handles(TERMINAL_WRITE)
@@ -55,28 +55,28 @@ async def write(session: ClientSession, p: WriteParams) -> Ok:
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        f'invalid params: encoding must be "utf8" or "base64", not {p.encoding!r}',
                        {"field": "encoding"})
-    await session.daemon.terminals.write(session, p.terminal_id, data)
+    await session.ctx.terminals.write(session, p.terminal_id, data)
     return Ok(terminal_id=p.terminal_id, ok=True)
 
 
 @handles(TERMINAL_RESIZE)
 def resize(session: ClientSession, p: ResizeParams) -> Ok:
-    session.daemon.terminals.resize(session, p.terminal_id, p.cols, p.rows)
+    session.ctx.terminals.resize(session, p.terminal_id, p.cols, p.rows)
     return Ok(terminal_id=p.terminal_id, ok=True)
 
 
 @handles(TERMINAL_DETACH)
 def detach(session: ClientSession, p: TerminalRef) -> Ok:
     return Ok(terminal_id=p.terminal_id,
-              ok=session.daemon.terminals.detach(session, p.terminal_id))
+              ok=session.ctx.terminals.detach(session, p.terminal_id))
 
 
 @handles(TERMINAL_CLOSE)
 async def close(session: ClientSession, p: CloseParams) -> Ok:
-    await session.daemon.terminals.close(p.terminal_id, p.signal)
+    await session.ctx.terminals.close(p.terminal_id, p.signal)
     return Ok(terminal_id=p.terminal_id, ok=True)
 
 
 @handles(TERMINAL_LIST)
 def list_(session: ClientSession, _p: NoParams) -> TerminalList:
-    return TerminalList(terminals=[t.info() for t in session.daemon.terminals.terminals.values()])
+    return TerminalList(terminals=[t.info() for t in session.ctx.terminals.terminals.values()])

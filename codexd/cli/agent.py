@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK
+from codexd.cli.output import UsageError, print_json
 from codexd.client import Client, ReceivedNotification, ReceivedRequest
 from codexd.errors import RpcError
 from codexd.protocol import upstream as up
@@ -126,10 +127,6 @@ def _decision(approval_id: int, decision: str) -> ApprovalRespondParams:
         msgspec.json.encode({"decision": decision})))
 
 
-class UsageError(Exception):
-    pass
-
-
 class _Asker:
     """Streams one turn and answers its approvals per --approve."""
 
@@ -227,9 +224,7 @@ class _Asker:
         status = turn.get("status", "")
         error = turn.get("error")
         if self.a.json:
-            from codexd.cli.codexctl import _print_json
-
-            _print_json({"threadId": self.thread_id, "turnId": self.turn_id, "status": status,
+            print_json({"threadId": self.thread_id, "turnId": self.turn_id, "status": status,
                          "text": "\n".join(self.text), "error": error})
         elif status != "completed":
             msg = (error or {}).get("message") if isinstance(error, dict) else error

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from codexd.cli.agent import UsageError
+from codexd.cli.output import UsageError
 from codexd.client import Client
 from codexd.protocol import MethodSpec
 from codexd.protocol.automations import (

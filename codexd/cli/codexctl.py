@@ -16,6 +16,7 @@ import msgspec
 from codexd import __version__
 from codexd.cli import agent, auto, runs, term
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from codexd.cli.output import UsageError, print_json
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 from codexd.protocol.appserver import APPSERVER_STATUS
@@ -31,18 +32,12 @@ from codexd.protocol.atoms import (
 )
 from codexd.protocol.daemon import DAEMON_HEALTH, DAEMON_SHUTDOWN, DAEMON_STATUS, ShutdownParams
 
-UsageError = agent.UsageError
-
 
 def _json_arg(text: str, what: str) -> Any:
     try:
         return msgspec.json.decode(text.encode())
     except msgspec.DecodeError as exc:
         raise UsageError(f"{what} is not valid JSON ({exc}); quote strings: '\"text\"'") from None
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode() + "\n")
 
 
 def _duration(seconds: float) -> str:
@@ -100,7 +95,7 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
 def cmd_health(c: Client, a: argparse.Namespace) -> Any:
     h = c.request(DAEMON_HEALTH)
     if a.json:
-        _print_json(h)
+        print_json(h)
     else:
         print("healthy" if h.ok else "UNHEALTHY")
         for name, check in h.checks.items():
@@ -112,7 +107,7 @@ def cmd_health(c: Client, a: argparse.Namespace) -> Any:
 def cmd_call(c: Client, a: argparse.Namespace) -> Any:
     params = _json_arg(a.params, "PARAMS") if a.params is not None else None
     result = c.call(a.method, params)
-    _print_json(result)
+    print_json(result)
     return None
 
 
@@ -244,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(out, int):
         return out
     if out is not None:
-        _print_json(out)
+        print_json(out)
     return EXIT_OK
 
 
@@ -255,7 +250,7 @@ def _error(args: argparse.Namespace, message: str, code: int | None, data: Any =
             err["error"]["code"] = code
         if data is not None:
             err["error"]["data"] = data
-        _print_json(err)
+        print_json(err)
     else:
         print(f"codexctl: {message}" + (f" (code {code})" if code is not None else ""),
               file=sys.stderr)

@@ -21,7 +21,7 @@ session with ``AppServer.notify``, in order with its requests.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import trio
@@ -30,7 +30,30 @@ from codexd.rpc import Request, RequestId
 
 if TYPE_CHECKING:
     from codexd.appserver.upstream import PendingCall
-    from codexd.session.session import ClientSession
+    from codexd.context import DaemonContext
+    from codexd.errors import RpcError
+    from codexd.rpc import RpcConnection
+
+
+class ClientSession(Protocol):
+    """What forwarding uses of the asking session (:class:`codexd.session.ClientSession`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def ctx(self) -> DaemonContext: ...
+    @property
+    def rpc(self) -> RpcConnection: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def send_from_thread(self, data: bytes) -> bool: ...
+
+    def succeed(self, req: Request, started: float, result: Any) -> None: ...
+
+    def fail(self, req: Request, started: float, exc: Exception) -> None: ...
+
+    def record(self, method: str, started: float, err: RpcError | None) -> None: ...
 
 #: Methods whose caller is subscribed to the thread they name (result or params).
 AUTO_SUBSCRIBE = frozenset({"thread/start", "thread/resume", "thread/fork", "thread/read"})
@@ -74,7 +97,7 @@ def deliverer(session: ClientSession, rid: RequestId) -> Callable[[msgspec.Raw, 
 
 def try_send_now(session: ClientSession, req: Request) -> PendingCall | None:
     """Write ``req`` upstream right now if the app-server can take it; None: use :func:`forward`."""
-    return session.daemon.appserver.try_send_now(
+    return session.ctx.appserver.try_send_now(
         req.method, req.params, session.id, deliverer(session, req.id))
 
 
@@ -83,7 +106,7 @@ async def forward(session: ClientSession, req: Request, started: float,
     """Answer ``req`` with the app-server's result or error (``sent`` is set once it is written
     upstream; ``presend`` is the call :func:`try_send_now` already wrote)."""
     try:
-        result = await session.daemon.appserver.call(req.method, req.params, session.id,
+        result = await session.ctx.appserver.call(req.method, req.params, session.id,
                                                      sent=sent, presend=presend)
     except Exception as exc:
         session.fail(req, started, exc)
@@ -95,4 +118,4 @@ async def forward(session: ClientSession, req: Request, started: float,
     if req.method in AUTO_SUBSCRIBE:
         thread_id = subscribed_thread(req.method, req.params, result)
         if thread_id:
-            session.daemon.events.threads.add(session, [thread_id])
+            session.ctx.events.threads.add(session, [thread_id])

@@ -19,15 +19,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
-from codexd.protocol import MethodSpec
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.rpc import (
     BadMessage,
@@ -37,7 +34,8 @@ from codexd.rpc import (
     Response,
     RpcConnection,
 )
-from codexd.session import forwarding
+from codexd.session.forwarding import forward, try_send_now
+from codexd.session.routes import Route
 from codexd.session.states import SessionInput, SessionState, next_state
 from codexd.statemachine import BadTransition
 from codexd.transport.outqueue import BUSY, OutputQueue
@@ -51,22 +49,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("codexd.session")
 
 _conn_ids = itertools.count(1)
-
-
-Handler = Callable[["ClientSession", Any], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A method codexd owns: its spec, its handler and whether the handler is async."""
-
-    spec: MethodSpec[Any, Any]
-    fn: Handler
-    is_async: bool
-    #: Allowed while the daemon is shutting down (status and health stay answerable).
-    during_shutdown: bool = False
-    #: Run in arrival order with the client's other requests (see the module docstring).
-    ordered: bool = True
 
 
 #: How long a client dropped for not reading gets to read the events/overflow notice.
@@ -91,9 +73,10 @@ def map_error(exc: Exception) -> RpcError:
 class ClientSession:
     """A client connection. Created and run by the server; never shared between tasks' owners."""
 
-    def __init__(self, daemon: DaemonContext, transport: Transport) -> None:
-        cfg = daemon.config.rpc
-        self.daemon = daemon
+    def __init__(self, ctx: DaemonContext, transport: Transport) -> None:
+        cfg = ctx.config.rpc
+        #: What the session and its handlers may use of the daemon (typed; see codexd.context).
+        self.ctx = ctx
         self.transport = transport
         self.id = next(_conn_ids)
         self.rpc = RpcConnection(max_message_bytes=cfg.max_message_bytes)
@@ -117,7 +100,7 @@ class ClientSession:
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
-        self._log_calls = daemon.config.log.rpc_calls
+        self._log_calls = ctx.config.log.rpc_calls
         # Bound once (not a lazy proxy resolved per line): the per-call log line is on the
         # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
         self._call_log = log.bind(conn=self.id)
@@ -138,9 +121,9 @@ class ClientSession:
                 self._scope = outer.cancel_scope
                 outer.start_soon(self._write_loop)
                 deadline = trio.CancelScope()
-                if self.daemon.config.rpc.initialize_timeout_seconds:
+                if self.ctx.config.rpc.initialize_timeout_seconds:
                     outer.start_soon(self._initialize_deadline,
-                                     self.daemon.config.rpc.initialize_timeout_seconds, deadline)
+                                     self.ctx.config.rpc.initialize_timeout_seconds, deadline)
                 async with trio.open_nursery() as handlers:
                     self._handlers = handlers
                     handlers.start_soon(self._ordered_worker)
@@ -192,7 +175,7 @@ class ClientSession:
         return self._inflight_count == 0 and self.out.idle
 
     def reconfigure(self) -> None:
-        cfg = self.daemon.config
+        cfg = self.ctx.config
         self.rpc.max_message_bytes = cfg.rpc.max_message_bytes
         self.out.limit = cfg.rpc.client_queue_bytes
         self._log_calls = cfg.log.rpc_calls
@@ -237,9 +220,9 @@ class ClientSession:
         log.warning("client_dropped", conn=self.id, client=self.client_name,
                     reason="output_queue_overflow", queued_bytes=queued)
         # Drop what is queued, tell the client why (if it ever reads again), then close.
-        self.out.replace_with(self.daemon.events.encode(
+        self.out.replace_with(self.ctx.events.encode(
             EVENTS_OVERFLOW.name, Overflow(queued_bytes=queued, limit_bytes=limit),
-            self.daemon.events.seq))
+            self.ctx.events.seq))
         self._mark_closed()
         if self._scope is not None:
             # A last chance to read the notice; a client that still does not read is cut off.
@@ -269,7 +252,7 @@ class ClientSession:
                 await self.transport.send(data)
                 self.out.written()
                 if self.out.empty():
-                    self.daemon.session_drained(self)
+                    self.ctx.session_drained(self)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went away; the read side sees EOF too. Stop writing, quietly.
             log.debug("client_write_failed", conn=self.id)
@@ -289,19 +272,19 @@ class ClientSession:
                 elif isinstance(event, Notification):
                     await self._on_notification(event)
                 elif isinstance(event, BadMessage):
-                    self.daemon.stats.count("(invalid)", event.code)
+                    self.ctx.stats.count("(invalid)", event.code)
                     log.info("rpc_bad_message", conn=self.id, code=int(event.code),
                              error=event.message)
                     if event.reply is not None:
                         self.send(event.reply)
                 elif isinstance(event, Response):
-                    self.daemon.spawn(self.daemon.approvals.answer_from_client(
+                    self.ctx.spawn(self.ctx.approvals.answer_from_client(
                         self, event.id, event.result, None))
                 elif isinstance(event, ErrorResponse):
                     if event.method is None:
                         log.info("rpc_unexpected_response", conn=self.id, id=event.id)
                     else:
-                        self.daemon.spawn(self.daemon.approvals.answer_from_client(
+                        self.ctx.spawn(self.ctx.approvals.answer_from_client(
                             self, event.id, None, event.error))
 
     async def _on_notification(self, event: Notification) -> None:
@@ -314,13 +297,13 @@ class ClientSession:
             held, self._held = self._held, []
             for data in held:
                 self.send(data)
-            self.daemon.approvals.deliver_pending(self)
-        elif self.state is not SessionState.NEW and self.daemon.forwards(event.method):
+            self.ctx.approvals.deliver_pending(self)
+        elif self.state is not SessionState.NEW and self.ctx.forwards(event.method):
             # Client notifications the app-server understands pass through unchanged, in order
             # with this client's requests: written now when nothing of the client's is queued,
             # else behind its queued requests.
             if self._ordered_pending == 0:
-                self.daemon.appserver.notify(event.method, event.params)
+                self.ctx.appserver.notify(event.method, event.params)
             else:
                 self._ordered_pending += 1
                 await self._ordered_send.send((None, event, None, 0.0))
@@ -328,7 +311,7 @@ class ClientSession:
             log.debug("rpc_notification_ignored", conn=self.id, method=event.method)
 
     async def _on_request(self, req: Request) -> None:
-        route = self.daemon.routes.get(req.method)
+        route = self.ctx.routes.get(req.method)
         started = time.perf_counter()
         if self.state is SessionState.NEW and req.method != "initialize":
             self.fail(req, started, RpcError(
@@ -342,8 +325,8 @@ class ClientSession:
                 ErrorCode.INVALID_REQUEST,
                 f"{req.method} is a notification: send it without an id"))
             return
-        if route is None and not self.daemon.forwards(req.method):
-            hint = ("" if self.daemon.config.appserver.enabled else
+        if route is None and not self.ctx.forwards(req.method):
+            hint = ("" if self.ctx.config.appserver.enabled else
                     " (app-server methods are unavailable: appserver.enabled = false)")
             self.fail(req, started, RpcError(
                 ErrorCode.METHOD_NOT_FOUND,
@@ -355,7 +338,7 @@ class ClientSession:
             # The app-server's method: forwarded in arrival order, answered whenever it answers.
             if self._ordered_pending == 0 and self._inflight.value > 0:
                 # Fast path: written upstream right here, so order holds without the worker.
-                presend = forwarding.try_send_now(self, req)
+                presend = try_send_now(self, req)
                 if presend is not None:
                     self._inflight.acquire_nowait()
                     self._inflight_count += 1
@@ -367,7 +350,7 @@ class ClientSession:
             self._ordered_pending += 1
             await self._ordered_send.send((None, req, None, started))
             return
-        if self.daemon.shutting_down and not route.during_shutdown:
+        if self.ctx.shutting_down and not route.during_shutdown:
             self.fail(req, started, RpcError(
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; retry after it restarts"
             ))
@@ -409,7 +392,7 @@ class ClientSession:
         """Runs this client's ordered requests one after another until its input ends."""
         async for route, req, params, started in self._ordered_recv:
             if isinstance(req, Notification):  # a forwarded notification, in its place
-                self.daemon.appserver.notify(req.method, req.params)
+                self.ctx.appserver.notify(req.method, req.params)
                 self._ordered_pending -= 1
                 continue
             if route is None:
@@ -432,7 +415,7 @@ class ClientSession:
     async def _forward(self, req: Request, started: float, sent: trio.Event | None,
                        presend: PendingCall | None = None) -> None:
         try:
-            await forwarding.forward(self, req, started, sent, presend)
+            await forward(self, req, started, sent, presend)
         finally:
             self._inflight_count -= 1
             self._inflight.release()
@@ -452,19 +435,19 @@ class ClientSession:
         err = map_error(exc)
         if err.code == ErrorCode.INTERNAL_ERROR and not isinstance(exc, RpcError):
             # The request is the unit: it fails, the session and the daemon go on.
-            self.daemon.faults.record("request", req.method, exc, conn=self.id)
+            self.ctx.faults.record("request", req.method, exc, conn=self.id)
         self.send(self.rpc.send_error(req.id, err.code, err.message, err.data))
         self.record(req.method, started, err)
 
     def record(self, method: str, started: float, err: RpcError | None) -> None:
         # Count forwarded methods by name unless the app-server did not know them either, so a
         # client sending random names cannot grow the table without bound.
-        known = method in self.daemon.routes or (
-            self.daemon.forwards(method)
+        known = method in self.ctx.routes or (
+            self.ctx.forwards(method)
             and (err is None or err.code not in (ErrorCode.METHOD_NOT_FOUND,
                                                  ErrorCode.INVALID_REQUEST))
         )
-        self.daemon.stats.count(method if known else "(unknown)", err.code if err else None)
+        self.ctx.stats.count(method if known else "(unknown)", err.code if err else None)
         if self._log_calls:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if err is None:

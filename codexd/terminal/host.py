@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import ptyprocess
@@ -55,7 +55,6 @@ from codexd.terminal.scrollback import Scrollback
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
     from codexd.faults import Faults
-    from codexd.session import ClientSession
     from codexd.subscriptions import HasId
 
 log = structlog.get_logger("codexd.terminal")
@@ -66,9 +65,25 @@ _READ_CHUNK = 65536
 _COALESCE = 64 * 1024
 
 
+class _Queue(Protocol):
+    @property
+    def queued_bytes(self) -> int: ...
+
+
+class Viewer(Protocol):
+    """What the host uses of an attached client (a session satisfies it)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def out(self) -> _Queue: ...
+
+    def send(self, data: bytes) -> None: ...
+
+
 @dataclass
 class Attachment:
-    session: ClientSession
+    session: Viewer
     read_only: bool
     lagging: bool = False
 
@@ -225,7 +240,7 @@ class TerminalHost:
         log.info("terminal_created", terminal_id=term.id, pid=term.pid, argv=argv, cwd=params.cwd)
         return term
 
-    def attach(self, session: ClientSession, terminal_id: str, read_only: bool) -> Attached:
+    def attach(self, session: Viewer, terminal_id: str, read_only: bool) -> Attached:
         term = self.get(terminal_id)
         # Registered and snapshotted in one step on the event loop: the next output chunk the
         # pump reads is the first live one this client gets, so nothing is lost or doubled.
@@ -236,14 +251,14 @@ class TerminalHost:
         return Attached(terminal_id=term.id, snapshot=snapshot, seq=seq, cols=term.cols,
                         rows=term.rows, read_only=read_only, exited=term.exit)
 
-    def _writable(self, session: ClientSession, term: Terminal) -> None:
+    def _writable(self, session: Viewer, term: Terminal) -> None:
         att = term.attachments.get(session.id)
         if att is not None and att.read_only:
             raise RpcError(ErrorCode.READ_ONLY,
                            f"attached read-only to terminal {term.id}; attach again without "
                            "readOnly to type or resize")
 
-    async def write(self, session: ClientSession, terminal_id: str, data: bytes) -> None:
+    async def write(self, session: Viewer, terminal_id: str, data: bytes) -> None:
         term = self.get(terminal_id)
         self._writable(session, term)
         if term.exit is not None or term.eof.is_set():
@@ -269,7 +284,7 @@ class TerminalHost:
                 view = view[n:]
         await trio.lowlevel.checkpoint()
 
-    def resize(self, session: ClientSession, terminal_id: str, cols: int, rows: int) -> None:
+    def resize(self, session: Viewer, terminal_id: str, cols: int, rows: int) -> None:
         term = self.get(terminal_id)
         self._writable(session, term)
         if term.eof.is_set():
@@ -277,7 +292,7 @@ class TerminalHost:
         term.proc.setwinsize(rows, cols)
         term.cols, term.rows = cols, rows
 
-    def detach(self, session: ClientSession, terminal_id: str) -> bool:
+    def detach(self, session: Viewer, terminal_id: str) -> bool:
         term = self.get(terminal_id)
         self._attached.get(session.id, set()).discard(term.id)
         if term.attachments.pop(session.id, None) is None:
@@ -304,7 +319,7 @@ class TerminalHost:
             if term is not None and term.attachments.pop(session.id, None) is not None:
                 term.idle_since = time.monotonic()
 
-    def on_drained(self, session: ClientSession) -> None:
+    def on_drained(self, session: Viewer) -> None:
         """The session's queue emptied: lagging attachments get a fresh snapshot."""
         attached = self._attached.get(session.id)
         if not attached:
