@@ -52,3 +52,46 @@ def test_tests_share_helpers_only_through_tests_helpers():
         for name in _imports(path)
         if name.startswith(("tests.conftest", "tests.test_")))
     assert offenders == []
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_circle_even_through_type_checking_imports():
+    """The import graph of codexd (TYPE_CHECKING imports included) has no cycle: each layer
+    types against what it uses of the layers above (small Protocols), not their modules."""
+    modules = {_module(p): p for p in PKG.rglob("*.py")}
+    graph = {m: {n for n in _imports(p) if n in modules and n != m}
+             for m, p in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append([*path[path.index(n):], n])
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_services_do_not_know_the_session_module():
+    """Services reach a client only through the few members they name in a Protocol of
+    their own, so a new transport or session kind needs no change below the session."""
+    services = [*(PKG / "terminal").rglob("*.py"), *(PKG / "runs").rglob("*.py"),
+                *(PKG / "automations").rglob("*.py"), *(PKG / "appserver").rglob("*.py"),
+                PKG / "approvals.py", PKG / "events.py", PKG / "subscriptions.py",
+                PKG / "context.py"]
+    offenders = sorted(str(p.relative_to(PKG)) for p in services
+                       if any(n.startswith("codexd.session")
+                              and not n.startswith("codexd.session.routes")
+                              for n in _imports(p)))
+    assert offenders == []

@@ -65,7 +65,10 @@ class InitializeResult(Struct, frozen=True):
     replay: ReplayInfo | None = None
 
 
-class MethodCount(Struct, frozen=True):
+class MethodCount(msgspec.Struct, kw_only=True, rename="camel"):
+    """Mutable (not a frozen ``Struct``): the daemon's counters are these structs, encoded as
+    they are, with no copy per ``daemon/status``."""
+
     calls: int
     errors: int
 
