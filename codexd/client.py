@@ -59,6 +59,7 @@ __all__ = [
 
 P = TypeVar("P", bound=msgspec.Struct)
 R = TypeVar("R")
+M = TypeVar("M", "ReceivedNotification", "ReceivedRequest")
 
 #: Responses can be large (atom lists); the client trusts the daemon more than the reverse.
 _MAX_INBOUND = 1024 * 1024 * 1024
@@ -205,13 +206,13 @@ class Client:
 
     def next_notification(self, timeout: float | None = None) -> ReceivedNotification:
         """The next notification (requests stay queued); ``TimeoutError`` after ``timeout``."""
-        return self._take(ReceivedNotification, timeout)  # type: ignore[no-any-return]
+        return self._take(ReceivedNotification, timeout)
 
     def next_request(self, timeout: float | None = None) -> ReceivedRequest:
         """The next request from the daemon (approvals need ``server_requests=True``)."""
-        return self._take(ReceivedRequest, timeout)  # type: ignore[no-any-return]
+        return self._take(ReceivedRequest, timeout)
 
-    def _take(self, kind: type, timeout: float | None) -> Any:
+    def _take(self, kind: type[M], timeout: float | None) -> M:
         def find() -> bool:
             return any(isinstance(m, kind) for m in self._inbox)
 

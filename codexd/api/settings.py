@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from codexd.api.registry import handles
 from codexd.protocol.settings import (
     SETTINGS_CHANGED,
     SETTINGS_GET,
     SETTINGS_UPDATE,
+    Settings,
     SettingsGetParams,
     SettingsResult,
     SettingsUpdateParams,
@@ -14,6 +17,9 @@ from codexd.protocol.settings import (
 )
 from codexd.session import ClientSession
 from codexd.store import settings as repo
+
+if TYPE_CHECKING:
+    import apsw
 
 
 @handles(SETTINGS_GET)
@@ -24,7 +30,7 @@ async def get(session: ClientSession, _p: SettingsGetParams) -> SettingsResult:
 
 @handles(SETTINGS_UPDATE)
 async def update(session: ClientSession, p: SettingsUpdateParams) -> SettingsResult:
-    def apply(conn):  # type: ignore[no-untyped-def]
+    def apply(conn: apsw.Connection) -> tuple[Settings, str]:
         current, _ = repo.load(conn)
         merged = merge(current, p.patch)
         return merged, repo.save(conn, merged)
