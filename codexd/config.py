@@ -99,6 +99,17 @@ class AppServerSection(_Section, frozen=True):
     health_timeout_seconds: Seconds = 10.0
     #: After stdin closes and SIGTERM, how long before SIGKILL of the process group.
     stop_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: The app-server's working directory: where a thread starts when its client names no cwd
+    #: (the stock TUI attached with --remote does not). Empty = the home directory.
+    cwd: str = ""
+    #: codexd's connection to the app-server declares `experimentalApi` (needed by clients that
+    #: use experimental methods or fields, such as the stock TUI's turn/start).
+    experimental_api: bool = True
+    #: Also serve the app-server's own wire (WebSocket on a Unix socket, what
+    #: `codex app-server --listen unix://` speaks) so `codex --remote unix://PATH` attaches here.
+    serve_socket: bool = True
+    #: That socket's path; empty = app-server.sock beside codexd's socket.
+    socket: str = ""
     #: Longest line accepted from the app-server.
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=4096 * MiB)] = 256 * MiB
     #: stderr lines logged per second at most (all are kept in the status tail).
@@ -201,6 +212,8 @@ class Config(_Section, frozen=True):
 NOT_RELOADABLE = (
     "daemon.socket",
     "daemon.state_dir",
+    "appserver.serve_socket",
+    "appserver.socket",
     "store.busy_timeout_ms",
     "events.ring_size",
     "events.ring_bytes",
@@ -214,9 +227,11 @@ NOT_RELOADABLE = (
 APPLIED_ON_APPSERVER_RESTART = (
     "appserver.enabled",
     "appserver.command",
+    "appserver.cwd",
     "appserver.args",
     "appserver.config_overrides",
     "appserver.codex_home",
+    "appserver.experimental_api",
 )
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")

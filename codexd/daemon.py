@@ -25,7 +25,7 @@ import trio
 
 from codexd import __version__, logs
 from codexd import config as config_mod
-from codexd.api import ROUTES
+from codexd.api import ROUTES, WIRE_ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer
@@ -56,6 +56,7 @@ from codexd.transport.unix import (
     prepare_socket_dir,
     remove_stale_socket,
 )
+from codexd.transport.websocket import AppServerListener
 
 log = structlog.get_logger("codexd.daemon")
 
@@ -78,6 +79,15 @@ def raise_fd_limit() -> None:
         log.warning("fd_limit_unchanged", soft=soft, hard=hard, error=str(exc))
         return
     log.info("fd_limit_raised", old=soft, new=target)
+
+
+def wire_socket(config: Config, socket_path: Path) -> Path | None:
+    """Where the app-server wire listens: ``appserver.socket``, else beside codexd's socket."""
+    cfg = config.appserver
+    if not (cfg.enabled and cfg.serve_socket):
+        return None
+    return Path(cfg.socket).expanduser() if cfg.socket else socket_path.with_name(
+        "app-server.sock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,8 @@ class Daemon:
         self.state_dir = Path(config.daemon.state_dir or default_state_dir()).expanduser()
         self.socket_path = Path(config.daemon.socket or default_socket(self.state_dir)).expanduser()
         self.db_path = self.state_dir / DB_NAME
+        #: The app-server wire's socket (``codex --remote unix://PATH``); None when off.
+        self.wire_socket_path = wire_socket(config, self.socket_path)
         self.notifier = notifier or Notifier()
         self.routes = ROUTES
         self.stats = Stats()
@@ -312,11 +324,18 @@ class Daemon:
             await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
             remove_stale_socket(self.socket_path)
             listener = await bind_listener(self.socket_path)
+            wire = None
             try:
-                await self._serve(listener, signals, task_status)
+                if self.wire_socket_path is not None:
+                    prepare_socket_dir(self.wire_socket_path)
+                    remove_stale_socket(self.wire_socket_path)
+                    wire = await bind_listener(self.wire_socket_path)
+                await self._serve(listener, wire, signals, task_status)
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    self.socket_path.unlink()
+                for path in (self.socket_path, self.wire_socket_path if wire else None):
+                    if path is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
         finally:
             # A stop nobody asked for (a fault in a core loop) stays unrecorded, so the next
             # start reports previous_run_unclean.
@@ -329,7 +348,8 @@ class Daemon:
                 "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
 
     async def _serve(
-        self, listener: trio.SocketListener, signals: Any, task_status: trio.TaskStatus[Daemon]
+        self, listener: trio.SocketListener, wire: trio.SocketListener | None, signals: Any,
+        task_status: trio.TaskStatus[Daemon],
     ) -> None:
         async with trio.open_nursery() as services:
             self._services = services
@@ -345,10 +365,16 @@ class Daemon:
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 unix = UnixListener(listener, self.serve_client)
+                wire_listener = None if wire is None else AppServerListener(
+                    wire, functools.partial(self.serve_client, wire=True),
+                    max_message_bytes=self.config.rpc.max_message_bytes)
 
                 async def accept() -> None:
                     with accept_scope:
-                        await unix.run(clients)
+                        async with trio.open_nursery() as listeners:
+                            listeners.start_soon(unix.run, clients)
+                            if wire_listener is not None:
+                                listeners.start_soon(wire_listener.run, clients)
 
                 clients.start_soon(accept)
                 log.info(
@@ -387,14 +413,17 @@ class Daemon:
         await self._force.wait()
         scope.cancel()
 
-    async def serve_client(self, transport: Transport) -> None:
-        """Serve one client of any transport (each listener checks its own peers first)."""
+    async def serve_client(self, transport: Transport, *, wire: bool = False) -> None:
+        """Serve one client of any transport (each listener checks its own peers first).
+
+        ``wire``: the client speaks the app-server wire (it sees an app-server: the
+        app-server's ``initialize``, notifications without codexd's stamps unless asked)."""
         if len(self.sessions) >= self.config.rpc.max_clients:
             log.warning("client_refused", reason="max_clients", limit=self.config.rpc.max_clients)
             await transport.refuse(ErrorCode.TOO_MANY_CLIENTS,
                                    f"too many clients (limit {self.config.rpc.max_clients})")
             return
-        session = ClientSession(self, transport)
+        session = ClientSession(self, transport, routes=WIRE_ROUTES if wire else None)
         self.sessions.add(session)
         self.stats.clients_total += 1
         try:

@@ -9,6 +9,7 @@ saw and receives what it missed, or learns that the ring no longer holds it (``g
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import deque
 from collections.abc import Iterable
@@ -31,6 +32,15 @@ class _Out(msgspec.Struct, omit_defaults=True):
 
 
 _encoder = msgspec.json.Encoder()
+#: The stamps ``EventHub.encode`` puts last; anchored at the end, so nothing nested can match.
+_STAMPS = re.compile(rb',"seq":\d+,"epoch":"[0-9a-f]+"\}\n$')
+
+
+def unstamp(data: bytes) -> bytes:
+    """The notification without codexd's ``seq`` and ``epoch`` (for clients of the app-server
+    wire, which expect the app-server's notifications exactly)."""
+    m = _STAMPS.search(data)
+    return data if m is None else data[: m.start()] + b"}\n"
 
 
 class Subscriber(Protocol):

@@ -11,6 +11,9 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     settings,
     terminal,
 )
-from codexd.api.registry import ROUTES
+from codexd.api.registry import ROUTES, wire_routes
 
-__all__ = ["ROUTES"]
+#: The dispatch table of the app-server wire (``initialize`` is the app-server's there).
+WIRE_ROUTES = wire_routes()
+
+__all__ = ["ROUTES", "WIRE_ROUTES"]

@@ -6,6 +6,7 @@ import functools
 import os
 import time
 
+import msgspec
 import trio
 
 from codexd import __version__
@@ -14,6 +15,7 @@ from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import NoParams
+from codexd.protocol.appserver import WIRE_INITIALIZE, WireInitializeParams
 from codexd.protocol.daemon import (
     DAEMON_HEALTH,
     DAEMON_SHUTDOWN,
@@ -83,6 +85,29 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
     )
 
 
+@handles(WIRE_INITIALIZE, during_shutdown=True, wire=True)
+async def wire_initialize(session: ClientSession, params: WireInitializeParams) -> msgspec.Raw:
+    """``initialize`` on the app-server wire: the client sees an app-server. The answer is the
+    upstream's own result, so it waits (bounded) for the app-server to be ready."""
+    d = session.ctx
+    await d.appserver.wait_ready(trio.current_time() + d.config.appserver.ready_wait_seconds)
+    try:
+        session.state = next_state(session.state, SessionInput.INITIALIZE)
+    except BadTransition:
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Already initialized") from None
+    session.client_name = params.clientInfo.name or "app-server client"
+    session.client_version = params.clientInfo.version
+    # An app-server client always answers server requests; codexd's stamps only if asked.
+    session.server_requests = True
+    session.stamps = bool(params.capabilities and params.capabilities.codexd_events)
+    result = dict(d.appserver.init_result)
+    agent = result.get("userAgent")
+    if isinstance(agent, str) and agent.startswith("codexd/") and params.clientInfo.name:
+        # The app-server names the client first in its user agent: as it would for this one.
+        result["userAgent"] = params.clientInfo.name + agent[len("codexd"):]
+    return msgspec.Raw(msgspec.json.encode(result))
+
+
 @handles(DAEMON_STATUS, during_shutdown=True)
 def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
     d = session.ctx
@@ -94,6 +119,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         started_at=d.started_at_iso,
         uptime_seconds=round(time.monotonic() - d.started_monotonic, 3),
         socket=str(d.socket_path),
+        app_server_socket=str(d.wire_socket_path) if d.wire_socket_path else None,
         db_path=str(d.db_path),
         state_dir=str(d.state_dir),
         config_file=str(d.config_source) if d.config_source else None,

@@ -32,6 +32,11 @@ def resolve_command(cfg: AppServerSection) -> list[str]:
     return argv
 
 
+def child_cwd(cfg: AppServerSection) -> str:
+    """The app-server's working directory: ``appserver.cwd``, else the home directory."""
+    return os.path.expanduser(cfg.cwd or "~")
+
+
 def child_env(cfg: AppServerSection) -> dict[str, str]:
     env = dict(os.environ)
     if cfg.codex_home:

@@ -26,7 +26,7 @@ import trio
 
 from codexd import __version__
 from codexd.appserver.backoff import Backoff, Breaker
-from codexd.appserver.command import child_env, resolve_command
+from codexd.appserver.command import child_cwd, child_env, resolve_command
 from codexd.appserver.limiter import FairLimiter
 from codexd.appserver.process import stop_process
 from codexd.appserver.states import Input, State, transition
@@ -248,6 +248,7 @@ class AppServer:
         try:
             process = await trio.lowlevel.open_process(
                 argv, stdin=-1, stdout=-1, stderr=-1, env=env, start_new_session=True,
+                cwd=child_cwd(self.cfg),
             )
         except OSError as exc:
             self.last_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
@@ -334,7 +335,12 @@ class AppServer:
             raise _Exit(str(exc)) from None
 
     async def _handshake(self, upstream: Upstream) -> None:
-        params = {"clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
+        params: dict[str, Any] = {
+            "clientInfo": {"name": "codexd", "title": "codexd", "version": __version__}}
+        if self.cfg.experimental_api:
+            # One upstream connection serves every client: it opts in for those that do (the
+            # stock TUI's turn/start uses experimental fields).
+            params["capabilities"] = {"experimentalApi": True}
         with trio.move_on_after(self.cfg.handshake_timeout_seconds):
             try:
                 result = await upstream.request("initialize", params)

@@ -59,6 +59,9 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
     print(f"codexd {st.version} (protocol {st.protocol_version}), pid {st.pid}, "
           f"up {_duration(st.uptime_seconds)}")
     print(f"socket    {st.socket}")
+    if st.app_server_socket:
+        print(f"app-server wire  {st.app_server_socket}  (codex --remote unix://"
+              f"{st.app_server_socket})")
     print(f"database  {st.db_path}")
     print(f"config    {st.config_file or '(defaults)'}")
     print(f"clients   {st.clients_connected} connected, {st.clients_total} since start")

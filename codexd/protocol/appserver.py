@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from codexd.protocol.base import NoParams, Struct, method, notification
+import msgspec
+
+from codexd.protocol.base import MethodSpec, NoParams, Struct, method, notification
 
 AppServerState = Literal["stopped", "starting", "ready", "backoff", "failed"]
 
@@ -58,3 +60,34 @@ APPSERVER_STATE_CHANGED = notification(
     "daemon/appServer/stateChanged", AppServerStateChanged,
     "The app-server changed state (starting, ready, backoff, failed, stopped).",
 )
+
+
+# ------------------------------------------------------ the app-server wire (app-server.sock)
+
+
+class WireClientInfo(msgspec.Struct, frozen=True):
+    name: str = ""
+    version: str = ""
+    title: str | None = None
+
+
+class WireCapabilities(msgspec.Struct, frozen=True, rename="camel"):
+    """What an official client may send (kept lenient: unknown flags are ignored), plus
+    codexd's opt-in: ``codexdEvents`` adds ``seq``/``epoch`` to every notification."""
+
+    codexd_events: bool = False
+
+
+class WireInitializeParams(msgspec.Struct, frozen=True):
+    """``initialize`` as the app-server takes it: lenient, like the app-server itself."""
+
+    clientInfo: WireClientInfo = WireClientInfo()
+    capabilities: WireCapabilities | None = None
+
+
+#: ``initialize`` on the app-server wire: answered with the upstream app-server's own result
+#: (``userAgent``, ``codexHome``, ``platformFamily``, ``platformOs``). Not in the registry of
+#: codexd's methods: on that socket it replaces codexd's ``initialize``.
+WIRE_INITIALIZE: MethodSpec[WireInitializeParams, msgspec.Raw] = MethodSpec(
+    "initialize", WireInitializeParams, msgspec.Raw,
+    "Open a session on the app-server wire; the result is the app-server's own.")

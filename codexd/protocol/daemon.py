@@ -87,6 +87,8 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     started_at: str
     uptime_seconds: float
     socket: str
+    #: The app-server wire's socket (`codex --remote unix://PATH`), null when it is off.
+    app_server_socket: str | None
     db_path: str
     state_dir: str
     config_file: str | None

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
+from codexd.events import unstamp
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.rpc import (
     BadMessage,
@@ -73,7 +75,8 @@ def map_error(exc: Exception) -> RpcError:
 class ClientSession:
     """A client connection. Created and run by the server; never shared between tasks' owners."""
 
-    def __init__(self, ctx: DaemonContext, transport: Transport) -> None:
+    def __init__(self, ctx: DaemonContext, transport: Transport, *,
+                 routes: Mapping[str, Route] | None = None) -> None:
         cfg = ctx.config.rpc
         #: What the session and its handlers may use of the daemon (typed; see codexd.context).
         self.ctx = ctx
@@ -96,6 +99,10 @@ class ClientSession:
         ](cfg.max_inflight_per_client)
         #: The client answers server requests (declared in initialize capabilities).
         self.server_requests = False
+        #: The dispatch table (the app-server wire has its own ``initialize``).
+        self.routes: Mapping[str, Route] = ctx.routes if routes is None else routes
+        #: Notifications carry codexd's ``seq`` and ``epoch`` (app-server wire: only if asked).
+        self.stamps = True
         #: Requests queued for the ordered worker and not yet run (or, forwarded, not yet sent).
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
@@ -237,7 +244,10 @@ class ClientSession:
 
         Between ``initialize`` and ``initialized`` notifications are held (bounded) and flushed in
         order afterwards; before ``initialize`` the connection is nobody's yet and gets none.
+        A client that did not ask for codexd's stamps gets the notification without them.
         """
+        if not self.stamps:
+            data = unstamp(data)
         if self.state is SessionState.READY:
             self.send(data)
         elif self.state is SessionState.INITIALIZED:
@@ -311,7 +321,7 @@ class ClientSession:
             log.debug("rpc_notification_ignored", conn=self.id, method=event.method)
 
     async def _on_request(self, req: Request) -> None:
-        route = self.ctx.routes.get(req.method)
+        route = self.routes.get(req.method)
         started = time.perf_counter()
         if self.state is SessionState.NEW and req.method != "initialize":
             self.fail(req, started, RpcError(
@@ -442,7 +452,7 @@ class ClientSession:
     def record(self, method: str, started: float, err: RpcError | None) -> None:
         # Count forwarded methods by name unless the app-server did not know them either, so a
         # client sending random names cannot grow the table without bound.
-        known = method in self.ctx.routes or (
+        known = method in self.routes or (
             self.ctx.forwards(method)
             and (err is None or err.code not in (ErrorCode.METHOD_NOT_FOUND,
                                                  ErrorCode.INVALID_REQUEST))

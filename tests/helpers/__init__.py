@@ -48,13 +48,18 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def require_cli(name: str) -> None:
-    """Skip (with the reason and the fix) when a pinned agent CLI is not installed."""
+def require_cli(name: str) -> str:
+    """The pinned agent CLI's path (the project-local one first, as the daemon finds it); skip
+    (with the reason and the fix) when it is not installed."""
     import shutil
 
     import pytest
 
     local = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
-    if shutil.which(name) is None and not (local / name).exists():
+    if (local / name).exists():
+        return str(local / name)
+    found = shutil.which(name)
+    if found is None:
         pytest.skip(f"the pinned `{name}` CLI is not installed; `make test` installs it into "
                     ".tools/npm (npm needed)")
+    return found
