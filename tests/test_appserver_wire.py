@@ -206,3 +206,51 @@ def _tui_turn(bridge, codex: str, short_tmp: Path) -> None:
             assert "turn/completed" in seen and "item/completed" in seen
         finally:
             subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+def test_the_desktop_remote_pipe_codex_app_server_proxy_carries_a_session(bridge):
+    """`codex app-server proxy --sock PATH` (the desktop's remote mode over SSH) only copies
+    bytes: the WebSocket session runs through it to codexd."""
+    import json
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    codex = require_cli("codex")
+    with bridge.client() as c:
+        wait_ready(c)
+    proxy = subprocess.Popen([codex, "app-server", "proxy", "--sock", _wire(bridge)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, env={**os.environ,
+                                                             "CODEX_HOME": str(bridge.codex_home)})
+    assert proxy.stdin is not None and proxy.stdout is not None
+    ws = WSConnection(ConnectionType.CLIENT)
+
+    def send(data: bytes) -> None:
+        proxy.stdin.write(data)  # type: ignore[union-attr]
+        proxy.stdin.flush()  # type: ignore[union-attr]
+
+    def events(until: type) -> list[object]:
+        got: list[object] = []
+        while not any(isinstance(e, until) for e in got):
+            chunk = os.read(proxy.stdout.fileno(), 65536)  # type: ignore[union-attr]
+            assert chunk, "the proxy closed the pipe"
+            ws.receive_data(chunk)
+            got += list(ws.events())
+        return got
+
+    try:
+        send(ws.send(Request(host="localhost", target="/")))
+        assert any(isinstance(e, AcceptConnection) for e in events(AcceptConnection))
+        send(ws.send(TextMessage(json.dumps({"id": 1, "method": "initialize", "params": INIT}))))
+        (answer,) = [e for e in events(TextMessage) if isinstance(e, TextMessage)]
+        result = json.loads(answer.data)["result"]
+        assert {"userAgent", "codexHome"} <= set(result)
+        send(ws.send(TextMessage(json.dumps({"id": 2, "method": "daemon/status"}))))
+        (status,) = [e for e in events(TextMessage) if isinstance(e, TextMessage)]
+        assert json.loads(status.data)["result"]["appServerSocket"] == _wire(bridge)
+    finally:
+        proxy.kill()
+        proxy.wait(10)
+        proxy.stdin.close()
+        proxy.stdout.close()
