@@ -110,6 +110,10 @@ class AppServerSection(_Section, frozen=True):
     serve_socket: bool = True
     #: That socket's path; empty = app-server.sock beside codexd's socket.
     socket: str = ""
+    #: Also make this CODEX_HOME's default control socket
+    #: ($CODEX_HOME/app-server-control/app-server-control.sock) lead to that socket, so that
+    #: `codex --remote unix://` with no path attaches here. Never taken from a live app-server.
+    control_socket: bool = False
     #: Longest line accepted from the app-server.
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=4096 * MiB)] = 256 * MiB
     #: stderr lines logged per second at most (all are kept in the status tail).
@@ -214,6 +218,7 @@ NOT_RELOADABLE = (
     "daemon.state_dir",
     "appserver.serve_socket",
     "appserver.socket",
+    "appserver.control_socket",
     "store.busy_timeout_ms",
     "events.ring_size",
     "events.ring_bytes",

@@ -27,6 +27,8 @@ from codexd import __version__, logs
 from codexd import config as config_mod
 from codexd.api import ROUTES, WIRE_ROUTES
 from codexd.approvals import ApprovalBook, thread_refs
+from codexd.appserver import control
+from codexd.appserver.command import codex_home
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer
 from codexd.appserver.upstream import ServerRequestIn
@@ -35,7 +37,7 @@ from codexd.automations.service import AutomationService
 from codexd.children import ChildRegistry
 from codexd.config import Config
 from codexd.context import Peer
-from codexd.errors import ConfigError, ErrorCode
+from codexd.errors import CodexdError, ConfigError, ErrorCode
 from codexd.events import EventHub
 from codexd.faults import Faults
 from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
@@ -121,6 +123,8 @@ class Daemon:
         self.db_path = self.state_dir / DB_NAME
         #: The app-server wire's socket (``codex --remote unix://PATH``); None when off.
         self.wire_socket_path = wire_socket(config, self.socket_path)
+        #: CODEX_HOME's default control socket, when codexd leads it to the wire socket.
+        self.control_socket_path: Path | None = None
         self.notifier = notifier or Notifier()
         self.routes = ROUTES
         self.stats = Stats()
@@ -330,8 +334,11 @@ class Daemon:
                     prepare_socket_dir(self.wire_socket_path)
                     remove_stale_socket(self.wire_socket_path)
                     wire = await bind_listener(self.wire_socket_path)
+                    self._claim_control_socket(self.wire_socket_path)
                 await self._serve(listener, wire, signals, task_status)
             finally:
+                if self.control_socket_path is not None and self.wire_socket_path is not None:
+                    control.release(self.control_socket_path, self.wire_socket_path)
                 for path in (self.socket_path, self.wire_socket_path if wire else None):
                     if path is not None:
                         with contextlib.suppress(FileNotFoundError):
@@ -412,6 +419,18 @@ class Daemon:
     async def _wait_forced(self, scope: trio.CancelScope) -> None:
         await self._force.wait()
         scope.cancel()
+
+    def _claim_control_socket(self, target: Path) -> None:
+        """``appserver.control_socket``: lead CODEX_HOME's default socket to ours (never taken
+        from a live app-server: that is logged, and codexd serves on without it)."""
+        if not self.config.appserver.control_socket:
+            return
+        try:
+            self.control_socket_path = control.claim(codex_home(self.config.appserver), target)
+        except (CodexdError, OSError) as exc:
+            log.error("control_socket_refused", error=str(exc))
+            return
+        log.info("control_socket_claimed", path=str(self.control_socket_path), target=str(target))
 
     async def serve_client(self, transport: Transport, *, wire: bool = False) -> None:
         """Serve one client of any transport (each listener checks its own peers first).

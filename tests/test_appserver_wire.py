@@ -254,3 +254,41 @@ def test_the_desktop_remote_pipe_codex_app_server_proxy_carries_a_session(bridge
         proxy.wait(10)
         proxy.stdin.close()
         proxy.stdout.close()
+
+
+async def test_the_codex_home_control_socket_leads_to_codexd_when_asked(short_tmp):
+    """appserver.control_socket: `codex --remote unix://` (no path) lands on codexd; a live
+    app-server already holding that path is left alone, with a clear log line."""
+    import socket as stdsocket
+
+    from codexd.appserver.control import control_path
+
+    bridge = make_bridge(short_tmp, "control_socket = true\n")
+    control = control_path(bridge.codex_home)
+    bridge.daemon.start()
+    try:
+        with bridge.client() as c:
+            wait_ready(c)
+            assert c.call("daemon/status")["controlSocket"] == str(control)
+        assert os.readlink(control) == _wire(bridge)
+        async with ws_unix(str(control)) as peer:
+            assert "codexHome" in await _initialized(peer)
+    finally:
+        bridge.daemon.stop()
+    assert not control.is_symlink()  # released at stop
+
+    # An official app-server daemon holds the path: codexd does not take it.
+    holder = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    control.parent.mkdir(parents=True, exist_ok=True)
+    holder.bind(str(control))
+    holder.listen(1)
+    try:
+        bridge.daemon.start()
+        with bridge.client() as c:
+            assert c.call("daemon/status")["controlSocket"] is None
+        bridge.daemon.stop()
+        assert "control_socket_refused" in bridge.daemon.log()
+        assert control.is_socket() and not control.is_symlink()
+    finally:
+        holder.close()
+        bridge.model.stop()  # type: ignore[attr-defined]

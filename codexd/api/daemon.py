@@ -120,6 +120,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         uptime_seconds=round(time.monotonic() - d.started_monotonic, 3),
         socket=str(d.socket_path),
         app_server_socket=str(d.wire_socket_path) if d.wire_socket_path else None,
+        control_socket=str(d.control_socket_path) if d.control_socket_path else None,
         db_path=str(d.db_path),
         state_dir=str(d.state_dir),
         config_file=str(d.config_source) if d.config_source else None,

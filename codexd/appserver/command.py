@@ -32,6 +32,12 @@ def resolve_command(cfg: AppServerSection) -> list[str]:
     return argv
 
 
+def codex_home(cfg: AppServerSection) -> Path:
+    """The app-server's CODEX_HOME: ``appserver.codex_home``, $CODEX_HOME, else ~/.codex."""
+    value = cfg.codex_home or os.environ.get("CODEX_HOME", "")
+    return Path(value).expanduser() if value else Path.home() / ".codex"
+
+
 def child_cwd(cfg: AppServerSection) -> str:
     """The app-server's working directory: ``appserver.cwd``, else the home directory."""
     return os.path.expanduser(cfg.cwd or "~")

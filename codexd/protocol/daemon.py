@@ -89,6 +89,8 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     socket: str
     #: The app-server wire's socket (`codex --remote unix://PATH`), null when it is off.
     app_server_socket: str | None
+    #: CODEX_HOME's default control socket, when it leads to codexd (appserver.control_socket).
+    control_socket: str | None
     db_path: str
     state_dir: str
     config_file: str | None
