@@ -199,6 +199,22 @@ class RunsSection(_Section, frozen=True):
     pause_after_unclean: bool = True
 
 
+class WebSocketSection(_Section, frozen=True):
+    #: host:port for frontends (codexd's protocol over WebSocket, a token on every connection);
+    #: a taken port moves to the next free one; port 0 = any; empty = off.
+    listen: str = "127.0.0.1:4870"
+    #: PEM certificate and key: serve wss:// (required for a non-loopback listen).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Origins a browser may connect from; empty = the listener's own origin only.
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    #: Host header values accepted (DNS rebinding); empty = localhost, 127.0.0.1, ::1 and the
+    #: listen host.
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    #: Listen on a non-loopback address without TLS anyway (a warning at every start).
+    allow_insecure_remote: bool = False
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -210,6 +226,7 @@ class Config(_Section, frozen=True):
     terminal: TerminalSection = msgspec.field(default_factory=TerminalSection)
     automations: AutomationsSection = msgspec.field(default_factory=AutomationsSection)
     runs: RunsSection = msgspec.field(default_factory=RunsSection)
+    websocket: WebSocketSection = msgspec.field(default_factory=WebSocketSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
@@ -219,6 +236,10 @@ NOT_RELOADABLE = (
     "appserver.serve_socket",
     "appserver.socket",
     "appserver.control_socket",
+    "websocket.listen",
+    "websocket.tls_cert",
+    "websocket.tls_key",
+    "websocket.allow_insecure_remote",
     "store.busy_timeout_ms",
     "events.ring_size",
     "events.ring_bytes",

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from codexd.stats import Stats
     from codexd.store import Store
     from codexd.terminal.host import TerminalHost, Viewer
+    from codexd.tokens import TokenBook
+    from codexd.transport.websocket import FrontendListener
 
 
 class Peer(Protocol):
@@ -54,6 +56,8 @@ class DaemonContext(Protocol):
     @property
     def faults(self) -> Faults: ...
     @property
+    def tokens(self) -> TokenBook: ...
+    @property
     def stats(self) -> Stats: ...
     @property
     def routes(self) -> dict[str, Route]: ...
@@ -69,6 +73,8 @@ class DaemonContext(Protocol):
     def wire_socket_path(self) -> Path | None: ...
     @property
     def control_socket_path(self) -> Path | None: ...
+    @property
+    def frontends(self) -> FrontendListener | None: ...
     @property
     def db_path(self) -> Path: ...
     @property

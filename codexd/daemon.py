@@ -50,6 +50,7 @@ from codexd.stats import Stats
 from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
 from codexd.terminal.host import TerminalHost, Viewer
+from codexd.tokens import TokenBook
 from codexd.transport.base import Transport
 from codexd.transport.unix import (
     InstanceLock,
@@ -58,7 +59,7 @@ from codexd.transport.unix import (
     prepare_socket_dir,
     remove_stale_socket,
 )
-from codexd.transport.websocket import AppServerListener
+from codexd.transport.websocket import AppServerListener, FrontendListener
 
 log = structlog.get_logger("codexd.daemon")
 
@@ -171,6 +172,9 @@ class Daemon:
             runner=CodexRunner(self.appserver, enabled=lambda: self.config.appserver.enabled,
                                pending_for_thread=self.approvals.pending_for_thread),
             daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
+        self.tokens = TokenBook(lambda: self.store, on_revoked=self._close_token)
+        #: The WebSocket listener for frontends (None when websocket.listen is empty).
+        self.frontends: FrontendListener | None = None
         self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
                                faults=self.faults, children=self.children,
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
@@ -278,6 +282,11 @@ class Daemon:
                     clock_check_seconds=self.config.automations.clock_check_seconds),
                 runs=msgspec.structs.replace(new.runs,
                                              secret_store=self.config.runs.secret_store),
+                websocket=msgspec.structs.replace(
+                    new.websocket, listen=self.config.websocket.listen,
+                    tls_cert=self.config.websocket.tls_cert,
+                    tls_key=self.config.websocket.tls_key,
+                    allow_insecure_remote=self.config.websocket.allow_insecure_remote),
             )
         self.config = new
         self.appserver.reconfigure(new.appserver)
@@ -335,6 +344,12 @@ class Daemon:
                     remove_stale_socket(self.wire_socket_path)
                     wire = await bind_listener(self.wire_socket_path)
                     self._claim_control_socket(self.wire_socket_path)
+                if self.config.websocket.listen:
+                    self.frontends = FrontendListener(
+                        config=lambda: self.config.websocket, serve=self.serve_client,
+                        authenticate=self.tokens.authenticate,
+                        max_message_bytes=self.config.rpc.max_message_bytes)
+                    await self.frontends.bind()
                 await self._serve(listener, wire, signals, task_status)
             finally:
                 if self.control_socket_path is not None and self.wire_socket_path is not None:
@@ -382,6 +397,8 @@ class Daemon:
                             listeners.start_soon(unix.run, clients)
                             if wire_listener is not None:
                                 listeners.start_soon(wire_listener.run, clients)
+                            if self.frontends is not None:
+                                listeners.start_soon(self.frontends.run, clients)
 
                 clients.start_soon(accept)
                 log.info(
@@ -452,6 +469,13 @@ class Daemon:
         finally:
             self.sessions.discard(session)
             self.session_closed(session)
+
+    def _close_token(self, token_id: str) -> int:
+        """A token was revoked: its live connections end now."""
+        gone = [s for s in self.sessions if s.auth is not None and s.auth.token_id == token_id]
+        for session in gone:
+            session.disconnect("token_revoked")
+        return len(gone)
 
     def session_closed(self, session: ClientSession) -> None:
         """Every feature forgets what the session followed or held."""

@@ -38,6 +38,8 @@ class ErrorCode(IntEnum):
     APPSERVER_RESTARTED = -32031
     APPSERVER_BUSY = -32032
     ALREADY_RESOLVED = -32040
+    #: The connection's token role may not call this method (data.needs names the role).
+    ROLE_REQUIRED = -32041
     READ_ONLY = -32050
     TOO_MANY_TERMINALS = -32051
     SPAWN_FAILED = -32052

@@ -17,7 +17,7 @@ from tests.fake_model import message, shell_call, write_codex_home
 from tests.helpers import eventually, require_cli
 from tests.helpers.bridge import wait_ready
 from tests.helpers.daemon import make_bridge
-from tests.helpers.wsclient import WsPeer, ws_unix
+from tests.helpers.peers import WsPeer, ws_unix
 
 INIT = {"clientInfo": {"name": "codex-tui", "title": "Codex", "version": "0.169.0"},
         "capabilities": {"experimentalApi": True}}

@@ -10,6 +10,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     runs,
     settings,
     terminal,
+    tokens,
 )
 from codexd.api.registry import ROUTES, wire_routes
 

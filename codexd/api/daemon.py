@@ -32,6 +32,7 @@ from codexd.protocol.daemon import (
     ShutdownParams,
     ShutdownResult,
 )
+from codexd.roles import allows
 from codexd.session import ClientSession, SessionInput, next_state
 from codexd.statemachine import BadTransition
 from codexd.store import daemon_runs, iso_time
@@ -47,7 +48,9 @@ def initialize(session: ClientSession, params: InitializeParams) -> InitializeRe
         ) from None
     session.client_name = params.client_info.name
     session.client_version = params.client_info.version
-    session.server_requests = bool(params.capabilities and params.capabilities.server_requests)
+    # Server requests go to clients that answer them and may (an observer may not).
+    session.server_requests = bool(params.capabilities and params.capabilities.server_requests
+                                   and allows(session.role, "approver"))
     d = session.ctx
     # Subscriptions first: the replay below is filtered by them, as live delivery is.
     d.events.threads.add(session, params.thread_ids)
@@ -121,6 +124,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         socket=str(d.socket_path),
         app_server_socket=str(d.wire_socket_path) if d.wire_socket_path else None,
         control_socket=str(d.control_socket_path) if d.control_socket_path else None,
+        websocket=d.frontends.url if d.frontends else None,
         db_path=str(d.db_path),
         state_dir=str(d.state_dir),
         config_file=str(d.config_source) if d.config_source else None,

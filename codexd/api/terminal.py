@@ -38,6 +38,10 @@ async def create(session: ClientSession, p: CreateParams) -> Created:
 
 @handles(TERMINAL_ATTACH)
 def attach(session: ClientSession, p: AttachParams) -> Attached:
+    if not p.read_only and session.role != "operator":
+        raise RpcError(ErrorCode.ROLE_REQUIRED, f"typing into a terminal needs the operator role "
+                       f"(this connection's token is {session.role}); attach with readOnly",
+                       {"method": "terminal/attach", "needs": "operator", "role": session.role})
     return session.ctx.terminals.attach(session, p.terminal_id, p.read_only)
 
 

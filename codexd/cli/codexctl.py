@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, auto, runs, term
+from codexd.cli import agent, auto, runs, term, tokens
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from codexd.cli.output import UsageError, print_json
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
@@ -215,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     term.add_commands(add, sub, common)
     auto.add_commands(add, sub)
     runs.add_commands(add, sub)
+    tokens.add_commands(add, sub)
     return p
 
 

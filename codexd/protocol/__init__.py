@@ -14,6 +14,7 @@ from codexd.protocol import (
     runs,
     settings,
     terminal,
+    tokens,
 )
 from codexd.protocol.base import (
     METHODS,
@@ -44,4 +45,5 @@ __all__ = [
     "runs",
     "settings",
     "terminal",
+    "tokens",
 ]

@@ -91,6 +91,8 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     app_server_socket: str | None
     #: CODEX_HOME's default control socket, when it leads to codexd (appserver.control_socket).
     control_socket: str | None
+    #: The WebSocket listener for frontends (ws:// or wss://), null when it is off.
+    websocket: str | None
     db_path: str
     state_dir: str
     config_file: str | None

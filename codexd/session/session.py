@@ -28,6 +28,7 @@ import trio
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.events import unstamp
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
+from codexd.roles import Role, allows, needed
 from codexd.rpc import (
     BadMessage,
     ErrorResponse,
@@ -103,6 +104,10 @@ class ClientSession:
         self.routes: Mapping[str, Route] = ctx.routes if routes is None else routes
         #: Notifications carry codexd's ``seq`` and ``epoch`` (app-server wire: only if asked).
         self.stamps = True
+        #: The token the client authenticated with (WebSocket), None on a local socket...
+        self.auth = transport.auth
+        #: ...and so what it may call (codexd.roles): a local client is an operator.
+        self.role: Role = transport.auth.role if transport.auth else "operator"
         #: Requests queued for the ordered worker and not yet run (or, forwarded, not yet sent).
         self._ordered_pending = 0
         self._scope: trio.CancelScope | None = None
@@ -287,6 +292,10 @@ class ClientSession:
                              error=event.message)
                     if event.reply is not None:
                         self.send(event.reply)
+                elif isinstance(event, Response | ErrorResponse) and not allows(
+                        self.role, "approver"):
+                    log.info("rpc_answer_refused", conn=self.id, role=self.role,
+                             id=getattr(event, "id", None))
                 elif isinstance(event, Response):
                     self.ctx.spawn(self.ctx.approvals.answer_from_client(
                         self, event.id, event.result, None))
@@ -335,6 +344,15 @@ class ClientSession:
                 ErrorCode.INVALID_REQUEST,
                 f"{req.method} is a notification: send it without an id"))
             return
+        if self.role != "operator":
+            needs = needed(req.method, own=route is not None)
+            if not allows(self.role, needs):
+                self.fail(req, started, RpcError(
+                    ErrorCode.ROLE_REQUIRED,
+                    f"{req.method} needs the {needs} role; this connection's token "
+                    f"({self.auth.name if self.auth else '?'}) is {self.role}",
+                    {"method": req.method, "needs": needs, "role": self.role}))
+                return
         if route is None and not self.ctx.forwards(req.method):
             hint = ("" if self.ctx.config.appserver.enabled else
                     " (app-server methods are unavailable: appserver.enabled = false)")

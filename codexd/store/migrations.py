@@ -175,6 +175,19 @@ MIGRATIONS: list[str] = [
         reason    TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6 -> 7: per-device tokens for the WebSocket listener (only a hash of the secret is kept).
+    """
+    CREATE TABLE device_tokens (
+        token_id     TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL,
+        secret_hash  TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        revoked_at   INTEGER,
+        last_used_at INTEGER
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

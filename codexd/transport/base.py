@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from codexd.errors import ErrorCode
     from codexd.rpc import Event, RpcConnection
+    from codexd.tokens import Auth
     from codexd.transport.peercred import PeerCred
 
 
@@ -31,6 +32,10 @@ class Transport(Protocol):
     #: Who connected, when the transport knows (SO_PEERCRED on a Unix socket).
     @property
     def peer(self) -> PeerCred | None: ...
+
+    #: The token the client authenticated with; None on a local socket (an operator).
+    @property
+    def auth(self) -> Auth | None: ...
 
     #: A non-blocking fd the session may write canonical messages to directly, with no task
     #: switch (the hot path), or -1 when every message must go through :meth:`send`.

@@ -29,6 +29,7 @@ class NdjsonTransport:
     """One client on a stream socket (a Unix socket in practice; see :mod:`codexd.transport`)."""
 
     kind = "unix"
+    auth = None  # a local client of the same user: an operator
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerCred | None) -> None:
         self.stream = stream

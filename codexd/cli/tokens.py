@@ -1,0 +1,83 @@
+"""``codexctl token``: device tokens for the WebSocket listener."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import datetime
+from typing import Any
+
+from codexd.cli.output import UsageError
+from codexd.client import Client
+from codexd.protocol.base import NoParams
+from codexd.protocol.tokens import (
+    TOKEN_CREATE,
+    TOKEN_LIST,
+    TOKEN_REVOKE,
+    TokenCreateParams,
+    TokenRef,
+)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def duration(text: str) -> int:
+    """``90d``, ``12h``, ``30m``, ``1w`` or plain seconds → seconds."""
+    m = re.fullmatch(r"(\d+)([smhdw]?)", text.strip())
+    if not m:
+        raise UsageError(f"--expires {text!r}: give a number with s, m, h, d or w (e.g. 90d)")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else "-"
+
+
+def cmd_create(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(TOKEN_CREATE, TokenCreateParams(
+        name=a.name, role=a.role, expires_seconds=duration(a.expires) if a.expires else None))
+    if a.json:
+        return out
+    print(out.token)
+    print(f"token {out.info.name!r} ({out.info.role}) created; it is shown only now. Send it as "
+          "`Authorization: Bearer <token>`; revoke it with `codexctl token revoke "
+          f"{out.info.name}`", file=sys.stderr)
+    return None
+
+
+def cmd_list(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(TOKEN_LIST, NoParams())
+    if a.json:
+        return out
+    for t in out.tokens:
+        state = "revoked" if t.revoked_at else "active"
+        print(f"{t.token_id}  {t.name:<20} {t.role:<9} {state:<8} created {_when(t.created_at)}"
+              f"  expires {_when(t.expires_at)}  last used {_when(t.last_used_at)}")
+    if not out.tokens:
+        print("no tokens (create one with `codexctl token create --name NAME --role ROLE`)",
+              file=sys.stderr)
+    return None
+
+
+def cmd_revoke(c: Client, a: argparse.Namespace) -> Any:
+    ref = TokenRef(token_id=a.token) if re.fullmatch(r"[0-9a-f]{12}", a.token) else \
+        TokenRef(name=a.token)
+    out = c.request(TOKEN_REVOKE, ref)
+    if a.json:
+        return out
+    print(f"token {out.token_id} {'revoked' if out.revoked else 'was already revoked'}; "
+          f"{out.closed_connections} live connection(s) closed")
+    return None
+
+
+def add_commands(add: Any, sub: Any) -> None:
+    token = sub.add_parser("token", help="device tokens for WebSocket frontends").add_subparsers(
+        dest="token_command", required=True, metavar="TOKEN_COMMAND")
+    sp = add("create", cmd_create, "create a token (printed once)", token)
+    sp.add_argument("--name", required=True, help="the device, e.g. laptop-browser")
+    sp.add_argument("--role", required=True, choices=["observer", "approver", "operator"])
+    sp.add_argument("--expires", metavar="DURATION", help="e.g. 90d, 12h (default: never)")
+    add("list", cmd_list, "list tokens (never their secrets)", token)
+    add("revoke", cmd_revoke, "revoke a token by name or id; its connections close",
+        token).add_argument("token", metavar="NAME|ID")

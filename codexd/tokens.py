@@ -1,0 +1,136 @@
+"""Device tokens: created with a role, shown once, kept as a hash, checked on every connection.
+
+A token reads ``cxd_<id>_<secret>``: the id finds the row, the secret (32 random bytes) is
+compared with its SHA-256 in constant time. A slow password hash buys nothing for a secret of
+that entropy. Revoking a token closes the connections that use it at once (``on_revoked``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from codexd.errors import ErrorCode, RpcError
+from codexd.protocol.tokens import TokenInfo
+from codexd.roles import ROLES, Role
+from codexd.store import tokens as repo
+
+if TYPE_CHECKING:
+    import apsw
+
+    from codexd.store import Store
+
+log = structlog.get_logger("codexd.tokens")
+
+PREFIX = "cxd_"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Who a connection is: the token it authenticated with."""
+
+    token_id: str
+    name: str
+    role: Role
+
+
+class AuthRefused(Exception):
+    """The token is missing, unknown, wrong, expired or revoked (the message says which)."""
+
+
+def _role(value: str) -> Role:
+    for role in ROLES:
+        if role == value:
+            return role
+    return "observer"  # an unknown stored role grants the least
+
+
+def to_info(row: repo.TokenRow) -> TokenInfo:
+    return TokenInfo(token_id=row.token_id, name=row.name, role=_role(row.role),
+                     created_at=row.created_at, expires_at=row.expires_at,
+                     revoked_at=row.revoked_at, last_used_at=row.last_used_at)
+
+
+class TokenBook:
+    """Collaborators: ``store`` the open store; ``on_revoked(token_id) -> int`` closes the
+    token's live connections and says how many."""
+
+    def __init__(self, store: Callable[[], Store], *,
+                 on_revoked: Callable[[str], int]) -> None:
+        self._store = store
+        self._on_revoked = on_revoked
+
+    async def create(self, name: str, role: Role, expires_seconds: int | None) -> tuple[str,
+                                                                                        TokenInfo]:
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        now = now_ms()
+        row = repo.TokenRow(token_id=token_id, name=name, role=role,
+                            secret_hash=_digest(secret), created_at=now,
+                            expires_at=now + expires_seconds * 1000 if expires_seconds else None,
+                            revoked_at=None, last_used_at=None)
+
+        def insert(c: apsw.Connection) -> None:
+            if repo.by_name(c, name) is not None:
+                raise RpcError(ErrorCode.CONFLICT, f"a token named {name!r} exists; revoke it "
+                               "or choose another name", {"name": name})
+            repo.insert(c, row)
+
+        await self._store().write(insert)
+        log.info("token_created", token_id=token_id, name=name, role=role,
+                 expires_at=row.expires_at)
+        return f"{PREFIX}{token_id}_{secret}", to_info(row)
+
+    async def list(self) -> list[TokenInfo]:
+        return [to_info(r) for r in await self._store().read(repo.list_)]
+
+    async def revoke(self, token_id: str | None, name: str | None) -> tuple[str, bool, int]:
+        def find(c: apsw.Connection) -> repo.TokenRow | None:
+            if token_id:
+                return repo.get(c, token_id)
+            return repo.by_name(c, name or "")
+
+        row = await self._store().read(find)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no token {token_id or name!r} (see token/list)",
+                           {"tokenId": token_id, "name": name})
+        at = now_ms()
+        changed = await self._store().write(lambda c: repo.revoke(c, row.token_id, at))
+        closed = self._on_revoked(row.token_id)
+        log.info("token_revoked", token_id=row.token_id, name=row.name,
+                 closed_connections=closed)
+        return row.token_id, changed, closed
+
+    async def authenticate(self, token: str | None) -> Auth:
+        """The connection's identity, or :class:`AuthRefused` saying why not."""
+        if not token:
+            raise AuthRefused("no token: send `Authorization: Bearer <token>` (create one with "
+                              "`codexctl token create`)")
+        if not token.startswith(PREFIX) or token.count("_") < 2:
+            raise AuthRefused("not a codexd token")
+        token_id, secret = token[len(PREFIX):].split("_", 1)
+        row = await self._store().read(lambda c: repo.get(c, token_id))
+        if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+            raise AuthRefused("unknown or wrong token")
+        now = now_ms()
+        if row.revoked_at is not None:
+            raise AuthRefused(f"token {row.name!r} was revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise AuthRefused(f"token {row.name!r} has expired")
+        await self._store().write(lambda c: repo.touch(c, row.token_id, now))
+        return Auth(token_id=row.token_id, name=row.name, role=_role(row.role))
