@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from codexd.approvals import ApprovalBook
     from codexd.appserver.supervisor import AppServer
+    from codexd.audit import AuditLog
     from codexd.automations.service import AutomationService
     from codexd.config import Config
     from codexd.events import EventHub
@@ -57,6 +58,8 @@ class DaemonContext(Protocol):
     def faults(self) -> Faults: ...
     @property
     def tokens(self) -> TokenBook: ...
+    @property
+    def audit(self) -> AuditLog: ...
     @property
     def stats(self) -> Stats: ...
     @property

@@ -32,6 +32,7 @@ from codexd.appserver.command import codex_home
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer
 from codexd.appserver.upstream import ServerRequestIn
+from codexd.audit import AuditLog
 from codexd.automations.runner import CodexRunner
 from codexd.automations.service import AutomationService
 from codexd.children import ChildRegistry
@@ -173,6 +174,7 @@ class Daemon:
                                pending_for_thread=self.approvals.pending_for_thread),
             daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
         self.tokens = TokenBook(lambda: self.store, on_revoked=self._close_token)
+        self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
         self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
@@ -348,6 +350,7 @@ class Daemon:
                     self.frontends = FrontendListener(
                         config=lambda: self.config.websocket, serve=self.serve_client,
                         authenticate=self.tokens.authenticate,
+                        redeem=self.tokens.redeem_ticket,
                         max_message_bytes=self.config.rpc.max_message_bytes)
                     await self.frontends.bind()
                 await self._serve(listener, wire, signals, task_status)

@@ -32,7 +32,7 @@ OBSERVER_METHODS = frozenset({
     "automation/list", "automation/get", "automation/runs", "automation/preview", "inbox/list",
     "run/get", "run/list", "run/events", "run/export", "run/subscribe", "queue/list",
     "conversation/list", "conversation/get", "profile/list", "provider/capabilities",
-    "secret/has",
+    "secret/has", "token/ticket",  # a ticket carries at most the caller's own role
 })
 
 #: ...and what an approver may call besides.
@@ -58,6 +58,12 @@ def needed(method: str, *, own: bool) -> Role:
             return "observer"
         return "approver" if method in APPROVER_METHODS else "operator"
     return "observer" if method in FORWARDED_READS else "operator"
+
+
+def audited(method: str, *, own: bool) -> bool:
+    """Whether a token holder's call is written to the audit trail: whatever only an operator
+    may do, and answering approvals."""
+    return method == "approval/respond" or needed(method, own=own) == "operator"
 
 
 def allows(role: Role, needs: Role) -> bool:

@@ -19,7 +19,7 @@ import structlog
 
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.tokens import TokenInfo
-from codexd.roles import ROLES, Role
+from codexd.roles import ROLES, Role, allows
 from codexd.store import tokens as repo
 
 if TYPE_CHECKING:
@@ -66,14 +66,53 @@ def to_info(row: repo.TokenRow) -> TokenInfo:
                      revoked_at=row.revoked_at, last_used_at=row.last_used_at)
 
 
+#: A connect ticket works once, within this many seconds.
+TICKET_SECONDS = 60
+
+
 class TokenBook:
     """Collaborators: ``store`` the open store; ``on_revoked(token_id) -> int`` closes the
-    token's live connections and says how many."""
+    token's live connections and says how many.
+
+    Besides tokens it issues *connect tickets* for browsers, which cannot put a header on a
+    WebSocket: a client that holds a token (or a local one) asks for a ticket and hands it to
+    the page, which connects with ``?ticket=…``. A ticket is single-use, expires after
+    :data:`TICKET_SECONDS`, is kept in memory only, and carries a role no higher than its
+    issuer's.
+    """
 
     def __init__(self, store: Callable[[], Store], *,
-                 on_revoked: Callable[[str], int]) -> None:
+                 on_revoked: Callable[[str], int],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._on_revoked = on_revoked
+        self._clock = clock
+        self._tickets: dict[str, tuple[Auth, float]] = {}
+
+    def issue_ticket(self, issuer: Auth | None, role: Role) -> tuple[str, int]:
+        """A one-time ticket for ``role`` (capped at the issuer's); returns it and its expiry
+        (Unix ms)."""
+        now = self._clock()
+        self._tickets = {k: v for k, v in self._tickets.items() if v[1] > now}
+        if issuer is not None and not allows(issuer.role, role):
+            raise RpcError(ErrorCode.ROLE_REQUIRED, f"a ticket for {role} needs a token of that "
+                           f"role; this one is {issuer.role}",
+                           {"needs": role, "role": issuer.role})
+        auth = Auth(token_id=issuer.token_id if issuer else "",
+                    name=f"ticket from {issuer.name if issuer else 'a local client'}", role=role)
+        ticket = "cxt_" + secrets.token_urlsafe(24)
+        self._tickets[ticket] = (auth, now + TICKET_SECONDS)
+        return ticket, now_ms() + TICKET_SECONDS * 1000
+
+    def redeem_ticket(self, ticket: str) -> Auth:
+        entry = self._tickets.pop(ticket, None)
+        if entry is None:
+            raise AuthRefused("unknown or already used ticket (a ticket works once; ask for a "
+                              "new one with token/ticket)")
+        auth, deadline = entry
+        if deadline <= self._clock():
+            raise AuthRefused(f"the ticket expired (tickets last {TICKET_SECONDS} s)")
+        return auth
 
     async def create(self, name: str, role: Role, expires_seconds: int | None) -> tuple[str,
                                                                                         TokenInfo]:

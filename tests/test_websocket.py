@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.helpers import eventually
 from tests.helpers.daemon import DaemonProc, make_daemon
 from tests.helpers.peers import Peer, line_unix, ws_tcp
 
@@ -108,7 +109,8 @@ async def test_notifications_are_numbered_and_replayed(open_peer: Open):
 
 
 async def _refused(url: str, token: str | None, *, origin: str | None = None,
-                   host: str | None = None) -> trio_websocket.ConnectionRejected:
+                   host: str | None = None,
+                   resource: str = "/") -> trio_websocket.ConnectionRejected:
     """Connect expecting a refusal (on a stream of our own, closed whatever happens)."""
     port = int(url.rsplit(":", 1)[1].strip("/"))
     headers = [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
@@ -120,7 +122,8 @@ async def _refused(url: str, token: str | None, *, origin: str | None = None,
         try:
             async with trio.open_nursery() as nursery:
                 await trio_websocket.wrap_client_stream(
-                    nursery, stream, host or f"127.0.0.1:{port}", "/", extra_headers=headers)
+                    nursery, stream, host or f"127.0.0.1:{port}", resource,
+                    extra_headers=headers)
                 nursery.cancel_scope.cancel()
         except* trio_websocket.ConnectionRejected as group:  # bare or from the reader task
             rejected += [e for e in group.exceptions
@@ -259,3 +262,59 @@ def test_a_taken_port_moves_to_the_next_free_one(short_tmp: Path):
     finally:
         d.stop()
         holder.close()
+
+
+async def test_a_browser_connects_once_with_a_ticket(ws_daemon: DaemonProc):
+    """Browsers cannot put a header on a WebSocket: a one-time, one-minute ticket in the URL."""
+    out = ws_daemon.ctl("token", "ticket", "--role", "observer")
+    assert out.returncode == 0, out.stderr
+    url = out.stdout.strip()
+    assert "?ticket=cxt_" in url
+    port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    async with _initialized(ws_tcp(url.split("?")[0], None, origin=f"http://127.0.0.1:{port}",
+                                   resource="/?" + url.split("?", 1)[1])) as p:
+        assert (await p.error("atom/set", {"key": "k", "value": 1}))["data"]["role"] == "observer"
+    reused = await _refused(url.split("?")[0], None, resource="/?" + url.split("?", 1)[1])
+    assert reused.status_code == 401 and b"already used" in (reused.body or b"")
+    # A token holder cannot mint a ticket above its own role.
+    async with _initialized(ws_tcp(_url(ws_daemon), _token(ws_daemon, "approver"))) as p:
+        assert (await p.error("token/ticket", {"role": "operator"}))["code"] == -32041
+        assert (await p.call("token/ticket", {}))["role"] == "approver"
+
+
+async def test_a_websocket_client_that_never_reads_is_dropped_alone(short_tmp: Path):
+    d = make_daemon(short_tmp, config=WS_CONFIG + "[rpc]\nclient_queue_bytes = 65536\n").start()
+    try:
+        url, token = _url(d), _token(d)
+        async with _initialized(ws_tcp(url, token)) as slow, \
+                _initialized(ws_tcp(url, _token(d, name="fast"))) as fast:
+            await slow.call("events/subscribe", {"all": True})
+            big = "x" * 200_000
+            with trio.fail_after(30):
+                for i in range(40):  # 8 MB of atom/changed the slow one never reads
+                    await fast.call("atom/set", {"key": f"big{i % 4}", "value": big})
+            assert (await fast.call("daemon/status"))["version"]
+        assert "output_queue_overflow" in d.log()
+    finally:
+        d.stop()
+
+
+async def test_token_holders_leave_an_audit_trail(ws_daemon: DaemonProc):
+    url = _url(ws_daemon)
+    async with _initialized(ws_tcp(url, _token(ws_daemon, "operator", "laptop"))) as op, \
+            _initialized(ws_tcp(url, _token(ws_daemon, "approver", "phone"))) as ap:
+        await op.call("atom/set", {"key": "audited", "value": 1})
+        await op.call("atom/get", {"key": "audited"})  # a read: not audited
+        assert (await ap.error("approval/respond", {"approvalId": 42, "result": {}}))[
+            "code"] == -32011
+    with ws_daemon.client() as c:
+        c.call("atom/set", {"key": "local", "value": 1})  # local clients are not audited
+        entries = eventually(lambda: c.call("audit/list", {})["entries"], 10,
+                             what="the audit entries")
+    seen = {(e["tokenName"], e["method"], e["outcome"]) for e in entries}
+    assert ("laptop", "atom/set", "ok") in seen
+    assert ("phone", "approval/respond", "-32011") in seen
+    assert not any(e["method"] in ("atom/get", "initialize") for e in entries)
+    assert all(e["remote"].startswith("127.0.0.1:") for e in entries)
+    out = ws_daemon.ctl("audit", "--token", "laptop")
+    assert out.returncode == 0 and "atom/set" in out.stdout and "phone" not in out.stdout

@@ -4,6 +4,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     approvals,
     appserver,
     atoms,
+    audit,
     automations,
     daemon,
     events,

@@ -9,6 +9,9 @@ from codexd.protocol.tokens import (
     TOKEN_CREATE,
     TOKEN_LIST,
     TOKEN_REVOKE,
+    TOKEN_TICKET,
+    Ticket,
+    TicketParams,
     TokenCreated,
     TokenCreateParams,
     TokenList,
@@ -16,6 +19,13 @@ from codexd.protocol.tokens import (
     TokenRevoked,
 )
 from codexd.session import ClientSession
+
+
+@handles(TOKEN_TICKET)
+def ticket(session: ClientSession, p: TicketParams) -> Ticket:
+    role = p.role or session.role
+    value, expires_at = session.ctx.tokens.issue_ticket(session.auth, role)
+    return Ticket(ticket=value, role=role, expires_at=expires_at)
 
 
 @handles(TOKEN_CREATE)

@@ -216,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     auto.add_commands(add, sub)
     runs.add_commands(add, sub)
     tokens.add_commands(add, sub)
+    tokens.add_audit_command(add)
     return p
 
 

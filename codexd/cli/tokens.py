@@ -10,11 +10,15 @@ from typing import Any
 
 from codexd.cli.output import UsageError
 from codexd.client import Client
+from codexd.protocol.audit import AUDIT_LIST, AuditListParams
 from codexd.protocol.base import NoParams
+from codexd.protocol.daemon import DAEMON_STATUS
 from codexd.protocol.tokens import (
     TOKEN_CREATE,
     TOKEN_LIST,
     TOKEN_REVOKE,
+    TOKEN_TICKET,
+    TicketParams,
     TokenCreateParams,
     TokenRef,
 )
@@ -71,6 +75,18 @@ def cmd_revoke(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def cmd_ticket(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(TOKEN_TICKET, TicketParams(role=a.role))
+    if a.json:
+        return out
+    url = c.request(DAEMON_STATUS).websocket
+    if url is None:
+        raise UsageError("the WebSocket listener is off (websocket.listen is empty)")
+    print(f"{url}?ticket={out.ticket}")
+    print(f"a {out.role} ticket: it works once, within a minute", file=sys.stderr)
+    return None
+
+
 def add_commands(add: Any, sub: Any) -> None:
     token = sub.add_parser("token", help="device tokens for WebSocket frontends").add_subparsers(
         dest="token_command", required=True, metavar="TOKEN_COMMAND")
@@ -79,5 +95,26 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--role", required=True, choices=["observer", "approver", "operator"])
     sp.add_argument("--expires", metavar="DURATION", help="e.g. 90d, 12h (default: never)")
     add("list", cmd_list, "list tokens (never their secrets)", token)
+    add("ticket", cmd_ticket, "a one-time, one-minute WebSocket URL for a browser",
+        token).add_argument("--role", choices=["observer", "approver", "operator"])
     add("revoke", cmd_revoke, "revoke a token by name or id; its connections close",
         token).add_argument("token", metavar="NAME|ID")
+
+
+def cmd_audit(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(AUDIT_LIST, AuditListParams(token_name=a.token, limit=a.limit))
+    if a.json:
+        return out
+    for e in out.entries:
+        stamp = datetime.fromtimestamp(e.at / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp}  {e.token_name:<20} {e.remote:<22} {e.method:<28} {e.outcome}")
+    if not out.entries:
+        print("nothing audited yet (calls that change something, made with a token)",
+              file=sys.stderr)
+    return None
+
+
+def add_audit_command(add: Any) -> None:
+    sp = add("audit", cmd_audit, "what token holders did (operator calls, approval answers)")
+    sp.add_argument("--token", metavar="NAME", help="only this token's entries")
+    sp.add_argument("--limit", type=int, default=50)

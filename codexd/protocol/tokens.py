@@ -54,6 +54,20 @@ class TokenRevoked(Struct, frozen=True, omit_defaults=False):
     closed_connections: int
 
 
+class TicketParams(Params, frozen=True):
+    #: The role the ticket grants (at most the caller's own); default the caller's.
+    role: RoleName | None = None
+
+
+class Ticket(Struct, frozen=True, omit_defaults=False):
+    #: Connect once with `ws(s)://HOST:PORT/?ticket=<ticket>` within a minute.
+    ticket: str
+    role: RoleName
+    expires_at: int
+
+
+TOKEN_TICKET = method("token/ticket", TicketParams, Ticket,
+                      "A single-use, one-minute connect ticket for a browser (no header needed).")
 TOKEN_CREATE = method("token/create", TokenCreateParams, TokenCreated,
                       "Create a device token with a role; the token is shown once.")
 TOKEN_LIST = method("token/list", NoParams, TokenList, "Device tokens (never their secrets).")

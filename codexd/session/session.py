@@ -28,7 +28,7 @@ import trio
 from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
 from codexd.events import unstamp
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
-from codexd.roles import Role, allows, needed
+from codexd.roles import Role, allows, audited, needed
 from codexd.rpc import (
     BadMessage,
     ErrorResponse,
@@ -297,6 +297,9 @@ class ClientSession:
                     log.info("rpc_answer_refused", conn=self.id, role=self.role,
                              id=getattr(event, "id", None))
                 elif isinstance(event, Response):
+                    if self.auth is not None:
+                        self.ctx.audit.note(self.auth, self.transport.remote,
+                                            "serverRequest/answer", f"id {event.id}")
                     self.ctx.spawn(self.ctx.approvals.answer_from_client(
                         self, event.id, event.result, None))
                 elif isinstance(event, ErrorResponse):
@@ -476,6 +479,9 @@ class ClientSession:
                                                  ErrorCode.INVALID_REQUEST))
         )
         self.ctx.stats.count(method if known else "(unknown)", err.code if err else None)
+        if self.auth is not None and audited(method, own=method in self.routes):
+            self.ctx.audit.note(self.auth, self.transport.remote, method,
+                                "ok" if err is None else str(err.code))
         if self._log_calls:
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if err is None:

@@ -175,8 +175,19 @@ MIGRATIONS: list[str] = [
         reason    TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 6 -> 7: per-device tokens for the WebSocket listener (only a hash of the secret is kept).
+    # 6 -> 7: per-device tokens for the WebSocket listener (only a hash of the secret is
+    # kept), and the audit trail of what token holders did.
     """
+    CREATE TABLE audit_log (
+        id         INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        token_id   TEXT NOT NULL,
+        token_name TEXT NOT NULL,
+        remote     TEXT NOT NULL,
+        method     TEXT NOT NULL,
+        outcome    TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);
     CREATE TABLE device_tokens (
         token_id     TEXT PRIMARY KEY,
         name         TEXT NOT NULL UNIQUE,

@@ -33,6 +33,10 @@ class Transport(Protocol):
     @property
     def peer(self) -> PeerCred | None: ...
 
+    #: Where the client is, for the audit trail ("unix", or host:port).
+    @property
+    def remote(self) -> str: ...
+
     #: The token the client authenticated with; None on a local socket (an operator).
     @property
     def auth(self) -> Auth | None: ...

@@ -30,6 +30,7 @@ class NdjsonTransport:
 
     kind = "unix"
     auth = None  # a local client of the same user: an operator
+    remote = "unix"
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerCred | None) -> None:
         self.stream = stream

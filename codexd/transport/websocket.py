@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import os
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -72,11 +73,12 @@ class WebSocketTransport:
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, peer: PeerCred | None, *,
                  kind: str, appserver_wire: bool, max_message_bytes: int,
-                 auth: Auth | None = None) -> None:
+                 auth: Auth | None = None, remote: str = "unix") -> None:
         self.ws = ws
         self.peer = peer
         self.kind = kind
         self.auth = auth
+        self.remote = remote
         self._strip = appserver_wire
         self._max = max_message_bytes
 
@@ -196,6 +198,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _address(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None:
     for key, value in request.headers:
         if key.lower() == name:
@@ -213,10 +223,12 @@ class FrontendListener:
     """
 
     def __init__(self, *, config: Callable[[], WebSocketSection], serve: Serve,
-                 authenticate: Authenticate, max_message_bytes: int) -> None:
+                 authenticate: Authenticate, redeem: Callable[[str], Auth],
+                 max_message_bytes: int) -> None:
         self._config = config
         self._serve = serve
         self._authenticate = authenticate
+        self._redeem = redeem
         self._max = max_message_bytes
         self._listeners: list[trio.SocketListener] = []
         self.host = ""
@@ -307,7 +319,7 @@ class FrontendListener:
                     log.info("websocket_upgrade_failed", listener="websocket", error=str(exc))
             try:
                 if request is not None:
-                    await self._handle(request)
+                    await self._handle(request, _address(tcp))
             finally:
                 nursery.cancel_scope.cancel()
                 await trio.aclose_forcefully(stream)
@@ -324,8 +336,7 @@ class FrontendListener:
         return {f"{scheme}://{h if ':' not in h else f'[{h}]'}:{self.port}"
                 for h in self._allowed_hosts()}
 
-    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
-        remote = str(request.remote)
+    async def _handle(self, request: trio_websocket.WebSocketRequest, remote: str) -> None:
         # wsproto keeps Host out of the extra headers: it is the request event's own field.
         host_header = str(getattr(getattr(request, "_event", None), "host", "") or
                           _header(request, b"host") or "")
@@ -342,15 +353,20 @@ class FrontendListener:
             return
         authorization = _header(request, b"authorization") or ""
         token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+        ticket = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query).get("ticket")
         try:
-            auth = await self._authenticate(token)
+            if token is None and ticket:
+                auth = self._redeem(ticket[0])  # a browser: no header, a one-time ticket
+            else:
+                auth = await self._authenticate(token)
         except AuthRefused as exc:
             await self._reject(request, 401, str(exc), remote, "token")
             return
         ws = await request.accept()
         log.info("websocket_connected", remote=remote, token=auth.name, role=auth.role)
         await self._serve(WebSocketTransport(ws, None, kind="websocket", appserver_wire=False,
-                                             max_message_bytes=self._max, auth=auth))
+                                             max_message_bytes=self._max, auth=auth,
+                                             remote=remote))
 
     async def _reject(self, request: trio_websocket.WebSocketRequest, status: int, reason: str,
                       remote: str, what: str) -> None:

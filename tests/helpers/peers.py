@@ -112,7 +112,7 @@ async def line_unix(path: str) -> AsyncIterator[LinePeer]:
 
 @asynccontextmanager
 async def ws_tcp(url: str, token: str | None, *, origin: str | None = None,
-                 ssl_context: Any = None) -> AsyncIterator[WsPeer]:
+                 ssl_context: Any = None, resource: str = "/") -> AsyncIterator[WsPeer]:
     """A WebSocket to codexd's frontend listener, with a bearer token (and an Origin).
 
     The TCP (or TLS) stream is ours and closed however the connection ends."""
@@ -130,7 +130,7 @@ async def ws_tcp(url: str, token: str | None, *, origin: str | None = None,
     try:
         async with trio.open_nursery() as nursery:
             ws = await trio_websocket.wrap_client_stream(
-                nursery, stream, hostport, "/", extra_headers=headers,  # type: ignore[arg-type]
+                nursery, stream, hostport, resource, extra_headers=headers,  # type: ignore[arg-type]
                 max_message_size=64 * 1024 * 1024)
             try:
                 yield WsPeer(ws)
