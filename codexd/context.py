@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from codexd.store import Store
     from codexd.terminal.host import TerminalHost, Viewer
     from codexd.tokens import TokenBook
-    from codexd.transport.websocket import FrontendListener
+    from codexd.transport.frontend import FrontendListener
 
 
 class Peer(Protocol):

@@ -53,6 +53,7 @@ from codexd.store import approvals as approvals_repo
 from codexd.terminal.host import TerminalHost, Viewer
 from codexd.tokens import TokenBook
 from codexd.transport.base import Transport
+from codexd.transport.frontend import FrontendListener
 from codexd.transport.unix import (
     InstanceLock,
     UnixListener,
@@ -60,7 +61,7 @@ from codexd.transport.unix import (
     prepare_socket_dir,
     remove_stale_socket,
 )
-from codexd.transport.websocket import AppServerListener, FrontendListener
+from codexd.transport.websocket import AppServerListener
 
 log = structlog.get_logger("codexd.daemon")
 

@@ -104,6 +104,9 @@ class ClientSession:
         self.routes: Mapping[str, Route] = ctx.routes if routes is None else routes
         #: Notifications carry codexd's ``seq`` and ``epoch`` (app-server wire: only if asked).
         self.stamps = True
+        #: Turns canonical lines into the wire's bytes when queued (None: they are the wire's).
+        self._frame = transport.frame
+        transport.bind(self._send_wire)
         #: The token the client authenticated with (WebSocket), None on a local socket...
         self.auth = transport.auth
         #: ...and so what it may call (codexd.roles): a local client is an operator.
@@ -208,7 +211,15 @@ class ClientSession:
         """
         if self.state is SessionState.CLOSED:
             return
+        if self._frame is not None:
+            data = self._frame(data)
         if not self.out.send(data) and self.out.overflowed:
+            self._overflow()
+
+    def _send_wire(self, data: bytes) -> None:
+        """Queue bytes already in the wire's form (a transport's control frames)."""
+        if self.state is not SessionState.CLOSED and not self.out.send(data) and \
+                self.out.overflowed:
             self._overflow()
 
     def send_from_thread(self, data: bytes) -> bool:
@@ -219,6 +230,8 @@ class ClientSession:
         """
         if self.state is SessionState.CLOSED:
             return True
+        if self._frame is not None:
+            data = self._frame(data)  # a pure function: safe on this thread
         rest = self.out.write_now(data)
         if rest > 0:
             with contextlib.suppress(trio.RunFinishedError):
@@ -232,9 +245,10 @@ class ClientSession:
         log.warning("client_dropped", conn=self.id, client=self.client_name,
                     reason="output_queue_overflow", queued_bytes=queued)
         # Drop what is queued, tell the client why (if it ever reads again), then close.
-        self.out.replace_with(self.ctx.events.encode(
+        notice = self.ctx.events.encode(
             EVENTS_OVERFLOW.name, Overflow(queued_bytes=queued, limit_bytes=limit),
-            self.ctx.events.seq))
+            self.ctx.events.seq)
+        self.out.replace_with(notice if self._frame is None else self._frame(notice))
         self._mark_closed()
         if self._scope is not None:
             # A last chance to read the notice; a client that still does not read is cut off.

@@ -15,6 +15,7 @@ as a text frame without the newline).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -41,7 +42,17 @@ class Transport(Protocol):
     @property
     def auth(self) -> Auth | None: ...
 
-    #: A non-blocking fd the session may write canonical messages to directly, with no task
+    #: Turns canonical messages into the wire's bytes as they are queued (a pure function, safe
+    #: on any thread), or None when the wire carries them as they are (or ``send`` converts).
+    @property
+    def frame(self) -> Callable[[bytes], bytes] | None: ...
+
+    def bind(self, output: Callable[[bytes], None]) -> None:
+        """Where the transport's own frames (WebSocket pongs, close) go: the session's output,
+        in order with everything else."""
+        ...
+
+    #: A non-blocking fd the session may write the wire's bytes to directly, with no task
     #: switch (the hot path), or -1 when every message must go through :meth:`send`.
     @property
     def direct_fd(self) -> int: ...

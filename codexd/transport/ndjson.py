@@ -31,6 +31,10 @@ class NdjsonTransport:
     kind = "unix"
     auth = None  # a local client of the same user: an operator
     remote = "unix"
+    frame = None  # the wire is the canonical form
+
+    def bind(self, output: object) -> None:
+        """Nothing of its own to send."""
 
     def __init__(self, stream: trio.abc.Stream, peer: PeerCred | None) -> None:
         self.stream = stream

@@ -140,3 +140,21 @@ async def ws_tcp(url: str, token: str | None, *, origin: str | None = None,
                 nursery.cancel_scope.cancel()
     finally:
         await stream.aclose()
+
+
+@asynccontextmanager
+async def ws_unix(path: str, *, resource: str = "/") -> AsyncIterator[WsPeer]:
+    """A WebSocket over a Unix socket, the way `codex --remote unix://PATH` connects."""
+    stream = await trio.open_unix_socket(path)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(
+                nursery, stream, "localhost", resource, max_message_size=64 * 1024 * 1024)
+            try:
+                yield WsPeer(ws)
+            finally:
+                with trio.move_on_after(2):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    finally:
+        await stream.aclose()
