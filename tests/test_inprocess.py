@@ -32,6 +32,12 @@ class MessageTransport:
     kind = "memory"
     peer = None
     direct_fd = -1
+    frame = None  # canonical lines in send(); split there
+    auth = None
+    remote = "memory"
+
+    def bind(self, output: Any) -> None:
+        pass
 
     def __init__(self) -> None:
         self._in_send, self._in_recv = trio.open_memory_channel[bytes](100)
@@ -217,3 +223,33 @@ def test_interest_is_kept_per_session_and_forgotten_with_it():
     interest.forget(a)
     interest.stop_all(b)
     assert not interest.any(1) and not interest.any(2)
+
+
+# ----------------------------------------------------------------------- connect tickets
+
+
+async def test_tickets_work_once_within_a_minute_and_never_above_their_issuer(store):
+    from codexd.tokens import Auth, AuthRefused, TokenBook
+
+    now = [1000.0]
+    book = TokenBook(lambda: store, on_revoked=lambda _id: 0, clock=lambda: now[0])
+    approver = Auth(token_id="t1", name="phone", role="approver")
+    with pytest.raises(RpcError) as err:
+        book.issue_ticket(approver, "operator")
+    assert err.value.code == ErrorCode.ROLE_REQUIRED
+    ticket, _ = book.issue_ticket(approver, "observer")
+    assert book.redeem_ticket(ticket).role == "observer"
+    with pytest.raises(AuthRefused, match="already used"):
+        book.redeem_ticket(ticket)
+    late, _ = book.issue_ticket(None, "operator")  # a local client may ask for any role
+    now[0] += 61
+    with pytest.raises(AuthRefused, match="expired"):
+        book.redeem_ticket(late)
+    # Tokens: created once, found by their secret only, refused when revoked.
+    token, info = await book.create("laptop", "operator", None)
+    assert (await book.authenticate(token)).name == "laptop"
+    with pytest.raises(AuthRefused, match="unknown or wrong"):
+        await book.authenticate(token[:-2] + "xx")
+    await book.revoke(info.token_id, None)
+    with pytest.raises(AuthRefused, match="revoked"):
+        await book.authenticate(token)

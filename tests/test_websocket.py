@@ -8,7 +8,7 @@ import json
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -47,18 +47,25 @@ def _token(d: DaemonProc, role: str = "operator", name: str | None = None) -> st
     return out.stdout.strip()
 
 
-@pytest.fixture(params=["unix", "websocket"])
-def open_peer(request: pytest.FixtureRequest, ws_daemon: DaemonProc) -> Open:
-    """Open an initialized peer on either transport (the test body does not know which)."""
+@pytest.fixture(params=["unix", "websocket", "websocket-tls"])
+def open_peer(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Open]:
+    """Open an initialized peer on each transport (the test body does not know which)."""
+    config, context = WS_CONFIG, None
+    if request.param == "websocket-tls":
+        cert, key = _certificate(short_tmp)
+        config += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
+        context = ssl.create_default_context(cafile=str(cert))
+    d = make_daemon(short_tmp, config=config).start()
     if request.param == "unix":
         def opener() -> AbstractAsyncContextManager[Peer]:
-            return _initialized(line_unix(str(ws_daemon.socket)))
+            return _initialized(line_unix(str(d.socket)))
     else:
-        url, token = _url(ws_daemon), _token(ws_daemon)
+        url, token = _url(d), _token(d)
 
         def opener() -> AbstractAsyncContextManager[Peer]:
-            return _initialized(ws_tcp(url, token))
-    return opener
+            return _initialized(ws_tcp(url, token, ssl_context=context))
+    yield opener
+    d.stop()
 
 
 @asynccontextmanager

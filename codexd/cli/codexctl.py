@@ -59,6 +59,8 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
     print(f"codexd {st.version} (protocol {st.protocol_version}), pid {st.pid}, "
           f"up {_duration(st.uptime_seconds)}")
     print(f"socket    {st.socket}")
+    if st.websocket:
+        print(f"websocket {st.websocket}  (a token on every connection: codexctl token)")
     if st.app_server_socket:
         print(f"app-server wire  {st.app_server_socket}  (codex --remote unix://"
               f"{st.app_server_socket})")

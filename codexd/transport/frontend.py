@@ -7,8 +7,8 @@ socket and parsed in the session's read loop; outbound messages are framed when 
 queued (:func:`text_frames`, a pure function, so the app-server's stdout pump thread may use it)
 and written with the same non-blocking direct write as on ``codexd.sock`` when nothing is
 queued. trio-websocket's connection object would add a reader task, a message channel and a
-writer lock per message: measured 2.0x the Unix round trip at p50, against a target of 1.3x
-(docs/performance.md).
+writer lock per message: measured 1.65x the Unix round trip at p50 (against a target of 1.3x),
+1.21x this way (docs/performance.md).
 
 Every connection is checked before the upgrade is accepted: the ``Host`` header against
 ``allowed_hosts`` (DNS rebinding), ``Origin`` when present against ``allowed_origins`` (a CSRF
