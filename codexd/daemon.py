@@ -351,7 +351,7 @@ class Daemon:
                     self.frontends = FrontendListener(
                         config=lambda: self.config.websocket, serve=self.serve_client,
                         authenticate=self.tokens.authenticate,
-                        redeem=self.tokens.redeem_ticket,
+                        redeem=self.tokens.redeem_ticket, pair=self.tokens.open_pairing,
                         max_message_bytes=self.config.rpc.max_message_bytes)
                     await self.frontends.bind()
                 await self._serve(listener, wire, signals, task_status)

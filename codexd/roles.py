@@ -18,8 +18,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-Role = Literal["observer", "approver", "operator"]
-ROLES: tuple[Role, ...] = ("observer", "approver", "operator")
+Role = Literal["pairing", "observer", "approver", "operator"]
+#: ``pairing`` is no token's role: a device connected with a pairing code may only
+#: ``initialize`` and ``token/claim`` its own token.
+ROLES: tuple[Role, ...] = ("pairing", "observer", "approver", "operator")
+#: The roles a token can have.
+TokenRole = Literal["observer", "approver", "operator"]
+TOKEN_ROLES: tuple[TokenRole, ...] = ("observer", "approver", "operator")
+#: What a pairing connection may call.
+PAIRING_METHODS = frozenset({"initialize", "token/claim"})
 _RANK = {role: i for i, role in enumerate(ROLES)}
 
 #: codexd's own methods an observer may call.
@@ -54,6 +61,8 @@ FORWARDED_READS = frozenset({
 def needed(method: str, *, own: bool) -> Role:
     """The least role that may call ``method`` (``own``: codexd answers it itself)."""
     if own:
+        if method in PAIRING_METHODS:
+            return "pairing"
         if method in OBSERVER_METHODS:
             return "observer"
         return "approver" if method in APPROVER_METHODS else "operator"

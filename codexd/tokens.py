@@ -19,7 +19,7 @@ import structlog
 
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.tokens import TokenInfo
-from codexd.roles import ROLES, Role, allows
+from codexd.roles import TOKEN_ROLES, Role, TokenRole, allows
 from codexd.store import tokens as repo
 
 if TYPE_CHECKING:
@@ -47,27 +47,42 @@ class Auth:
     token_id: str
     name: str
     role: Role
+    #: Set on a connection opened with a pairing code (it may only claim its token).
+    pairing: str | None = None
 
 
 class AuthRefused(Exception):
     """The token is missing, unknown, wrong, expired or revoked (the message says which)."""
 
 
-def _role(value: str) -> Role:
-    for role in ROLES:
+def token_role(value: str) -> TokenRole:
+    """A stored or given role as a token role; anything else grants the least."""
+    for role in TOKEN_ROLES:
         if role == value:
             return role
-    return "observer"  # an unknown stored role grants the least
+    return "observer"
 
 
 def to_info(row: repo.TokenRow) -> TokenInfo:
-    return TokenInfo(token_id=row.token_id, name=row.name, role=_role(row.role),
+    return TokenInfo(token_id=row.token_id, name=row.name, role=token_role(row.role),
                      created_at=row.created_at, expires_at=row.expires_at,
                      revoked_at=row.revoked_at, last_used_at=row.last_used_at)
 
 
 #: A connect ticket works once, within this many seconds.
 TICKET_SECONDS = 60
+#: A pairing code works once, within this many seconds.
+PAIRING_SECONDS = 600
+#: Pairing codes: no 0/O, 1/I/L (read aloud, typed on a phone).
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPairing:
+    name: str
+    role: Role
+    expires_seconds: int | None
+    deadline: float
 
 
 class TokenBook:
@@ -88,6 +103,7 @@ class TokenBook:
         self._on_revoked = on_revoked
         self._clock = clock
         self._tickets: dict[str, tuple[Auth, float]] = {}
+        self._pairings: dict[str, PendingPairing] = {}
 
     def issue_ticket(self, issuer: Auth | None, role: Role) -> tuple[str, int]:
         """A one-time ticket for ``role`` (capped at the issuer's); returns it and its expiry
@@ -103,6 +119,34 @@ class TokenBook:
         ticket = "cxt_" + secrets.token_urlsafe(24)
         self._tickets[ticket] = (auth, now + TICKET_SECONDS)
         return ticket, now_ms() + TICKET_SECONDS * 1000
+
+    def pair(self, name: str, role: Role, expires_seconds: int | None) -> tuple[str, int]:
+        """A one-time pairing code for a device-to-be; returns it and its expiry (Unix ms)."""
+        now = self._clock()
+        self._pairings = {k: v for k, v in self._pairings.items() if v.deadline > now}
+        raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+        code = f"{raw[:5]}-{raw[5:]}"
+        self._pairings[code] = PendingPairing(name, role, expires_seconds,
+                                              now + PAIRING_SECONDS)
+        log.info("pairing_started", name=name, role=role)
+        return code, now_ms() + PAIRING_SECONDS * 1000
+
+    def open_pairing(self, code: str) -> Auth:
+        """The connection a device opens with its code: it may only claim its token."""
+        pending = self._pairings.get(code.upper())
+        if pending is None or pending.deadline <= self._clock():
+            raise AuthRefused("unknown, used or expired pairing code (codes last ten minutes; "
+                              "ask for a new one with `codexctl pair`)")
+        return Auth(token_id="", name=f"pairing {pending.name}", role="pairing",
+                    pairing=code.upper())
+
+    async def claim(self, auth: Auth | None) -> tuple[str, TokenInfo]:
+        """The paired device's own token (the code is used up)."""
+        pending = self._pairings.pop(auth.pairing, None) if auth and auth.pairing else None
+        if pending is None or pending.deadline <= self._clock():
+            raise RpcError(ErrorCode.NOT_FOUND, "this connection's pairing code was used or has "
+                           "expired; ask for a new one with `codexctl pair`")
+        return await self.create(pending.name, pending.role, pending.expires_seconds)
 
     def redeem_ticket(self, ticket: str) -> Auth:
         entry = self._tickets.pop(ticket, None)
@@ -172,4 +216,4 @@ class TokenBook:
         if row.expires_at is not None and row.expires_at <= now:
             raise AuthRefused(f"token {row.name!r} has expired")
         await self._store().write(lambda c: repo.touch(c, row.token_id, now))
-        return Auth(token_id=row.token_id, name=row.name, role=_role(row.role))
+        return Auth(token_id=row.token_id, name=row.name, role=token_role(row.role))

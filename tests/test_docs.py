@@ -153,10 +153,12 @@ def test_the_roles_section_is_the_roles_table():
     text = (DOCS / "protocol.md").read_text()
     body = text.split("\n### Roles\n", 1)[1].split("\n## ", 1)[0]
     observer = body.split("- **observer**:", 1)[1].split("- **approver**", 1)[0]
-    approver = body.split("- **approver**:", 1)[1].split("- **operator**", 1)[0]
+    approver = body.split("- **approver**:", 1)[1].split("\n- **", 1)[0]
+    pairing = body.split("- **pairing**:", 1)[1].split("\n- **", 1)[0]
     own_obs, forwarded = observer.split("of the app-server's methods only these reads:", 1)
     names = lambda chunk: set(re.findall(r"`([^`]+)`", chunk))  # noqa: E731
     assert names(own_obs) - {"readOnly: true"} == set(roles.OBSERVER_METHODS)
     assert names(forwarded) == set(roles.FORWARDED_READS)
     assert names(approver) == set(roles.APPROVER_METHODS - roles.OBSERVER_METHODS)
+    assert names(pairing) - {"?pair=<code>", "token/pair"} == set(roles.PAIRING_METHODS)
     assert set(METHODS) >= roles.APPROVER_METHODS and not roles.FORWARDED_READS & set(METHODS)

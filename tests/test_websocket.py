@@ -325,3 +325,26 @@ async def test_token_holders_leave_an_audit_trail(ws_daemon: DaemonProc):
     assert all(e["remote"].startswith("127.0.0.1:") for e in entries)
     out = ws_daemon.ctl("audit", "--token", "laptop")
     assert out.returncode == 0 and "atom/set" in out.stdout and "phone" not in out.stdout
+
+
+async def test_a_new_device_pairs_with_a_one_time_code(ws_daemon: DaemonProc):
+    out = ws_daemon.ctl("pair", "--name", "tablet", "--role", "approver")
+    assert out.returncode == 0, out.stderr
+    code, url = out.stdout.split()[:2]
+    base, query = url.split("?", 1)
+    assert query == f"pair={code}"
+    async with _initialized(ws_tcp(base, None, resource="/?" + query)) as p:
+        # The pairing connection can do nothing else...
+        assert (await p.error("daemon/status"))["data"]["needs"] == "observer"
+        token = (await p.call("token/claim"))["token"]
+        # ...and claims once.
+        assert (await p.error("token/claim"))["code"] == -32011
+    async with _initialized(ws_tcp(base, token)) as device:
+        assert (await device.call("daemon/status"))["websocket"] == base
+        assert (await device.error("atom/set", {"key": "k", "value": 1}))["data"][
+            "role"] == "approver"
+    used = await _refused(base, None, resource="/?" + query)
+    assert used.status_code == 401 and b"pairing code" in (used.body or b"")
+    names = [t["name"] for t in json.loads(ws_daemon.ctl("--json", "token", "list").stdout)[
+        "tokens"]]
+    assert "tablet" in names

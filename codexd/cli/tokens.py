@@ -16,6 +16,7 @@ from codexd.protocol.daemon import DAEMON_STATUS
 from codexd.protocol.tokens import (
     TOKEN_CREATE,
     TOKEN_LIST,
+    TOKEN_PAIR,
     TOKEN_REVOKE,
     TOKEN_TICKET,
     TicketParams,
@@ -38,9 +39,13 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else "-"
 
 
+def _params(a: argparse.Namespace) -> TokenCreateParams:
+    return TokenCreateParams(name=a.name, role=a.role,
+                             expires_seconds=duration(a.expires) if a.expires else None)
+
+
 def cmd_create(c: Client, a: argparse.Namespace) -> Any:
-    out = c.request(TOKEN_CREATE, TokenCreateParams(
-        name=a.name, role=a.role, expires_seconds=duration(a.expires) if a.expires else None))
+    out = c.request(TOKEN_CREATE, _params(a))
     if a.json:
         return out
     print(out.token)
@@ -87,13 +92,27 @@ def cmd_ticket(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def cmd_pair(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(TOKEN_PAIR, _params(a))
+    if a.json:
+        return out
+    print(out.code)
+    if out.url:
+        print(out.url)
+    print(f"pairing {out.name!r} ({out.role}): the device connects with this code within ten "
+          "minutes and calls token/claim once to get its own token", file=sys.stderr)
+    return None
+
+
 def add_commands(add: Any, sub: Any) -> None:
     token = sub.add_parser("token", help="device tokens for WebSocket frontends").add_subparsers(
         dest="token_command", required=True, metavar="TOKEN_COMMAND")
-    sp = add("create", cmd_create, "create a token (printed once)", token)
-    sp.add_argument("--name", required=True, help="the device, e.g. laptop-browser")
-    sp.add_argument("--role", required=True, choices=["observer", "approver", "operator"])
-    sp.add_argument("--expires", metavar="DURATION", help="e.g. 90d, 12h (default: never)")
+    for sp in (add("pair", cmd_pair, "a one-time code a new device exchanges for its own token"),
+               add("create", cmd_create, "create a token (printed once)", token)):
+        sp.add_argument("--name", required=True, help="the device, e.g. phone")
+        sp.add_argument("--role", required=True, choices=["observer", "approver", "operator"])
+        sp.add_argument("--expires", metavar="DURATION",
+                        help="the token's expiry, e.g. 90d, 12h (default: never)")
     add("list", cmd_list, "list tokens (never their secrets)", token)
     add("ticket", cmd_ticket, "a one-time, one-minute WebSocket URL for a browser",
         token).add_argument("--role", choices=["observer", "approver", "operator"])

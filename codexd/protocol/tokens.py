@@ -66,6 +66,20 @@ class Ticket(Struct, frozen=True, omit_defaults=False):
     expires_at: int
 
 
+class Pairing(Struct, frozen=True, omit_defaults=False):
+    #: Give the device this code (or the URL): it connects with `?pair=<code>` within ten
+    #: minutes and calls token/claim once.
+    code: str
+    url: str | None
+    name: str
+    role: RoleName
+    expires_at: int
+
+
+TOKEN_PAIR = method("token/pair", TokenCreateParams, Pairing,
+                    "A one-time code (ten minutes) a device exchanges for its own token.")
+TOKEN_CLAIM = method("token/claim", NoParams, TokenCreated,
+                     "On a connection opened with ?pair=CODE: the device's own token, once.")
 TOKEN_TICKET = method("token/ticket", TicketParams, Ticket,
                       "A single-use, one-minute connect ticket for a browser (no header needed).")
 TOKEN_CREATE = method("token/create", TokenCreateParams, TokenCreated,

@@ -243,11 +243,12 @@ class FrontendListener:
 
     def __init__(self, *, config: Callable[[], WebSocketSection], serve: Serve,
                  authenticate: Authenticate, redeem: Callable[[str], Auth],
-                 max_message_bytes: int) -> None:
+                 pair: Callable[[str], Auth], max_message_bytes: int) -> None:
         self._config = config
         self._serve = serve
         self._authenticate = authenticate
         self._redeem = redeem
+        self._pair = pair
         self._max = max_message_bytes
         self._listeners: list[trio.SocketListener] = []
         self.host = ""
@@ -387,10 +388,12 @@ class FrontendListener:
             return None
         authorization = headers.get(b"authorization", "")
         token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
-        ticket = urllib.parse.parse_qs(urllib.parse.urlsplit(request.target).query).get("ticket")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.target).query)
         try:
-            if token is None and ticket:
-                return self._redeem(ticket[0])  # a browser: no header, a one-time ticket
+            if token is None and query.get("ticket"):
+                return self._redeem(query["ticket"][0])  # a browser: a one-time ticket
+            if token is None and query.get("pair"):
+                return self._pair(query["pair"][0])  # a device claiming its own token
             return await self._authenticate(token)
         except AuthRefused as exc:
             await self._reject(stream, ws, 401, str(exc), remote, "token")
