@@ -178,6 +178,13 @@ class LocalExecutor:
                     code = proc.returncode  # exited, nothing left in its group: no /proc walk
                 else:
                     code = await stop_process(proc, grace=self.cfg.cancel_grace_seconds)
+                # Close the pipes now (notify_closing first), not whenever the collector gets
+                # to them: their numbers are reused at once by the next run or terminal.
+                for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError, trio.BrokenResourceError,
+                                                 trio.ClosedResourceError):
+                            await pipe.aclose()
                 await self._children.remove(proc.pid)
                 self._log.emit(run_id, "run.runner_metrics", {
                     "durationMs": int((time.monotonic() - t0) * 1000), **stats})
