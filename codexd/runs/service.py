@@ -275,10 +275,16 @@ class RunService:
         return run
 
     async def cancel(self, run_id: str, by: str) -> Run:
-        run = await self.get(run_id)
-        if run.status not in ("queued", "running"):
-            raise RpcError(ErrorCode.ALREADY_RESOLVED, f"run {run_id} has already ended "
-                           f"({run.status})", {"status": run.status})
+        for _ in range(100):
+            run = await self.get(run_id)
+            if run.status not in ("queued", "running"):
+                raise RpcError(ErrorCode.ALREADY_RESOLVED, f"run {run_id} has already ended "
+                               f"({run.status})", {"status": run.status})
+            if run_id in self.active or run_id in self.waiting:
+                break
+            # Between two states (its row is written, the queue does not hold it yet, or it
+            # just ended): look again in a moment.
+            await trio.sleep(0.01)
         active = self.active.get(run_id)
         if active is not None:
             active.canceled_by = by
@@ -286,7 +292,9 @@ class RunService:
             with trio.move_on_after(self.cfg.cancel_grace_seconds + 10):
                 await active.done.wait()
             return await self.get(run_id)
-        self.waiting.pop(run_id, None)
+        if self.waiting.pop(run_id, None) is None:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is changing state; retry the "
+                           "cancel", {"status": run.status})
         return await self.log.final(run_id, "run.canceled", {"by": by, "while": "queued"},
                                  status="canceled", reason="canceled", finished_at=now_ms(),
                                  next_attempt_at=None) or run
@@ -378,7 +386,10 @@ class RunService:
                     result = Attempt("interrupted", reason="daemonStopped",
                                       error="codexd stopped during this run")
                 await self._settle(active, result)
-                self.active.pop(run_id, None)
+                # Only our own entry: a retry may already have been picked up again, and that
+                # execution is the run's now.
+                if self.active.get(run_id) is active:
+                    del self.active[run_id]
                 active.done.set()
                 self._wake.set()
 
