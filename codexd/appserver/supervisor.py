@@ -294,7 +294,7 @@ class AppServer:
                         "appserver", f"generation {self.generation}", group)
             if scope.cancelled_caught:
                 reason = "restart requested"
-        except trio.Cancelled:
+        except* trio.Cancelled:
             reason = "stopped with codexd"
             raise
         finally:
