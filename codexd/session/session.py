@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from codexd.appserver.upstream import PendingCall
     from codexd.context import DaemonContext
     from codexd.transport.base import Transport
-    from codexd.transport.peercred import PeerCred
 
 log = structlog.get_logger("codexd.session")
 
@@ -119,10 +118,6 @@ class ClientSession:
         # Bound once (not a lazy proxy resolved per line): the per-call log line is on the
         # hot path. Re-bound by reconfigure() so a SIGHUP log change applies.
         self._call_log = log.bind(conn=self.id)
-
-    @property
-    def peer(self) -> PeerCred | None:
-        return self.transport.peer
 
     # ------------------------------------------------------------------------- lifecycle
 

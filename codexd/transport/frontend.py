@@ -47,7 +47,7 @@ from codexd.config import WebSocketSection
 from codexd.errors import CodexdError, ErrorCode
 from codexd.rpc import RpcConnection
 from codexd.tokens import AuthRefused
-from codexd.transport.websocket import UPGRADE_SECONDS, _compact
+from codexd.transport.websocket import UPGRADE_SECONDS, compact
 
 if TYPE_CHECKING:
     from codexd.rpc import Event
@@ -180,7 +180,7 @@ class FrontendTransport:
         if self._oversized:
             out.extend(rpc.receive_data(b"x" * (self._max + 1)))  # reported as too large
         else:
-            out.append(rpc.decode_message(_compact("".join(self._text).encode())))
+            out.append(rpc.decode_message(compact("".join(self._text).encode())))
         self._text.clear()
         self._size = 0
         self._oversized = False
@@ -375,8 +375,10 @@ class FrontendListener:
                      remote: str) -> Auth | None:
         headers = {k.lower(): v.decode("latin-1") for k, v in request.extra_headers}
         host_header = request.host
-        hostname = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else \
-            host_header.split("]")[0].strip("[") if host_header.startswith("[") else host_header
+        try:  # host, host:port, [v6]:port
+            hostname = urllib.parse.urlsplit("//" + host_header).hostname or ""
+        except ValueError:
+            hostname = ""
         if hostname not in self._allowed_hosts():
             await self._reject(stream, ws, 403, f"host {host_header!r} is not allowed "
                                "(websocket.allowed_hosts)", remote, "host")

@@ -40,15 +40,14 @@ log = structlog.get_logger("codexd.transport")
 _JSONRPC = b'{"jsonrpc":"2.0",'
 #: What `codex app-server --listen unix://` announces in its 101 response.
 MAX_UNFRAGMENTED_HEADER = b"x-codex-websocket-max-unfragmented-message-bytes"
-#: Close codes (RFC 6455): policy violation (refused), message too big, going away.
+#: Close codes (RFC 6455): policy violation (refused), going away.
 CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 CLOSE_GOING_AWAY = 1001
 #: How long a connection may take to complete the HTTP upgrade.
 UPGRADE_SECONDS = 10.0
 
 
-def _compact(message: bytes) -> bytes:
+def compact(message: bytes) -> bytes:
     """One line: a frame with raw line breaks inside is re-encoded (raw params go upstream)."""
     if b"\n" not in message and b"\r" not in message:
         return message
@@ -86,7 +85,7 @@ class WebSocketTransport:
         data = message.encode() if isinstance(message, str) else message
         if len(data) > self._max:
             return rpc.receive_data(data[: self._max + 1])  # reported as too large, discarded
-        return [rpc.decode_message(_compact(data))]
+        return [rpc.decode_message(compact(data))]
 
     async def send(self, data: bytes) -> None:
         strip = self._strip

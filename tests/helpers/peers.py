@@ -127,29 +127,27 @@ async def ws_tcp(url: str, token: str | None, *, origin: str | None = None,
             host, int(port), ssl_context=ssl_context)
     else:
         stream = await trio.open_tcp_stream(host, int(port))
-    try:
-        async with trio.open_nursery() as nursery:
-            ws = await trio_websocket.wrap_client_stream(
-                nursery, stream, hostport, resource, extra_headers=headers,  # type: ignore[arg-type]
-                max_message_size=64 * 1024 * 1024)
-            try:
-                yield WsPeer(ws)
-            finally:
-                with trio.move_on_after(2):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
-    finally:
-        await stream.aclose()
+    async with _ws_over(stream, hostport, resource, headers) as peer:
+        yield peer
 
 
 @asynccontextmanager
 async def ws_unix(path: str, *, resource: str = "/") -> AsyncIterator[WsPeer]:
     """A WebSocket over a Unix socket, the way `codex --remote unix://PATH` connects."""
-    stream = await trio.open_unix_socket(path)
+    async with _ws_over(await trio.open_unix_socket(path), "localhost", resource, []) as peer:
+        yield peer
+
+
+@asynccontextmanager
+async def _ws_over(stream: Any, host: str, resource: str,
+                   headers: list[tuple[bytes, bytes]]) -> AsyncIterator[WsPeer]:
+    """The upgrade over a stream of ours, closed however the connection ends (trio-websocket's
+    client leaks its socket when the server closes or rejects)."""
     try:
         async with trio.open_nursery() as nursery:
             ws = await trio_websocket.wrap_client_stream(
-                nursery, stream, "localhost", resource, max_message_size=64 * 1024 * 1024)
+                nursery, stream, host, resource, extra_headers=headers,
+                max_message_size=64 * 1024 * 1024)
             try:
                 yield WsPeer(ws)
             finally:
