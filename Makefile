@@ -41,11 +41,14 @@ codex-cli:
 
 cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
 
-# Debian packages the tests use (socat: the by-hand socket test; tmux: driving
-# `codexctl term attach` like a person). Installed when we can; their tests skip otherwise.
-SYSTEM_TOOLS := socat tmux
+# Debian packages the tests use, as command:package (socat: the by-hand socket test; tmux:
+# driving `codexctl term attach` and the stock TUI like a person; systemd: systemd-analyze
+# verifies the rendered units, systemd-socket-activate starts the daemon on a connection).
+# Installed when we can; their tests skip otherwise.
+SYSTEM_TOOLS := socat:socat tmux:tmux systemd-analyze:systemd systemd-socket-activate:systemd
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || \
+		case " $$missing " in *" $${t##*:} "*) ;; *) missing="$$missing $${t##*:}";; esac; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing"; \

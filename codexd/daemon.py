@@ -14,6 +14,7 @@ import functools
 import os
 import resource
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from codexd.context import Peer
 from codexd.errors import CodexdError, ConfigError, ErrorCode
 from codexd.events import EventHub
 from codexd.faults import Faults
-from codexd.paths import DB_NAME, default_socket, default_state_dir, lock_file_for
+from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
 from codexd.runs.service import RunService
@@ -52,6 +53,7 @@ from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
 from codexd.terminal.host import TerminalHost, Viewer
 from codexd.tokens import TokenBook
+from codexd.transport import activation
 from codexd.transport.base import Transport
 from codexd.transport.frontend import FrontendListener
 from codexd.transport.unix import (
@@ -92,7 +94,7 @@ def wire_socket(config: Config, socket_path: Path) -> Path | None:
     if not (cfg.enabled and cfg.serve_socket):
         return None
     return Path(cfg.socket).expanduser() if cfg.socket else socket_path.with_name(
-        "app-server.sock")
+        WIRE_SOCKET_NAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,8 @@ class Daemon:
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
+        #: Sockets passed by a service manager (socket activation); taken when run starts.
+        self.passed = activation.Passed()
         self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
                                faults=self.faults, children=self.children,
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
@@ -314,6 +318,7 @@ class Daemon:
         """
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             raise_fd_limit()
+            self._adopt_passed_sockets()
             prepare_socket_dir(self.socket_path)
             lock = InstanceLock(lock_file_for(self.socket_path))
             lock.acquire(self.socket_path)
@@ -338,30 +343,31 @@ class Daemon:
             await self.approvals.expire_leftovers()
             await self.automations.startup()
             await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
-            remove_stale_socket(self.socket_path)
-            listener = await bind_listener(self.socket_path)
+            passed = self.passed
+            # Socket files we bound are ours to remove at the end; passed ones are the service
+            # manager's (it keeps listening while codexd is stopped).
+            bound: list[Path] = []
             wire = None
             try:
+                listener = await self._listen_unix(self.socket_path, passed.ndjson, bound)
                 if self.wire_socket_path is not None:
                     prepare_socket_dir(self.wire_socket_path)
-                    remove_stale_socket(self.wire_socket_path)
-                    wire = await bind_listener(self.wire_socket_path)
+                    wire = await self._listen_unix(self.wire_socket_path, passed.appserver, bound)
                     self._claim_control_socket(self.wire_socket_path)
-                if self.config.websocket.listen:
+                if self.config.websocket.listen or passed.websocket:
                     self.frontends = FrontendListener(
                         config=lambda: self.config.websocket, serve=self.serve_client,
                         authenticate=self.tokens.authenticate,
                         redeem=self.tokens.redeem_ticket, pair=self.tokens.open_pairing,
                         max_message_bytes=self.config.rpc.max_message_bytes)
-                    await self.frontends.bind()
+                    await self.frontends.bind(passed.websocket)
                 await self._serve(listener, wire, signals, task_status)
             finally:
                 if self.control_socket_path is not None and self.wire_socket_path is not None:
                     control.release(self.control_socket_path, self.wire_socket_path)
-                for path in (self.socket_path, self.wire_socket_path if wire else None):
-                    if path is not None:
-                        with contextlib.suppress(FileNotFoundError):
-                            path.unlink()
+                for path in bound:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
         finally:
             # A stop nobody asked for (a fault in a core loop) stays unrecorded, so the next
             # start reports previous_run_unclean.
@@ -372,6 +378,35 @@ class Daemon:
                 await trio.to_thread.run_sync(self.store.close)
             (log.info if clean else log.error)(
                 "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
+
+    def _adopt_passed_sockets(self) -> None:
+        """Take the sockets a service manager passed (socket activation), once per process."""
+        self.passed = activation.take(os.environ, ndjson_path=self.socket_path,
+                                      appserver_path=self.wire_socket_path)
+        if self.passed.ndjson is not None:
+            path = Path(self.passed.ndjson.getsockname())
+            if path != self.socket_path:
+                # `systemd-socket-activate -l PATH codexd run`: serve where we were activated.
+                log.info("socket_path_from_activation", socket=str(path),
+                         configured=str(self.socket_path))
+                self.socket_path = path
+                if self.passed.appserver is None:
+                    self.wire_socket_path = wire_socket(self.config, path)
+        if self.passed.appserver is not None:
+            self.wire_socket_path = Path(self.passed.appserver.getsockname())
+        if self.passed.any:
+            log.info("socket_activated", sockets=self.passed.describe())
+
+    async def _listen_unix(self, path: Path, passed: socket.socket | None,
+                           bound: list[Path]) -> trio.SocketListener:
+        if passed is not None:
+            with contextlib.suppress(OSError):  # private whatever SocketMode= said
+                os.chmod(passed.getsockname(), 0o600)
+            return trio.SocketListener(trio.socket.from_stdlib_socket(passed))
+        remove_stale_socket(path)
+        listener = await bind_listener(path)
+        bound.append(path)
+        return listener
 
     async def _serve(
         self, listener: trio.SocketListener, wire: trio.SocketListener | None, signals: Any,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 APP = "codexd"
 SOCKET_NAME = "codexd.sock"
+#: The app-server wire's socket, beside codexd's unless appserver.socket says otherwise.
+WIRE_SOCKET_NAME = "app-server.sock"
 DB_NAME = "codexd.db"
 
 # sun_path is 108 bytes on Linux and 104 on macOS, including the terminating NUL.

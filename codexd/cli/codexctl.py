@@ -7,6 +7,7 @@ Every command takes ``--json`` for machine-readable output.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +15,16 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, auto, runs, term, tokens
-from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from codexd.cli import agent, auto, runs, service, term, tokens
+from codexd.cli.exits import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
 from codexd.cli.output import UsageError, print_json
+from codexd.cli.service import CommandFailed
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 from codexd.protocol.appserver import APPSERVER_STATUS
@@ -31,6 +39,9 @@ from codexd.protocol.atoms import (
     AtomSetParams,
 )
 from codexd.protocol.daemon import DAEMON_HEALTH, DAEMON_SHUTDOWN, DAEMON_STATUS, ShutdownParams
+
+#: How long a command waits for an answer by default (--timeout).
+TIMEOUT = 30.0
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -171,20 +182,23 @@ def cmd_shutdown(c: Client, a: argparse.Namespace) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The global options, accepted before or after the subcommand (SUPPRESS: a subcommand's
+    # parser must not overwrite what was given before it; main() fills in the defaults).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable JSON output")
+    common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS,
+                        help="daemon socket (env CODEXD_SOCKET)")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+                        help=f"give up on an answer after this long (default {TIMEOUT:g})")
 
     p = argparse.ArgumentParser(
         prog="codexctl", parents=[common],
         description="Control a running codexd over its socket.",
         epilog="exit codes: 0 ok, 1 the daemon answered an error, 2 usage, "
-        "3 the daemon is not reachable",
+        "3 the daemon is not reachable, 130 interrupted (Ctrl-C)",
     )
     p.add_argument("--version", action="version", version=f"codexctl {__version__}")
-    p.add_argument("--socket", metavar="PATH", help="daemon socket (env CODEXD_SOCKET)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="give up on an answer after this long (default 30)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[..., Any], help: str, parent: Any = sub) -> Any:
@@ -219,17 +233,37 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_commands(add, sub)
     tokens.add_commands(add, sub)
     tokens.add_audit_command(add)
+    service.add_commands(add, sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    args.json = getattr(args, "json", False)
+    for name, default in (("json", False), ("socket", None), ("timeout", TIMEOUT)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
-        with Client.connect(args.socket, client_name="codexctl", timeout=args.timeout,
-                            server_requests=getattr(args, "server_requests", False)) as c:
-            out = args.fn(c, args)
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        # Ctrl-C: the usual 130, quietly (a command that started something says so itself).
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `codexctl … | head`: the reader is gone; say nothing, and keep Python from
+        # complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        if getattr(args, "connect", True):
+            with Client.connect(args.socket, client_name="codexctl", timeout=args.timeout,
+                                server_requests=getattr(args, "server_requests", False)) as c:
+                out = args.fn(c, args)
+        else:
+            out = args.fn(None, args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"codexctl: error: {exc}", file=sys.stderr)
@@ -239,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except RpcError as exc:
         _error(args, exc.message, exc.code, exc.data)
+        return EXIT_ERROR
+    except CommandFailed as exc:
+        _error(args, str(exc), None)
         return EXIT_ERROR
     except (ConnectionClosed, TimeoutError) as exc:
         _error(args, f"lost the daemon: {exc}" if str(exc) else "timed out", None)

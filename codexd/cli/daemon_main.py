@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from codexd.daemon import Daemon, Overrides
 
     logs.configure(cfg.log.format, cfg.log.level)
+    logs.capture_stray_tracebacks()
     daemon = Daemon(
         cfg,
         config_file=config_file,

@@ -17,7 +17,9 @@ class Exit(IntEnum):
     #: codexd: an internal error stopped the daemon (sysexits EX_SOFTWARE; logged as
     #: ``daemon_crashed``).
     CRASHED = 70
+    #: Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+    INTERRUPTED = 130
 
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CRASHED = (
-    Exit.OK, Exit.ERROR, Exit.USAGE, Exit.UNREACHABLE, Exit.CRASHED)
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CRASHED, EXIT_INTERRUPTED = (
+    Exit.OK, Exit.ERROR, Exit.USAGE, Exit.UNREACHABLE, Exit.CRASHED, Exit.INTERRUPTED)

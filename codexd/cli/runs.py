@@ -357,7 +357,8 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--model")
     sp.add_argument("--profile")
     sp.add_argument("--priority", type=int, help="-10..10 (default 0)")
-    sp.add_argument("--timeout", dest="timeout_s", type=int, metavar="SECONDS")
+    sp.add_argument("--time-limit", dest="timeout_s", type=int, metavar="SECONDS",
+                    help="cancel the run after this long (default: runs.default_timeout_seconds)")
     sp.add_argument("--retries", type=int)
     sp.add_argument("--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
     sp.add_argument("--auto-approve", action="store_true")

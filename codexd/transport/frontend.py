@@ -23,9 +23,10 @@ import contextlib
 import errno
 import ipaddress
 import os
+import socket
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -260,22 +261,22 @@ class FrontendListener:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}/"
 
-    async def bind(self) -> None:
-        """Bind ``websocket.listen`` (or the next free port). Raises CodexdError."""
+    async def bind(self, passed: Sequence[socket.socket] = ()) -> None:
+        """Bind ``websocket.listen`` (or the next free port), or serve the sockets a service
+        manager ``passed`` (socket activation). Raises CodexdError."""
         cfg = self._config()
+        self.tls = bool(cfg.tls_cert or cfg.tls_key)
+        if passed:
+            self._listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                               for s in passed]
+            self.host, self.port = passed[0].getsockname()[:2]
+            self._check_exposure(self.host, f"{self.host}:{self.port} (passed by systemd)")
+            return
         try:
             host, port = split_listen(cfg.listen)
         except ValueError as exc:
             raise CodexdError(str(exc)) from None
-        self.tls = bool(cfg.tls_cert or cfg.tls_key)
-        if not is_loopback(host) and not self.tls:
-            if not cfg.allow_insecure_remote:
-                raise CodexdError(
-                    f"websocket.listen = {cfg.listen!r} is not a loopback address and there is "
-                    "no TLS: set websocket.tls_cert and tls_key, or listen on 127.0.0.1 (set "
-                    "websocket.allow_insecure_remote = true only on a network you trust)")
-            log.warning("websocket_insecure_remote", listen=cfg.listen,
-                        hint="tokens cross the network in clear; configure TLS")
+        self._check_exposure(host, cfg.listen)
         last: OSError | None = None
         for candidate in [port] if port == 0 else range(port, port + PORT_TRIES):
             try:
@@ -295,6 +296,18 @@ class FrontendListener:
         raise CodexdError(f"cannot listen on {host} ports {port}..{port + PORT_TRIES - 1}: "
                           f"{last}; set websocket.listen to a free host:port, or empty to turn "
                           "the WebSocket listener off")
+
+    def _check_exposure(self, host: str, listen: str) -> None:
+        """A non-loopback address needs TLS (or an explicit, logged opt-out)."""
+        if is_loopback(host) or self.tls:
+            return
+        if not self._config().allow_insecure_remote:
+            raise CodexdError(
+                f"websocket.listen = {listen!r} is not a loopback address and there is "
+                "no TLS: set websocket.tls_cert and tls_key, or listen on 127.0.0.1 (set "
+                "websocket.allow_insecure_remote = true only on a network you trust)")
+        log.warning("websocket_insecure_remote", listen=listen,
+                    hint="tokens cross the network in clear; configure TLS")
 
     def _ssl(self) -> ssl.SSLContext:
         cfg = self._config()

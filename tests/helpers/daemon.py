@@ -24,7 +24,7 @@ def short_tempdir() -> Path:
 
 
 def daemon_env(base: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    drop = ("CODEXD_", "NOTIFY_", "WATCHDOG_")
+    drop = ("CODEXD_", "NOTIFY_", "WATCHDOG_", "LISTEN_", "JOURNAL_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["XDG_CONFIG_HOME"] = str(base / "config")
     env["XDG_STATE_HOME"] = str(base / "xdgstate")
