@@ -9,6 +9,9 @@ This module imports nothing from trio, apsw or structlog: the sans-IO rpc core d
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
 
@@ -91,3 +94,29 @@ class SchemaTooNew(StoreError):
 
 class AlreadyRunning(CodexdError):
     """Another codexd holds the lock for this socket."""
+
+
+_UNKNOWN_VARIANT = re.compile(r"unknown variant `([^`]*)`, expected one of (.*)", re.S)
+
+
+def unknown_method(method: str, own: Iterable[str], upstream_error: str = "",
+                   hint: str = "") -> RpcError:
+    """-32601 for a method neither codexd nor the app-server knows, suggesting the closest of
+    codexd's own methods first, then the app-server's (read from its "unknown variant …,
+    expected one of …" answer, which would otherwise list ~200 names as -32600)."""
+    own = sorted(own)
+    upstream: list[str] = []
+    if m := _UNKNOWN_VARIANT.search(upstream_error):
+        upstream = [name for name in re.findall(r"`([^`]+)`", m.group(2)) if name not in own]
+    close = difflib.get_close_matches(method, own, n=3, cutoff=0.6)
+    close += difflib.get_close_matches(method, upstream, n=5 - len(close), cutoff=0.6)
+    text = f"unknown method {method!r}{hint}"
+    text += f"; did you mean {', '.join(close)}?" if close else ""
+    text += " (docs/protocol.md lists codexd's methods)"
+    return RpcError(ErrorCode.METHOD_NOT_FOUND, text, {"method": method, "suggestions": close})
+
+
+def is_unknown_variant(method: str, message: str) -> bool:
+    """Whether an app-server -32600 answer says it does not know ``method``."""
+    m = _UNKNOWN_VARIANT.search(message)
+    return m is not None and m.group(1) == method

@@ -33,10 +33,14 @@ def test_passthrough_and_initialize_merge(bridge):
         with pytest.raises(RpcError) as err:
             c.call("thread/read", {"threadId": "no-such-thread"})
         assert err.value.code not in (ErrorCode.APPSERVER_NOT_READY, ErrorCode.INTERNAL_ERROR)
-        with pytest.raises(RpcError) as err:  # the app-server's own answer, unchanged
+        with pytest.raises(RpcError) as err:  # unknown to both: -32601, not a 200-name list
+            c.call("thread/lsit", {})
+        assert err.value.code == ErrorCode.METHOD_NOT_FOUND
+        assert err.value.data["suggestions"][0] == "thread/list"
+        assert "expected one of" not in err.value.message and len(err.value.message) < 200
+        with pytest.raises(RpcError) as err:
             c.call("no/such/method", {})
-        assert err.value.code == ErrorCode.INVALID_REQUEST
-        assert "unknown variant `no/such/method`" in err.value.message
+        assert err.value.code == ErrorCode.METHOD_NOT_FOUND
         methods = c.call("daemon/status")["methods"]
         assert "no/such/method" not in methods and methods["thread/list"]["calls"] == 1
         status = c.call("daemon/appServer/status")

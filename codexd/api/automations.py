@@ -7,7 +7,6 @@ from typing import Any
 import msgspec
 
 from codexd.api.registry import handles
-from codexd.automations import schedule as sched_mod
 from codexd.automations.definition import Definition
 from codexd.automations.firing import iso_local
 from codexd.automations.service import AutomationService, new_id
@@ -120,14 +119,13 @@ def preview(session: ClientSession, p: PreviewParams) -> Preview:
                        "invalid params: give either rrule or automationId", {"field": "rrule"})
     if p.automation_id is not None:
         schedule = svc.schedule_of(p.automation_id)
+        if p.timezone is not None and p.timezone != schedule.tz.key:
+            raise RpcError(ErrorCode.INVALID_PARAMS,
+                           f"invalid params: automation {p.automation_id!r} runs in its own zone "
+                           f"({schedule.tz.key}); timezone applies to an rrule (change the "
+                           "automation's with automation/update)", {"field": "timezone"})
     else:
-        try:
-            schedule = sched_mod.parse(p.rrule or "", tz_name=p.timezone or svc.default_tz,
-                                       anchor_ms=now)
-        except sched_mod.ScheduleError as exc:
-            field = "timezone" if "time zone" in str(exc) else "rrule"
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {exc}",
-                           {"field": field}) from None
+        schedule = svc.check_rule(p.rrule or "", p.timezone)
     times = schedule.upcoming(p.after if p.after is not None else now, p.count)
     return Preview(timezone=schedule.tz.key,
                    occurrences=[Occurrence(at=t, local=iso_local(t, schedule.tz)) for t in times])

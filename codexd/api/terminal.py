@@ -59,26 +59,29 @@ async def write(session: ClientSession, p: WriteParams) -> Ok:
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        f'invalid params: encoding must be "utf8" or "base64", not {p.encoding!r}',
                        {"field": "encoding"})
-    await session.ctx.terminals.write(session, p.terminal_id, data)
-    return Ok(terminal_id=p.terminal_id, ok=True)
+    terminal_id = session.ctx.terminals.get(p.terminal_id).id  # an id or a name
+    await session.ctx.terminals.write(session, terminal_id, data)
+    return Ok(terminal_id=terminal_id, ok=True)
 
 
 @handles(TERMINAL_RESIZE)
 def resize(session: ClientSession, p: ResizeParams) -> Ok:
-    session.ctx.terminals.resize(session, p.terminal_id, p.cols, p.rows)
-    return Ok(terminal_id=p.terminal_id, ok=True)
+    terminal_id = session.ctx.terminals.get(p.terminal_id).id
+    session.ctx.terminals.resize(session, terminal_id, p.cols, p.rows)
+    return Ok(terminal_id=terminal_id, ok=True)
 
 
 @handles(TERMINAL_DETACH)
 def detach(session: ClientSession, p: TerminalRef) -> Ok:
-    return Ok(terminal_id=p.terminal_id,
-              ok=session.ctx.terminals.detach(session, p.terminal_id))
+    terminal_id = session.ctx.terminals.get(p.terminal_id).id
+    return Ok(terminal_id=terminal_id, ok=session.ctx.terminals.detach(session, terminal_id))
 
 
 @handles(TERMINAL_CLOSE)
 async def close(session: ClientSession, p: CloseParams) -> Ok:
-    await session.ctx.terminals.close(p.terminal_id, p.signal)
-    return Ok(terminal_id=p.terminal_id, ok=True)
+    terminal_id = session.ctx.terminals.get(p.terminal_id).id
+    await session.ctx.terminals.close(terminal_id, p.signal)
+    return Ok(terminal_id=terminal_id, ok=True)
 
 
 @handles(TERMINAL_LIST)

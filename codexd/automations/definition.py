@@ -99,8 +99,16 @@ def check(d: Definition, *, now_ms: int, min_interval_seconds: float,
             raise InvalidDefinition(f"cwd {cwd!r} is not an absolute path", "cwds")
         if cwds_must_exist and not os.path.isdir(cwd):
             raise InvalidDefinition(f"cwd {cwd!r} does not exist or is not a directory", "cwds")
+    return check_schedule(d.rrule, tz_name=d.timezone, anchor_ms=d.created_at, now_ms=now_ms,
+                          min_interval_seconds=min_interval_seconds)
+
+
+def check_schedule(rrule: str, *, tz_name: str, anchor_ms: int, now_ms: int,
+                   min_interval_seconds: float) -> schedule.Schedule:
+    """Parse a schedule the way automation/create would accept it (preview uses this too, so
+    it refuses exactly what create refuses). Raises InvalidDefinition."""
     try:
-        sched = schedule.parse(d.rrule, tz_name=d.timezone, anchor_ms=d.created_at)
+        sched = schedule.parse(rrule, tz_name=tz_name, anchor_ms=anchor_ms)
     except schedule.ScheduleError as exc:
         field = "timezone" if "time zone" in str(exc) else "rrule"
         raise InvalidDefinition(str(exc), field) from None

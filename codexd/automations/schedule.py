@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil import rrule as _rr
 
-__all__ = ["Schedule", "ScheduleError", "local_zone_name", "parse"]
+__all__ = ["Schedule", "ScheduleError", "cron_to_rrule", "local_zone_name", "on_the_hour", "parse"]
 
 
 class ScheduleError(ValueError):
@@ -142,6 +142,9 @@ def parse(text: str, *, tz_name: str, anchor_ms: int) -> Schedule:
     lines = [ln.strip() for ln in text.replace("\\n", "\n").splitlines() if ln.strip()]
     if not lines:
         raise ScheduleError("the rrule is empty; e.g. 'FREQ=DAILY;BYHOUR=9;BYMINUTE=0'")
+    if len(lines) == 1 and (suggested := cron_to_rrule(lines[0])) is not None:
+        raise ScheduleError(f"{lines[0]!r} is a cron expression, not an RRULE; as an RRULE it "
+                            f"is {suggested!r}")
     dtstart: datetime | None = None
     rules: list[str] = []
     for line in lines:
@@ -155,12 +158,15 @@ def parse(text: str, *, tz_name: str, anchor_ms: int) -> Schedule:
         elif upper.startswith("FREQ=") or ";FREQ=" in upper:
             rules.append(line)
         else:
-            raise ScheduleError(f"unsupported line in rrule: {line!r} (only DTSTART and RRULE)")
+            raise ScheduleError(f"not an RRULE: {line!r}; an RRULE looks like "
+                                "'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9;BYMINUTE=0' (RFC 5545), "
+                                "optionally after a DTSTART line")
     if len(rules) != 1:
         raise ScheduleError(f"the rrule must contain exactly one RRULE, found {len(rules)}")
     if dtstart is None:
         anchor = datetime.fromtimestamp(anchor_ms // 60_000 * 60, UTC).astimezone(tz)
         dtstart = anchor.replace(second=0, microsecond=0)
+    rules[0] = on_the_hour(rules[0])
     try:
         rule = _rr.rrulestr(rules[0], dtstart=dtstart, ignoretz=False)
     except (ValueError, TypeError) as exc:
@@ -168,6 +174,80 @@ def parse(text: str, *, tz_name: str, anchor_ms: int) -> Schedule:
     if not isinstance(rule, _rr.rrule):  # pragma: no cover - rrulestr without forceset
         raise ScheduleError("the rrule must be a single rule")
     return Schedule(text=text, tz=tz, dtstart=dtstart, rule=rule, period=_period(rule))
+
+
+def on_the_hour(rule: str) -> str:
+    """``BYHOUR`` without ``BYMINUTE`` means on the hour: ``FREQ=DAILY;BYHOUR=9`` is 09:00, not
+    09:<the minute the automation was created> (what RFC 5545 would take from DTSTART, and never
+    what a person writing it means). A ``BYSECOND`` is left as written."""
+    parts = {p.split("=", 1)[0].strip().upper() for p in rule.split(";") if p.strip()}
+    if "BYHOUR" in parts and "BYMINUTE" not in parts:
+        return rule.rstrip(";") + ";BYMINUTE=0"
+    return rule
+
+
+_CRON_MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
+                "@annually": "0 0 1 1 *"}
+_CRON_NAMES = {**{d: str(i) for i, d in enumerate(
+    ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}, **{m: str(i) for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+        start=1)}}
+_RRULE_DAYS = ["SU", "MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+
+
+def _cron_field(text: str, low: int, high: int) -> list[int] | None:
+    """A cron field as the sorted values it allows (None: every value, or not a cron field)."""
+    if text == "*":
+        return None
+    values: set[int] = set()
+    for part in text.lower().split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else 0
+        if step_text and not step:
+            raise ValueError(part)
+        if base == "*":
+            start, end = low, high
+        else:
+            a, _, b = base.partition("-")
+            a, b = _CRON_NAMES.get(a, a), _CRON_NAMES.get(b, b)
+            if not a.isdigit() or (b and not b.isdigit()):
+                raise ValueError(part)
+            start, end = int(a), int(b) if b else (high if step else int(a))
+        if not low <= start <= end <= high:
+            raise ValueError(part)
+        values.update(range(start, end + 1, step or 1))
+    return sorted(values)
+
+
+def cron_to_rrule(text: str) -> str | None:
+    """The RRULE for a five-field cron expression (or @daily & co.), None when ``text`` is not
+    one or has no exact RRULE (day-of-month *and* day-of-week: cron ORs them)."""
+    fields = _CRON_MACROS.get(text.strip().lower(), text).split()
+    if len(fields) != 5 or "=" in text:
+        return None
+    try:
+        minute, hour, dom, month, dow = (
+            _cron_field(f, lo, hi) for f, (lo, hi) in
+            zip(fields, [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)], strict=True))
+    except ValueError:
+        return None
+    if dom is not None and dow is not None:
+        return None
+    freq = "MINUTELY" if minute is None else "HOURLY" if hour is None else \
+        "WEEKLY" if dow is not None else "MONTHLY" if dom is not None else "DAILY"
+    parts = [f"FREQ={freq}"]
+    if month is not None:
+        parts.append("BYMONTH=" + ",".join(map(str, month)))
+    if dom is not None:
+        parts.append("BYMONTHDAY=" + ",".join(map(str, dom)))
+    if dow is not None:
+        parts.append("BYDAY=" + ",".join(dict.fromkeys(_RRULE_DAYS[d] for d in dow)))
+    if hour is not None:
+        parts.append("BYHOUR=" + ",".join(map(str, hour)))
+    if minute is not None:
+        parts.append("BYMINUTE=" + ",".join(map(str, minute)))
+    return ";".join(parts)
 
 
 def _parse_dtstart(line: str, tz: ZoneInfo) -> datetime:

@@ -249,6 +249,17 @@ class AutomationService:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {exc}",
                            {"field": exc.field} if exc.field else None) from None
 
+    def check_rule(self, rrule: str, tz_name: str | None) -> sched_mod.Schedule:
+        """A schedule as automation/create would accept it (for automation/preview)."""
+        now = self.wall_ms()
+        try:
+            return defs.check_schedule(rrule, tz_name=tz_name or self.default_tz, anchor_ms=now,
+                                       now_ms=now,
+                                       min_interval_seconds=self.cfg.min_interval_seconds)
+        except InvalidDefinition as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {exc}",
+                           {"field": exc.field} if exc.field else None) from None
+
     async def create(self, d: Definition) -> AutomationInfo:
         schedule = self.validate(d)
         async with self._lock:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from codexd.cli.output import UsageError
+from codexd.automations import definition as defs
+from codexd.automations.definition import write_atomic
+from codexd.automations.schedule import cron_to_rrule
+from codexd.cli.output import CommandFailed, UsageError
 from codexd.client import Client
+from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import MethodSpec
 from codexd.protocol.automations import (
     AUTOMATION_CREATE,
@@ -113,15 +121,7 @@ def cmd_show(c: Client, a: argparse.Namespace) -> Any:
 
 def cmd_edit(c: Client, a: argparse.Namespace) -> Any:
     if a.editor:
-        info = c.request(AUTOMATION_GET, AutomationRef(automation_id=a.id))
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        subprocess.run([*editor.split(), info.file], check=False)
-        rescanned = c.request(AUTOMATION_RESCAN, NoParams())
-        bad = [i for i in rescanned.invalid if i.path == info.file]
-        if bad:
-            raise UsageError(f"{bad[0].path}: {bad[0].message} (fix it and run "
-                             "`codexctl auto edit --editor` again)")
-        return rescanned if a.json else None
+        return _edit_in_editor(c, a)
     changes: dict[str, Any] = {}
     for key, value in (("prompt", a.prompt), ("rrule", a.rrule), ("name", a.name),
                        ("timezone", a.tz), ("model", a.model), ("reasoning_effort", a.effort),
@@ -138,6 +138,58 @@ def cmd_edit(c: Client, a: argparse.Namespace) -> Any:
         return out
     print(f"{a.id} updated; next run {_when(out.next_run_at)}")
     return None
+
+
+def _edit_in_editor(c: Client, a: argparse.Namespace) -> Any:
+    """Like ``crontab -e``: edit a copy; a broken edit is never installed. It is offered for
+    editing again (on a terminal), or dropped with the file left as it was."""
+    info = c.request(AUTOMATION_GET, AutomationRef(automation_id=a.id))
+    path = Path(info.file)
+    original = path.read_bytes()
+    editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    with tempfile.TemporaryDirectory(prefix="codexctl-") as tmp:
+        copy = Path(tmp) / path.parent.name / path.name  # the folder names the id
+        copy.parent.mkdir()
+        copy.write_bytes(original)
+        while True:
+            if subprocess.run([*editor, str(copy)], check=False).returncode != 0:
+                raise CommandFailed(f"the editor ({editor[0]}) failed; {path} is unchanged")
+            edited = copy.read_bytes()
+            if edited == original:
+                print(f"{path}: no changes", file=sys.stderr)
+                return None
+            problem = _problem(edited, copy, info.automation.timezone)
+            if problem is None:
+                write_atomic(path, edited)
+                rescanned = c.request(AUTOMATION_RESCAN, NoParams())
+                bad = [i for i in rescanned.invalid if i.path == str(path)]
+                if not bad:
+                    if a.json:
+                        return rescanned
+                    print(f"{a.id} updated from {path}")
+                    return None
+                problem = bad[0].message
+                write_atomic(path, original)  # the daemon refused it: put the old one back
+                c.request(AUTOMATION_RESCAN, NoParams())
+            print(f"{path}: {problem}", file=sys.stderr)
+            if not (sys.stdin.isatty() and _ask("edit it again? [Y/n] ", default=True)):
+                raise CommandFailed(f"{path}: {problem}; the file is unchanged")
+
+
+def _problem(data: bytes, where: Path, timezone: str) -> str | None:
+    """What is wrong with an edited automation.toml (None: nothing this side can see)."""
+    now = int(time.time() * 1000)
+    try:
+        d = defs.from_toml(data, where, default_tz=timezone, now_ms=now)
+        defs.check(d, now_ms=now, min_interval_seconds=0, cwds_must_exist=True)
+    except defs.InvalidDefinition as exc:
+        return str(exc)
+    return None
+
+
+def _ask(question: str, *, default: bool) -> bool:
+    answer = input(question).strip().lower()
+    return default if not answer else answer in ("y", "yes")
 
 
 def _simple(spec: MethodSpec[AutomationRef, Any], verb: str) -> Any:
@@ -161,11 +213,23 @@ def cmd_run(c: Client, a: argparse.Namespace) -> Any:
 
 
 def cmd_preview(c: Client, a: argparse.Namespace) -> Any:
-    if "FREQ=" in a.rule.upper():
-        params = PreviewParams(count=a.count, rrule=a.rule, timezone=a.tz or None)
+    rule = a.rule
+    looks_like_rule = "=" in rule or cron_to_rrule(rule) is not None or " " in rule.strip()
+    if looks_like_rule:
+        params = PreviewParams(count=a.count, rrule=rule, timezone=a.tz or None)
     else:
-        params = PreviewParams(count=a.count, automation_id=a.rule)
-    out = c.request(AUTOMATION_PREVIEW, params)
+        if a.tz:
+            raise UsageError("--tz applies to an RRULE; an automation runs in its own zone "
+                             f"(change it with `codexctl auto edit {rule} --tz ZONE`)")
+        params = PreviewParams(count=a.count, automation_id=rule)
+    try:
+        out = c.request(AUTOMATION_PREVIEW, params)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND and not looks_like_rule:
+            raise RpcError(exc.code, f"{rule!r} is neither an automation (`codexctl auto ls`) "
+                           "nor an RRULE; an RRULE looks like "
+                           "'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9;BYMINUTE=0'", exc.data) from None
+        raise
     if a.json:
         return out
     for o in out.occurrences:
@@ -220,7 +284,8 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--paused", action="store_true", help="create it paused")
     sp.add_argument("--id", help="the id (default: from the name)")
     _common_fields(sp)
-    sp.add_argument("prompt_words", nargs=argparse.REMAINDER, help="-- PROMPT...")
+    sp.add_argument("prompt_words", nargs="*", metavar="PROMPT",
+                    help="the prompt (words; after -- if one starts with -), --prompt, or stdin")
 
     sp = add("edit", cmd_edit, "change an automation (or --editor its automation.toml)", auto)
     sp.add_argument("id")

@@ -23,8 +23,7 @@ from codexd.cli.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from codexd.cli.output import UsageError, print_json
-from codexd.cli.service import CommandFailed
+from codexd.cli.output import CommandFailed, UsageError, print_json
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 from codexd.protocol.appserver import APPSERVER_STATUS
@@ -134,7 +133,8 @@ def _show_value(value: Any) -> str:
 def cmd_atoms_get(c: Client, a: argparse.Namespace) -> Any:
     atom = c.request(ATOM_GET, AtomKeyParams(key=a.key))
     if a.json:
-        return atom
+        print_json(atom)
+        return EXIT_OK if atom.exists else EXIT_ERROR  # the same exit code as without --json
     if not atom.exists:
         print(f"{a.key}: not set", file=sys.stderr)
         return EXIT_ERROR
@@ -239,7 +239,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse (3.11) leaves words after an option and a `--` unparsed when a positional
+        # came before the option (`conv send ID --wait -- text`): they are the prompt's.
+        words = extra[1:] if extra[0] == "--" else extra
+        if not hasattr(args, "prompt_words") or (
+                words is extra and any(w.startswith("-") for w in words)):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.prompt_words = [*args.prompt_words, *words]
     for name, default in (("json", False), ("socket", None), ("timeout", TIMEOUT)):
         if not hasattr(args, name):
             setattr(args, name, default)

@@ -154,6 +154,25 @@ def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bo
     return 0 if run.status == "succeeded" else 1
 
 
+def _env(pairs: list[str] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--env {pair!r}: give NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _cwd(path: str | None) -> str:
+    """A working folder given on the command line, checked here (the daemon may be elsewhere
+    in the file system's view, but a typo should not cost a queue slot)."""
+    cwd = os.path.abspath(path or os.getcwd())
+    if not os.path.isdir(cwd):
+        raise UsageError(f"--cwd {path}: no such folder")
+    return cwd
+
+
 def cmd_run(c: Client, a: argparse.Namespace) -> Any:
     prompt = _words(a.prompt_words) or (sys.stdin.read().strip() if not sys.stdin.isatty()
                                         else "")
@@ -163,10 +182,10 @@ def cmd_run(c: Client, a: argparse.Namespace) -> Any:
     if provider is None and a.profile is None and a.conversation is None:
         provider = "codex"
     out = c.request(RUN_START, RunStartParams(
-        prompt=prompt, cwd=os.path.abspath(a.cwd or os.getcwd()), provider=provider,
+        prompt=prompt, cwd=_cwd(a.cwd), provider=provider,
         model=a.model, profile=a.profile, priority=a.priority, timeout_seconds=a.timeout_s,
         max_retries=a.retries, sandbox=a.sandbox, conversation_id=a.conversation,
-        auto_approve=True if a.auto_approve else None))
+        auto_approve=True if a.auto_approve else None, env=_env(a.env) or None))
     if not a.wait:
         if a.json:
             return out
@@ -241,14 +260,28 @@ def cmd_rerun(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def export_format(a: argparse.Namespace) -> str:
+    """--format wins; else the output file's extension; else --json; else Markdown."""
+    if a.format:
+        return str(a.format)
+    if a.output:
+        ext = os.path.splitext(a.output)[1].lower()
+        if ext == ".json":
+            return "json"
+        if ext in (".md", ".markdown"):
+            return "markdown"
+    return "json" if a.json else "markdown"
+
+
 def cmd_export(c: Client, a: argparse.Namespace) -> Any:
-    out = c.request(RUN_EXPORT, ExportParams(run_id=a.id, format=a.format))
+    fmt = export_format(a)
+    out = c.request(RUN_EXPORT, ExportParams(run_id=a.id, format=fmt))  # type: ignore[arg-type]
     if a.output:
         with open(a.output, "w") as f:
-            f.write(out.content)
-        print(f"wrote {a.output}", file=sys.stderr)
+            f.write(out.content if out.content.endswith("\n") else out.content + "\n")
+        print(f"wrote {a.output} ({fmt})", file=sys.stderr)
         return None
-    print(out.content)
+    sys.stdout.write(out.content if out.content.endswith("\n") else out.content + "\n")
     return None
 
 
@@ -280,7 +313,7 @@ def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
 
 def cmd_conv_new(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(CONVERSATION_CREATE, ConversationCreateParams(
-        provider=a.provider, cwd=os.path.abspath(a.cwd or os.getcwd()), title=a.title or None,
+        provider=a.provider, cwd=_cwd(a.cwd), title=a.title or None,
         model=a.model or None, profile=a.profile or None))
     if a.json:
         return out
@@ -363,7 +396,10 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
     sp.add_argument("--auto-approve", action="store_true")
     sp.add_argument("--conversation", metavar="ID", help="continue a conversation")
-    sp.add_argument("prompt_words", nargs=argparse.REMAINDER, metavar="PROMPT")
+    sp.add_argument("--env", action="append", metavar="NAME=VALUE",
+                    help="set a variable for the run (repeatable; shown redacted)")
+    sp.add_argument("prompt_words", nargs="*", metavar="PROMPT",
+                    help="the prompt (words; after -- if one starts with -), or on stdin")
 
     runs = sub.add_parser("runs", help="provider runs: ls, show, logs, cancel, rerun, export, "
                                        "queue").add_subparsers(dest="runs_command", required=True,
@@ -385,7 +421,9 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--wait", action="store_true")
     sp = add("export", cmd_export, "a run as JSON or Markdown", runs)
     sp.add_argument("id")
-    sp.add_argument("--format", choices=["json", "markdown"], default="markdown")
+    sp.add_argument("--format", choices=["json", "markdown"],
+                    help="default: from -o's extension (.json, .md), else json with --json, "
+                    "else markdown")
     sp.add_argument("-o", "--output", metavar="FILE")
     sp = add("queue", cmd_queue, "what runs and what waits, in order; pause|resume a lane",
              runs)
@@ -406,8 +444,9 @@ def add_commands(add: Any, sub: Any) -> None:
         "--all", action="store_true", help="include archived ones")
     sp = add("send", cmd_conv_send, "the conversation's next prompt", conv)
     sp.add_argument("id")
-    sp.add_argument("--wait", action="store_true")
-    sp.add_argument("prompt_words", nargs=argparse.REMAINDER, metavar="PROMPT")
+    sp.add_argument("--wait", action="store_true", help="stream the run and exit with its result")
+    sp.add_argument("prompt_words", nargs="*", metavar="PROMPT",
+                    help="the prompt (words; after -- if one starts with -)")
     add("show", _conv_simple(CONVERSATION_GET), "one conversation", conv).add_argument("id")
     sp = add("rename", _conv_simple(CONVERSATION_RENAME), "retitle a conversation", conv)
     sp.add_argument("id")

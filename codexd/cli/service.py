@@ -17,15 +17,11 @@ from typing import Any
 
 from codexd import config, install
 from codexd.cli.exits import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE
-from codexd.cli.output import UsageError, print_json
+from codexd.cli.output import CommandFailed, UsageError, print_json
 from codexd.client import Client, DaemonUnreachable
 from codexd.errors import ConfigError, RpcError
 from codexd.paths import default_config_file, default_socket, default_state_dir
 from codexd.protocol.daemon import DAEMON_STATUS
-
-
-class CommandFailed(Exception):
-    """A service-manager command failed; the message says what to do."""
 
 
 def _manager(a: argparse.Namespace) -> install.Manager:

@@ -94,6 +94,7 @@ async def _attach(a: argparse.Namespace) -> int:
     async with open_client(a.socket, client_name="codexctl-term") as c:
         snap = await c.request(TERMINAL_ATTACH, AttachParams(terminal_id=a.id,
                                                              read_only=a.read_only))
+        a.id = snap.terminal_id  # a name was given: notifications carry the id
         out = sys.stdout.buffer
         out.write(snap.snapshot)
         out.flush()
@@ -191,8 +192,8 @@ def add_commands(add: Any, sub: Any, common: Any) -> None:
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (optional)")
     add("ls", cmd_ls, "list terminals", term)
     sp = add("attach", cmd_attach, "attach interactively (Ctrl-] detaches)", term)
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID|NAME")
     sp.add_argument("--read-only", action="store_true", help="watch without typing")
     sp = add("kill", cmd_kill, "close a terminal and stop its processes", term)
-    sp.add_argument("id")
+    sp.add_argument("id", metavar="ID|NAME")
     sp.add_argument("--signal", help="first signal (default SIGHUP)")

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from codexd.errors import ErrorCode, RpcError, StoreBusy, StoreError
+from codexd.errors import (
+    ErrorCode,
+    RpcError,
+    StoreBusy,
+    StoreError,
+    is_unknown_variant,
+    unknown_method,
+)
 from codexd.events import unstamp
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.roles import Role, allows, audited, needed
@@ -101,6 +108,8 @@ class ClientSession:
         self.server_requests = False
         #: The dispatch table (the app-server wire has its own ``initialize``).
         self.routes: Mapping[str, Route] = ctx.routes if routes is None else routes
+        #: A client of the app-server wire sees the app-server's own errors, unchanged.
+        self._own_errors = routes is None
         #: Notifications carry codexd's ``seq`` and ``epoch`` (app-server wire: only if asked).
         self.stamps = True
         #: Turns canonical lines into the wire's bytes when queued (None: they are the wire's).
@@ -368,11 +377,7 @@ class ClientSession:
         if route is None and not self.ctx.forwards(req.method):
             hint = ("" if self.ctx.config.appserver.enabled else
                     " (app-server methods are unavailable: appserver.enabled = false)")
-            self.fail(req, started, RpcError(
-                ErrorCode.METHOD_NOT_FOUND,
-                f"unknown method {req.method!r}{hint}; see docs/protocol.md for the method list",
-                {"method": req.method},
-            ))
+            self.fail(req, started, unknown_method(req.method, self.routes, hint=hint))
             return
         if route is None:
             # The app-server's method: forwarded in arrival order, answered whenever it answers.
@@ -473,6 +478,9 @@ class ClientSession:
 
     def fail(self, req: Request, started: float, exc: Exception) -> None:
         err = map_error(exc)
+        if (err.code == ErrorCode.INVALID_REQUEST and self._own_errors
+                and is_unknown_variant(req.method, err.message)):
+            err = unknown_method(req.method, self.routes, err.message)
         if err.code == ErrorCode.INTERNAL_ERROR and not isinstance(exc, RpcError):
             # The request is the unit: it fails, the session and the daemon go on.
             self.ctx.faults.record("request", req.method, exc, conn=self.id)

@@ -206,9 +206,13 @@ class TerminalHost:
                 nursery.start_soon(self._close, term, signal.SIGHUP)
 
     def get(self, terminal_id: str) -> Terminal:
+        """A terminal by its id, or by its name (names are unique among open terminals)."""
         term = self.terminals.get(terminal_id)
         if term is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no terminal {terminal_id!r} (see terminal/list)",
+            term = next((t for t in self.terminals.values() if t.name == terminal_id), None)
+        if term is None:
+            raise RpcError(ErrorCode.NOT_FOUND,
+                           f"no terminal {terminal_id!r} (`codexctl term ls` lists them)",
                            {"terminalId": terminal_id})
         return term
 
@@ -219,6 +223,14 @@ class TerminalHost:
             raise RpcError(ErrorCode.TOO_MANY_TERMINALS,
                            f"{len(self.terminals)} terminals are open (terminal.max_terminals); "
                            "close one first")
+        if params.name is not None:
+            taken = next((t for t in self.terminals.values()
+                          if params.name in (t.name, t.id)), None)
+            if taken is not None:
+                raise RpcError(ErrorCode.CONFLICT,
+                               f"a terminal named {params.name!r} is open already ({taken.id}); "
+                               "choose another name, or close that one first",
+                               {"field": "name", "terminalId": taken.id})
         argv = list(params.command) if params.command else default_shell(self.cfg.default_shell)
         env = dict(os.environ)
         env.setdefault("TERM", "xterm-256color")
