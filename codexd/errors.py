@@ -101,15 +101,20 @@ _UNKNOWN_VARIANT = re.compile(r"unknown variant `([^`]*)`, expected one of (.*)"
 
 def unknown_method(method: str, own: Iterable[str], upstream_error: str = "",
                    hint: str = "") -> RpcError:
-    """-32601 for a method neither codexd nor the app-server knows, suggesting the closest of
-    codexd's own methods first, then the app-server's (read from its "unknown variant …,
-    expected one of …" answer, which would otherwise list ~200 names as -32600)."""
+    """-32601 for a method neither codexd nor the app-server knows, suggesting the closest names
+    among codexd's own methods and the app-server's (read from its "unknown variant …, expected
+    one of …" answer, which would otherwise list ~200 names as -32600); codexd's win ties."""
     own = sorted(own)
     upstream: list[str] = []
     if m := _UNKNOWN_VARIANT.search(upstream_error):
         upstream = [name for name in re.findall(r"`([^`]+)`", m.group(2)) if name not in own]
-    close = difflib.get_close_matches(method, own, n=3, cutoff=0.6)
-    close += difflib.get_close_matches(method, upstream, n=5 - len(close), cutoff=0.6)
+    scored = []
+    for mine, names in ((True, own), (False, upstream)):
+        for name in names:
+            ratio = difflib.SequenceMatcher(None, method, name).ratio()
+            if ratio >= 0.6:
+                scored.append((-ratio, not mine, name))  # the closest first; codexd's on a tie
+    close = [name for _r, _up, name in sorted(scored)[:5]]
     text = f"unknown method {method!r}{hint}"
     text += f"; did you mean {', '.join(close)}?" if close else ""
     text += " (docs/protocol.md lists codexd's methods)"

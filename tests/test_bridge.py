@@ -117,7 +117,8 @@ def test_approval_with_nobody_connected_answered_later_by_codexctl(bridge):
     # Nobody is connected now; the request waits in the database.
     out = bridge.daemon.ctl("approvals", "ls")
     assert out.returncode == 0, out.stderr
-    line = out.stdout.strip().splitlines()[0]
+    header, line = out.stdout.strip().splitlines()[:2]
+    assert header.split()[:3] == ["ID", "STATUS", "DECISION"]
     approval_id = int(line.split()[0])
     assert "pending" in line and "echo later > later.txt" in line
     assert not (bridge.workspace / "later.txt").exists()
@@ -133,6 +134,10 @@ def test_approval_with_nobody_connected_answered_later_by_codexctl(bridge):
     assert again.returncode == 1 and "already resolved" in again.stderr
     listed = bridge.daemon.ctl("approvals", "ls", "--all", "--json")
     assert '"resolvedBy": "codexctl#' in listed.stdout
+    # The table shows how a resolved approval was answered, and by whom.
+    rows = bridge.daemon.ctl("approvals", "ls", "--all").stdout.splitlines()
+    row = next(r.split() for r in rows if r.split()[0] == str(approval_id))
+    assert row[1:3] == ["resolved", "accept"] and row[4].startswith("codexctl#")
 
 
 def test_late_subscriber_gets_pending_requests(bridge):

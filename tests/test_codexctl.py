@@ -31,7 +31,8 @@ def test_atoms_commands(daemon):
     got = json.loads(daemon.ctl("atoms", "get", "ui.name", "--json").stdout)
     assert got["value"] == "plain words" and got["exists"] is True
     ls = daemon.ctl("atoms", "ls", "ui.").stdout.splitlines()
-    assert [line.split("\t")[0] for line in ls] == ["ui.name", "ui.theme"]
+    assert ls[0].split() == ["KEY", "REVISION", "VALUE"]  # a table with a header
+    assert [line.split()[0] for line in ls[1:]] == ["ui.name", "ui.theme"]
     listed = json.loads(daemon.ctl("atoms", "ls", "--json").stdout)
     assert {a["key"] for a in listed["atoms"]} == {"ui.name", "ui.theme"}
 

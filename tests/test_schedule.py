@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from codexd.automations.schedule import ScheduleError, parse
+from codexd.automations.schedule import ScheduleError, cron_to_rrule, parse
 
 
 def ms(s: str, tz: str = "UTC") -> int:
@@ -101,6 +101,9 @@ def test_count_and_until_end_the_schedule():
     ("EXDATE:20260101T000000Z\nRRULE:FREQ=DAILY", "UTC", "unsupported line"),
     ("DTSTART:2026-01-01\nRRULE:FREQ=DAILY", "UTC", "invalid DTSTART"),
     ("FREQ=DAILY", "Mars/Olympus", "unknown time zone"),
+    ("every day at nine", "UTC", "not an RRULE"),
+    ("30 8 * * 1-5", "UTC", "cron expression, not an RRULE; as an RRULE it is "
+                            "'FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8;BYMINUTE=30'"),
 ])
 def test_bad_rules_say_what_is_wrong(rule, tz, message):
     with pytest.raises(ScheduleError, match=message):
@@ -110,3 +113,27 @@ def test_bad_rules_say_what_is_wrong(rule, tz, message):
 def test_min_gap_reports_the_tightest_spacing():
     s = parse("FREQ=DAILY;BYHOUR=9,10;BYMINUTE=0", tz_name="UTC", anchor_ms=0)
     assert s.min_gap_seconds(ms("2026-01-01T00:00:00")) == 3600
+
+
+@pytest.mark.parametrize(("cron", "rrule"), [
+    ("0 9 * * *", "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"),
+    ("*/15 * * * *", "FREQ=HOURLY;BYMINUTE=0,15,30,45"),
+    ("0 0 1 * *", "FREQ=MONTHLY;BYMONTHDAY=1;BYHOUR=0;BYMINUTE=0"),
+    ("0 9 * jan sun,sat", "FREQ=WEEKLY;BYMONTH=1;BYDAY=SU,SA;BYHOUR=9;BYMINUTE=0"),
+    ("@hourly", "FREQ=HOURLY;BYMINUTE=0"),
+    ("0 9 1 * 1", None),  # day of month and day of week: cron ORs them, an RRULE cannot
+    ("FREQ=DAILY", None),
+    ("61 * * * *", None),
+])
+def test_cron_expressions_map_to_the_same_times(cron, rrule):
+    assert cron_to_rrule(cron) == rrule
+    if rrule is not None:  # and the suggestion is a rule that parses
+        parse(rrule, tz_name="UTC", anchor_ms=0)
+
+
+def test_byhour_without_byminute_means_on_the_hour():
+    anchor = ms("2026-01-01T07:42:00")  # created at 07:42: RFC 5545 alone would say 09:42
+    s = parse("FREQ=DAILY;BYHOUR=9", tz_name="UTC", anchor_ms=anchor)
+    assert s.upcoming(anchor, 2) == [ms("2026-01-01T09:00:00"), ms("2026-01-02T09:00:00")]
+    hourly = parse("FREQ=HOURLY", tz_name="UTC", anchor_ms=anchor)  # no BYHOUR: as written
+    assert hourly.next_after(anchor) == ms("2026-01-01T08:42:00")

@@ -157,6 +157,8 @@ def parse(text: str, *, tz_name: str, anchor_ms: int) -> Schedule:
             rules.append(line[6:])
         elif upper.startswith("FREQ=") or ";FREQ=" in upper:
             rules.append(line)
+        elif len(lines) > 1:
+            raise ScheduleError(f"unsupported line in rrule: {line!r} (only DTSTART and RRULE)")
         else:
             raise ScheduleError(f"not an RRULE: {line!r}; an RRULE looks like "
                                 "'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9;BYMINUTE=0' (RFC 5545), "

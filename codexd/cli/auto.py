@@ -15,10 +15,8 @@ from typing import Any
 
 import msgspec
 
-from codexd.automations import definition as defs
-from codexd.automations.definition import write_atomic
-from codexd.automations.schedule import cron_to_rrule
-from codexd.cli.output import CommandFailed, UsageError
+from codexd.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from codexd.cli.output import CommandFailed, StatusLine, UsageError, age, print_json, span, table
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import MethodSpec
@@ -31,7 +29,9 @@ from codexd.protocol.automations import (
     AUTOMATION_PREVIEW,
     AUTOMATION_RESCAN,
     AUTOMATION_RESUME,
+    AUTOMATION_RUN_COMPLETED,
     AUTOMATION_RUN_NOW,
+    AUTOMATION_RUN_STARTED,
     AUTOMATION_RUNS,
     AUTOMATION_UPDATE,
     INBOX_ARCHIVE,
@@ -43,6 +43,8 @@ from codexd.protocol.automations import (
     InboxMarkParams,
     ListParams,
     PreviewParams,
+    RunEvent,
+    RunRow,
     RunsParams,
     UpdateParams,
 )
@@ -86,12 +88,10 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(AUTOMATION_LIST, ListParams())
     if a.json:
         return out
-    for info in out.automations:
-        d = info.automation
-        when = _when(info.next_run_at)
-        print(f"{d.id:<32} {d.status:<7} {d.kind:<9} next {when:<22} {d.name}")
-    if not out.automations:
-        print("no automations (create one with `codexctl auto new`)", file=sys.stderr)
+    table(["ID", "STATUS", "KIND", "NEXT RUN", "SCHEDULE", "NAME"],
+          [[i.automation.id, i.automation.status, i.automation.kind, _when(i.next_run_at),
+            i.automation.rrule, i.automation.name] for i in out.automations],
+          empty="no automations (create one with `codexctl auto new`)")
     return None
 
 
@@ -143,6 +143,8 @@ def cmd_edit(c: Client, a: argparse.Namespace) -> Any:
 def _edit_in_editor(c: Client, a: argparse.Namespace) -> Any:
     """Like ``crontab -e``: edit a copy; a broken edit is never installed. It is offered for
     editing again (on a terminal), or dropped with the file left as it was."""
+    from codexd.automations.definition import write_atomic
+
     info = c.request(AUTOMATION_GET, AutomationRef(automation_id=a.id))
     path = Path(info.file)
     original = path.read_bytes()
@@ -178,6 +180,8 @@ def _edit_in_editor(c: Client, a: argparse.Namespace) -> Any:
 
 def _problem(data: bytes, where: Path, timezone: str) -> str | None:
     """What is wrong with an edited automation.toml (None: nothing this side can see)."""
+    from codexd.automations import definition as defs
+
     now = int(time.time() * 1000)
     try:
         d = defs.from_toml(data, where, default_tz=timezone, now_ms=now)
@@ -204,15 +208,57 @@ def _simple(spec: MethodSpec[AutomationRef, Any], verb: str) -> Any:
     return run
 
 
+_UNDERWAY = ("pending", "queued", "running")
+
+
 def cmd_run(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(AUTOMATION_RUN_NOW, AutomationRef(automation_id=a.id))
+    if not a.wait:
+        if a.json:
+            return out
+        print(f"run {out.run.run_id} queued; `codexctl auto show {a.id}` shows how it went "
+              "(--wait waits for it)")
+        return None
+    try:
+        run = _wait_run(c, a.id, out.run, as_json=a.json)
+    except KeyboardInterrupt:
+        print(f"\n[run {out.run.run_id} goes on; `codexctl auto show {a.id}` shows how it "
+              "went]", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if a.json:
-        return out
-    print(f"run {out.run.run_id} queued; `codexctl auto show {a.id}` shows how it went")
-    return None
+        print_json(run)
+    else:
+        text = run.summary or run.error or run.decision or ""
+        print(text.rstrip() if text else f"(no summary; thread {run.thread_id or '-'})")
+        print(f"[run {run.run_id} {run.status}" + (f" in {span(run.duration_ms / 1000)}"
+                                                  if run.duration_ms else "") + "]",
+              file=sys.stderr)
+    return EXIT_OK if run.status == "succeeded" else EXIT_ERROR
+
+
+def _wait_run(c: Client, automation_id: str, run: RunRow, *, as_json: bool) -> RunRow:
+    """Until the run ends: its automation/runCompleted, or (missed) what automation/runs says."""
+    t0 = time.monotonic()
+    with StatusLine(enabled=sys.stderr.isatty() and not as_json) as status:
+        while run.status in _UNDERWAY:
+            status.show(f"run {run.run_id} {run.status} · {span(time.monotonic() - t0)}")
+            try:
+                note = c.next_notification(timeout=2.0)
+            except TimeoutError:
+                listed = c.request(AUTOMATION_RUNS, RunsParams(automation_id=automation_id,
+                                                               limit=50)).runs
+                run = next((r for r in listed if r.run_id == run.run_id), run)
+                continue
+            if note.method in (AUTOMATION_RUN_COMPLETED.name, AUTOMATION_RUN_STARTED.name):
+                got = msgspec.convert(note.params, RunEvent).run
+                if got.run_id == run.run_id:
+                    run = got
+    return run
 
 
 def cmd_preview(c: Client, a: argparse.Namespace) -> Any:
+    from codexd.automations.schedule import cron_to_rrule
+
     rule = a.rule
     looks_like_rule = "=" in rule or cron_to_rrule(rule) is not None or " " in rule.strip()
     if looks_like_rule:
@@ -244,13 +290,11 @@ def cmd_inbox_ls(c: Client, a: argparse.Namespace) -> Any:
                                                 include_archived=getattr(a, "all", False)))
     if a.json:
         return out
-    for i in out.items:
-        mark = " " if i.read_at else "*"
-        body = i.body.splitlines()
-        print(f"{mark} {i.item_id:<5} {_when(i.created_at)}  {i.title}")
-        for line in body[:3]:
-            print(f"        {line[:100]}")
-    print(f"{out.unread} unread", file=sys.stderr)
+    table(["", "ID>", "AGE", "TITLE", "SUMMARY"],
+          [["" if i.read_at else "*", i.item_id, age(i.created_at), i.title,
+            (i.body.strip().splitlines() or [""])[0][:100]] for i in out.items],
+          empty="the inbox is empty")
+    print(f"{out.unread} unread (* = unread)", file=sys.stderr)
     return None
 
 
@@ -299,7 +343,10 @@ def add_commands(add: Any, sub: Any) -> None:
                            ("resume", _simple(AUTOMATION_RESUME, "resumed"), "resume"),
                            ("rm", _simple(AUTOMATION_DELETE, "deleted"), "delete")):
         add(name, fn, f"{verb} an automation", auto).add_argument("id")
-    add("run", cmd_run, "run an automation now", auto).add_argument("id")
+    sp = add("run", cmd_run, "run an automation now", auto)
+    sp.add_argument("id")
+    sp.add_argument("--wait", action="store_true",
+                    help="wait for the run and print its summary (exit 1 unless it succeeded)")
     sp = add("preview", cmd_preview, "the next fire times of an rrule or an automation", auto)
     sp.add_argument("rule", metavar="RRULE|ID")
     sp.add_argument("--count", type=int, default=5)

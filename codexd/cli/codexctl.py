@@ -23,7 +23,7 @@ from codexd.cli.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from codexd.cli.output import CommandFailed, UsageError, print_json
+from codexd.cli.output import CommandFailed, UsageError, print_json, table
 from codexd.client import Client, ConnectionClosed, DaemonUnreachable
 from codexd.errors import RpcError
 from codexd.protocol.appserver import APPSERVER_STATUS
@@ -165,8 +165,9 @@ def cmd_atoms_ls(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(ATOM_LIST, AtomListParams(prefix=a.prefix or ""))
     if a.json:
         return out
-    for atom in out.atoms:
-        print(f"{atom.key}\t{atom.revision}\t{_show_value(atom.value)}")
+    table(["KEY", "REVISION>", "VALUE"],
+          [[x.key, x.revision, _show_value(x.value)] for x in out.atoms],
+          empty="no atoms" + (f" under {a.prefix!r}" if a.prefix else ""))
     return None
 
 
@@ -175,6 +176,26 @@ def cmd_shutdown(c: Client, a: argparse.Namespace) -> Any:
     if a.json:
         return out
     print(f"codexd is stopping (grace {out.grace_seconds} s)")
+    return None
+
+
+def cmd_completion(_c: Client | None, a: argparse.Namespace) -> Any:
+    """argcomplete's shell code: the shell asks codexctl itself, so every subcommand and flag of
+    the parser is completed (and stays in step with it)."""
+    from argcomplete.shell_integration import shellcode
+
+    sys.stdout.write(shellcode(["codexctl"], shell=a.shell))
+    return None
+
+
+def cmd_man(_c: Client | None, _a: argparse.Namespace) -> Any:
+    from argparse_manpage.manpage import Manpage
+
+    page = Manpage(_parser(), _data={
+        "project_name": "codexd", "version": __version__,
+        "description": "control codexd, the shared runtime for AI coding clients",
+        "url": "", "authors": []})
+    sys.stdout.write(str(page))
     return None
 
 
@@ -234,11 +255,20 @@ def _parser() -> argparse.ArgumentParser:
     tokens.add_commands(add, sub)
     tokens.add_audit_command(add)
     service.add_commands(add, sub)
+    sp = add("completion", cmd_completion, "shell completion: eval \"$(codexctl completion "
+             "bash)\" (zsh, fish alike)")
+    sp.add_argument("shell", choices=["bash", "zsh", "fish"])
+    sp.set_defaults(connect=False)
+    add("man", cmd_man, "the man page (codexctl man | man -l -)").set_defaults(connect=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asking for completions (codexctl completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # exits
     args, extra = parser.parse_known_args(argv)
     if extra:
         # argparse (3.11) leaves words after an option and a `--` unparsed when a positional

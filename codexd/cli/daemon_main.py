@@ -73,6 +73,20 @@ def _cmd_config(cfg: config.Config, config_file: Path, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _announce(socket_path: Path, given: str | None) -> None:
+    """For a person who just started it by hand: where it listens and what to type next."""
+    import shutil
+
+    ctl = shutil.which("codexctl") or str(Path(sys.executable).parent / "codexctl")
+    if given:
+        ctl += f" --socket {socket_path}"
+    print(f"\ncodexd is ready on {socket_path}\n"
+          f"  next, in another terminal:  {ctl} status\n"
+          f"                              {ctl} ask \"hello\"\n"
+          "  Ctrl-C here stops it; `codexctl service install --now` runs it as a service\n",
+          file=sys.stderr, flush=True)
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -100,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         config_file=config_file,
         overrides=Overrides(args.socket, args.state_dir, args.log_format, args.log_level),
     )
+    announce = sys.stderr.isatty() or cfg.log.format == "console"
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            if announce:
+                _announce(daemon.socket_path, args.socket)
+
     try:
-        trio.run(daemon.run)
+        trio.run(serve)
     except KeyboardInterrupt:
         return 130
     except BaseException as group:

@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from codexd.cli.output import UsageError
+from codexd.cli.exits import EXIT_INTERRUPTED
+from codexd.cli.output import StatusLine, UsageError, age, span, table
 from codexd.client import Client
 from codexd.protocol import MethodSpec
 from codexd.protocol.base import NoParams
@@ -46,6 +47,7 @@ from codexd.protocol.runs import (
     ConversationSendParams,
     ExportParams,
     Options,
+    QueueList,
     QueuePauseParams,
     QueueResumeParams,
     RerunParams,
@@ -99,37 +101,82 @@ def _line(e: dict[str, Any]) -> str | None:
     return None
 
 
+def waiting_reason(q: QueueList, run_id: str, now_ms: float) -> str | None:
+    """Why a queued run has not started, in the words of the config (None: not queued)."""
+    entry = next((e for e in q.queued if e.run_id == run_id), None)
+    if entry is None:
+        return None
+    ahead = (entry.position or 1) - 1
+    lane = [e for e in q.running if e.provider == entry.provider]
+    if entry.provider in q.paused:
+        why = (f"the {entry.provider} lane is paused ({q.paused[entry.provider]}); "
+               f"`codexctl runs queue resume --provider {entry.provider}`")
+    elif entry.next_attempt_at:
+        why = f"retrying in {span(max(0.0, (entry.next_attempt_at - now_ms) / 1000))}"
+    elif len(lane) >= q.max_per_provider:
+        why = (f"max_per_provider = {q.max_per_provider}, {len(lane)} {entry.provider} "
+               "run(s) running")
+    elif len(q.running) >= q.max_concurrent:
+        why = f"max_concurrent = {q.max_concurrent}, {len(q.running)} running"
+    else:
+        why = "starting"
+    return f"queued #{entry.position}, {ahead} ahead: {why}"
+
+
 def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bool) -> int:
-    """Print a run's events until its final one; returns the exit code (0 = succeeded)."""
+    """Print a run's events until its final one; returns the exit code (0 = succeeded).
+
+    On a terminal a status line says where the run is: its queue position and why it waits,
+    then how long it has run. Ctrl-C stops following (exit 130); the run goes on."""
+    try:
+        with StatusLine(enabled=sys.stderr.isatty() and not as_json) as status:
+            return _follow(c, run_id, after=after, as_json=as_json, show_stderr=show_stderr,
+                           status=status)
+    except KeyboardInterrupt:
+        if not as_json:
+            print(f"\n[{run_id} goes on; `codexctl runs logs -f {run_id}` follows it again, "
+                  f"`codexctl runs cancel {run_id}` stops it]", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bool,
+            status: StatusLine) -> int:
     t0 = time.monotonic()
-    tty = sys.stderr.isatty() and not as_json
-    count, last_seq, status = 0, after, "queued"
+    count, last_seq, state = 0, after, "queued"
+
+    def progress() -> None:
+        if not status.enabled:
+            return
+        if state == "queued":
+            queue = c.request(QUEUE_LIST, NoParams())
+            status.show(f"[{run_id}] " + (waiting_reason(queue, run_id, time.time() * 1000)
+                                          or "queued"))
+        else:
+            status.show(f"[{run_id}] {state} · {count} events · "
+                        f"{span(time.monotonic() - t0)}")
 
     def show(e: dict[str, Any]) -> None:
-        nonlocal count, last_seq, status
+        nonlocal count, last_seq, state
         last_seq = e["seq"]
         count += 1
         if e["type"] == "run.started":
-            status = "running"
+            state = "running"
         if as_json:
             print(json.dumps(e), flush=True)
             return
         text = _line(e) if e["type"] != "run.chunk.stderr" or not show_stderr else \
             f"stderr: {e['data'].get('text')}"
         if text is not None:
-            if tty:
-                sys.stderr.write("\r\033[K")
+            status.clear()
             print(text, flush=True)
-        if tty:
-            sys.stderr.write(f"\r\033[K[{run_id}] {status} · {count} events · "
-                             f"{time.monotonic() - t0:.1f} s")
-            sys.stderr.flush()
+        progress()
 
     stored = c.request(RUN_EVENTS, RunEventsParams(run_id=run_id, after_seq=after))
     final = None
     for ev in stored.events:
         show(_event(ev))
         final = ev.type if ev.type in FINAL else final
+    progress()
     while final is None and not stored.complete:
         try:
             note = c.next_notification(timeout=1.0)
@@ -137,6 +184,8 @@ def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bo
             run = c.request(RUN_GET, RunRef(run_id=run_id))
             if run.status not in ("queued", "running") and run.last_seq <= last_seq:
                 break
+            state = run.status
+            progress()
             continue
         if note.method != RUN_EVENT.name or note.params["runId"] != run_id:
             continue
@@ -145,8 +194,7 @@ def follow(c: Client, run_id: str, *, after: int, as_json: bool, show_stderr: bo
         show(note.params)
         if note.params["type"] in FINAL:
             final = note.params["type"]
-    if tty:
-        sys.stderr.write("\r\033[K")
+    status.clear()
     run = c.request(RUN_GET, RunRef(run_id=run_id))
     if not as_json:
         print(f"[{run_id}] {run.status}" + (f" ({run.reason})" if run.reason else "")
@@ -199,12 +247,16 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
                                             provider=a.provider or None))
     if a.json:
         return out
+    rows = []
     for r in out.runs:
         prompt = r.request.prompt.splitlines()[0][:50] if r.request.prompt else ""
-        print(f"{r.run_id}  {r.request.provider:<6} {r.status:<11} "
-              f"{_when(r.created_at)}  {prompt}")
-    if not out.runs:
-        print("no runs (start one with `codexctl run PROMPT`)", file=sys.stderr)
+        took = None
+        if r.started_at:
+            took = ((r.finished_at or time.time() * 1000) - r.started_at) / 1000
+        rows.append([r.run_id, r.request.provider, r.status, age(r.created_at), span(took),
+                     r.attempt, r.reason or "", prompt])
+    table(["ID", "PROVIDER", "STATUS", "AGE", "DURATION", "ATTEMPTS>", "REASON", "PROMPT"], rows,
+          empty="no runs (start one with `codexctl run PROMPT`)")
     return None
 
 
@@ -300,14 +352,16 @@ def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
     if a.json:
         return out
     for provider, reason in out.paused.items():
-        print(f"PAUSED   {provider}: {reason}")
-    for e in out.running:
-        print(f"running  {e.run_id}  {e.provider:<6} priority {e.priority}")
-    for e in out.queued:
-        print(f"#{e.position:<7} {e.run_id}  {e.provider:<6} priority {e.priority} "
-              f"(effective {e.effective_priority}) waiting {e.waiting_ms / 1000:.0f} s")
+        print(f"PAUSED {provider}: {reason} (`codexctl runs queue resume --provider {provider}`)",
+              file=sys.stderr)
+    rows = [["-", e.run_id, e.provider, "running", e.priority, "", span(e.waiting_ms / 1000)]
+            for e in out.running]
+    rows += [[e.position, e.run_id, e.provider, e.status, e.priority, e.effective_priority,
+              span(e.waiting_ms / 1000)] for e in out.queued]
+    table(["#", "RUN", "PROVIDER", "STATUS", "PRIORITY>", "EFFECTIVE>", "WAITING"], rows)
     print(f"{len(out.queued)}/{out.capacity} queued, {len(out.running)}/"
-          f"{out.max_concurrent} running", file=sys.stderr)
+          f"{out.max_concurrent} running (max_per_provider = {out.max_per_provider})",
+          file=sys.stderr)
     return None
 
 
@@ -325,9 +379,10 @@ def cmd_conv_ls(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(CONVERSATION_LIST, ConversationListParams(include_archived=a.all))
     if a.json:
         return out
-    for v in out.conversations:
-        flag = " (archived)" if v.archived else ""
-        print(f"{v.conversation_id}  {v.provider:<6} {_when(v.updated_at)}  {v.title}{flag}")
+    table(["ID", "PROVIDER", "UPDATED", "TITLE", "ARCHIVED"],
+          [[v.conversation_id, v.provider, age(v.updated_at), v.title,
+            "yes" if v.archived else ""] for v in out.conversations],
+          empty="no conversations (start one with `codexctl conv new`)")
     return None
 
 

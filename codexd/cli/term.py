@@ -16,10 +16,12 @@ import signal
 import sys
 import termios
 import tty
+from datetime import datetime
 from typing import Any
 
 import trio
 
+from codexd.cli.output import age, table
 from codexd.client import AsyncClient, Client, open_client
 from codexd.errors import RpcError
 from codexd.protocol.base import NoParams
@@ -62,16 +64,18 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(TERMINAL_LIST, NoParams())
     if a.json:
         return out
+    rows = []
     for t in out.terminals:
         state = "running"
         if t.exited:
             e = t.exited
             state = f"exited {e.exit_code}" if e.exit_code is not None else \
-                f"killed by signal {e.signal}"
-        print(f"{t.terminal_id}  {t.pid:>7}  {state:<18} {t.attached} attached  "
-              f"{t.cols}x{t.rows}  {t.name or ''}  {' '.join(t.command)}")
-    if not out.terminals:
-        print("no terminals", file=sys.stderr)
+                f"killed by {e.signal}"
+        created = datetime.fromisoformat(t.created_at.replace("Z", "+00:00")).timestamp()
+        rows.append([t.terminal_id, t.name or "", t.pid, state, t.attached,
+                     f"{t.cols}x{t.rows}", age(created * 1000), " ".join(t.command), t.cwd])
+    table(["ID", "NAME", "PID>", "STATE", "ATTACHED>", "SIZE", "AGE", "COMMAND", "CWD"], rows,
+          empty="no terminals (start one with `codexctl term new`)")
     return None
 
 

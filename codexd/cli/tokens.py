@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from codexd.cli.output import UsageError
+from codexd.cli.output import UsageError, age, table
 from codexd.client import Client
 from codexd.protocol.audit import AUDIT_LIST, AuditListParams
 from codexd.protocol.base import NoParams
@@ -59,13 +59,10 @@ def cmd_list(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(TOKEN_LIST, NoParams())
     if a.json:
         return out
-    for t in out.tokens:
-        state = "revoked" if t.revoked_at else "active"
-        print(f"{t.token_id}  {t.name:<20} {t.role:<9} {state:<8} created {_when(t.created_at)}"
-              f"  expires {_when(t.expires_at)}  last used {_when(t.last_used_at)}")
-    if not out.tokens:
-        print("no tokens (create one with `codexctl token create --name NAME --role ROLE`)",
-              file=sys.stderr)
+    table(["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"],
+          [[t.token_id, t.name, t.role, "revoked" if t.revoked_at else "active",
+            _when(t.created_at), _when(t.expires_at), age(t.last_used_at)] for t in out.tokens],
+          empty="no tokens (create one with `codexctl token create --name NAME --role ROLE`)")
     return None
 
 
@@ -124,12 +121,10 @@ def cmd_audit(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(AUDIT_LIST, AuditListParams(token_name=a.token, limit=a.limit))
     if a.json:
         return out
-    for e in out.entries:
-        stamp = datetime.fromtimestamp(e.at / 1000).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp}  {e.token_name:<20} {e.remote:<22} {e.method:<28} {e.outcome}")
-    if not out.entries:
-        print("nothing audited yet (calls that change something, made with a token)",
-              file=sys.stderr)
+    table(["WHEN", "TOKEN", "REMOTE", "METHOD", "OUTCOME"],
+          [[datetime.fromtimestamp(e.at / 1000).strftime("%Y-%m-%d %H:%M:%S"), e.token_name,
+            e.remote, e.method, e.outcome] for e in out.entries],
+          empty="nothing audited yet (calls that change something, made with a token)")
     return None
 
 
