@@ -152,7 +152,7 @@ class TokenBook:
         entry = self._tickets.pop(ticket, None)
         if entry is None:
             raise AuthRefused("unknown or already used ticket (a ticket works once; ask for a "
-                              "new one with token/ticket)")
+                              "new one with `codexctl token ticket`)")
         auth, deadline = entry
         if deadline <= self._clock():
             raise AuthRefused(f"the ticket expired (tickets last {TICKET_SECONDS} s)")
@@ -190,7 +190,8 @@ class TokenBook:
 
         row = await self._store().read(find)
         if row is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no token {token_id or name!r} (see token/list)",
+            raise RpcError(ErrorCode.NOT_FOUND,
+                           f"no token {token_id or name!r} (`codexctl token list` lists them)",
                            {"tokenId": token_id, "name": name})
         at = now_ms()
         changed = await self._store().write(lambda c: repo.revoke(c, row.token_id, at))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 import signal
 import time
 from pathlib import Path
@@ -70,6 +71,13 @@ def test_a_due_cron_automation_runs_a_real_turn_and_reports(bridge: Bridge):
         assert len(runs(c, a["id"])) == 1
         assert c.call("automation/get", {"automationId": a["id"]})["nextRunAt"] == \
             due + 86_400_000
+
+    # `codexctl auto run --wait` runs it now and waits for the summary.
+    bridge.model.script([message("Nothing new since this morning.")])
+    out = bridge.daemon.ctl("auto", "run", a["id"], "--wait", timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Nothing new since this morning."
+    assert re.search(r"\[run \d+ succeeded", out.stderr), out.stderr
 
 
 def test_heartbeat_continues_a_thread_and_skips_it_while_busy(bridge: Bridge):

@@ -170,3 +170,40 @@ def test_codexctl_ask_streams_and_approves(bridge):
     assert threads.returncode == 0 and str(bridge.workspace) in threads.stdout
     status = bridge.daemon.ctl("appserver", "status")
     assert "state     ready" in status.stdout
+
+
+def test_ask_ctrl_c_interrupts_the_turn_it_started(bridge):
+    """Ctrl-C in `codexctl ask` interrupts the turn it started (turn/interrupt), exits 130
+    quietly and says how to continue the thread."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    bridge.model.script([message("too late")])
+    release = bridge.model.hold()
+    with bridge.client() as c:
+        wait_ready(c)
+        ask = subprocess.Popen(
+            [sys.executable, "-m", "codexd.cli.codexctl", "--socket", str(bridge.daemon.socket),
+             "ask", "--cwd", str(bridge.workspace), "take your time"],
+            env=bridge.daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not bridge.model.requests:  # the turn is with the model
+            assert time.monotonic() < deadline and ask.poll() is None, ask.communicate()
+            time.sleep(0.05)
+        ask.send_signal(signal.SIGINT)
+        _out, err = ask.communicate(timeout=30)
+        release.set()
+        assert ask.returncode == 130, err
+        assert "Traceback" not in err and "turn interrupted" in err
+        thread_id = re.search(r"codexctl ask --thread (\S+)", err).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while True:
+            turns = c.call("thread/read", {"threadId": thread_id,
+                                           "includeTurns": True})["thread"]["turns"]
+            if turns and turns[-1]["status"] != "inProgress":
+                break
+            assert time.monotonic() < deadline, turns
+            time.sleep(0.1)
+        assert turns[-1]["status"] == "interrupted"

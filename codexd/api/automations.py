@@ -123,7 +123,8 @@ def preview(session: ClientSession, p: PreviewParams) -> Preview:
             raise RpcError(ErrorCode.INVALID_PARAMS,
                            f"invalid params: automation {p.automation_id!r} runs in its own zone "
                            f"({schedule.tz.key}); timezone applies to an rrule (change the "
-                           "automation's with automation/update)", {"field": "timezone"})
+                           "automation's with `codexctl auto edit ID --tz ZONE`)",
+                           {"field": "timezone"})
     else:
         schedule = svc.check_rule(p.rrule or "", p.timezone)
     times = schedule.upcoming(p.after if p.after is not None else now, p.count)

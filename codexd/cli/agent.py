@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from codexd.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from codexd.cli.output import StatusLine, UsageError, age, print_json, table
+from codexd.cli.output import StatusLine, UsageError, age, print_json, status, table
 from codexd.client import Client, ReceivedNotification, ReceivedRequest
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import upstream as up
@@ -125,7 +125,8 @@ def cmd_approvals(c: Client, a: argparse.Namespace) -> Any:
         params_ = msgspec.json.decode(x.params) or {}
         answer = msgspec.json.decode(x.result)
         given = answer.get("decision") if isinstance(answer, dict) else None
-        rows.append([x.approval_id, x.status, given or ("-" if x.status != "pending" else ""),
+        rows.append([x.approval_id, status(x.status),
+                     given or ("-" if x.status != "pending" else ""),
                      age(_iso_ms(x.created_at)), x.resolved_by or "", x.thread_id or "-",
                      describe(x.method, params_ if isinstance(params_, dict) else {})])
     table(["ID>", "STATUS", "DECISION", "AGE", "BY", "THREAD", "REQUEST"], rows,

@@ -16,7 +16,16 @@ from typing import Any
 import msgspec
 
 from codexd.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from codexd.cli.output import CommandFailed, StatusLine, UsageError, age, print_json, span, table
+from codexd.cli.output import (
+    CommandFailed,
+    StatusLine,
+    UsageError,
+    age,
+    print_json,
+    span,
+    status,
+    table,
+)
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import MethodSpec
@@ -89,7 +98,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
     if a.json:
         return out
     table(["ID", "STATUS", "KIND", "NEXT RUN", "SCHEDULE", "NAME"],
-          [[i.automation.id, i.automation.status, i.automation.kind, _when(i.next_run_at),
+          [[i.automation.id, status(i.automation.status), i.automation.kind, _when(i.next_run_at),
             i.automation.rrule, i.automation.name] for i in out.automations],
           empty="no automations (create one with `codexctl auto new`)")
     return None

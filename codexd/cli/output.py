@@ -44,6 +44,34 @@ def _console(stream: Any) -> Console:
                    soft_wrap=not tty)
 
 
+#: How a status reads at a glance (colour on a terminal only).
+_STATUS_STYLE = {
+    "succeeded": "green", "resolved": "green", "active": "green", "running": "yellow",
+    "ACTIVE": "green", "queued": "cyan", "pending": "yellow", "PAUSED": "dim",
+    "failed": "red", "expired": "dim", "canceled": "magenta", "interrupted": "magenta",
+    "revoked": "dim", "skipped": "dim",
+}
+
+
+class Styled:
+    """A table cell with a rich style (a colour is dropped when colour is off)."""
+
+    __slots__ = ("style", "text")
+
+    def __init__(self, text: str, style: str) -> None:
+        self.text = text
+        self.style = style
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def status(text: str) -> Styled | str:
+    """A status cell, coloured by what it means."""
+    style = _STATUS_STYLE.get(text.split()[0] if text else "")
+    return Styled(text, style) if style else text
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str = "") -> None:
     """A table with a header row on stdout; ``empty`` (on stderr) when there are no rows.
 
@@ -63,8 +91,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str =
         right = h.endswith(">")
         t.add_column(h.rstrip(">"), justify="right" if right else "left",
                      overflow="fold" if tty else "ignore", no_wrap=not tty)
+    from rich.text import Text
+
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text(v.text, style=v.style) if isinstance(v, Styled) else
+                    "" if v is None else str(v) for v in row))
     if tty:
         console.print(t)
         return

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from codexd.cli.exits import EXIT_INTERRUPTED
-from codexd.cli.output import StatusLine, UsageError, age, span, table
+from codexd.cli.output import StatusLine, UsageError, age, span, status, table
 from codexd.client import Client
 from codexd.protocol import MethodSpec
 from codexd.protocol.base import NoParams
@@ -253,7 +253,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
         took = None
         if r.started_at:
             took = ((r.finished_at or time.time() * 1000) - r.started_at) / 1000
-        rows.append([r.run_id, r.request.provider, r.status, age(r.created_at), span(took),
+        rows.append([r.run_id, r.request.provider, status(r.status), age(r.created_at), span(took),
                      r.attempt, r.reason or "", prompt])
     table(["ID", "PROVIDER", "STATUS", "AGE", "DURATION", "ATTEMPTS>", "REASON", "PROMPT"], rows,
           empty="no runs (start one with `codexctl run PROMPT`)")

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from codexd.cli.output import age, table
+from codexd.cli.output import age, status, table
 from codexd.client import AsyncClient, Client, open_client
 from codexd.errors import RpcError
 from codexd.protocol.base import NoParams
@@ -72,7 +72,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
             state = f"exited {e.exit_code}" if e.exit_code is not None else \
                 f"killed by {e.signal}"
         created = datetime.fromisoformat(t.created_at.replace("Z", "+00:00")).timestamp()
-        rows.append([t.terminal_id, t.name or "", t.pid, state, t.attached,
+        rows.append([t.terminal_id, t.name or "", t.pid, status(state), t.attached,
                      f"{t.cols}x{t.rows}", age(created * 1000), " ".join(t.command), t.cwd])
     table(["ID", "NAME", "PID>", "STATE", "ATTACHED>", "SIZE", "AGE", "COMMAND", "CWD"], rows,
           empty="no terminals (start one with `codexctl term new`)")

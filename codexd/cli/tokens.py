@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from codexd.cli.output import UsageError, age, table
+from codexd.cli.output import UsageError, age, status, table
 from codexd.client import Client
 from codexd.protocol.audit import AUDIT_LIST, AuditListParams
 from codexd.protocol.base import NoParams
@@ -60,7 +60,7 @@ def cmd_list(c: Client, a: argparse.Namespace) -> Any:
     if a.json:
         return out
     table(["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"],
-          [[t.token_id, t.name, t.role, "revoked" if t.revoked_at else "active",
+          [[t.token_id, t.name, t.role, status("revoked" if t.revoked_at else "active"),
             _when(t.created_at), _when(t.expires_at), age(t.last_used_at)] for t in out.tokens],
           empty="no tokens (create one with `codexctl token create --name NAME --role ROLE`)")
     return None

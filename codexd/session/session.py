@@ -375,7 +375,9 @@ class ClientSession:
                     {"method": req.method, "needs": needs, "role": self.role}))
                 return
         if route is None and not self.ctx.forwards(req.method):
-            hint = ("" if self.ctx.config.appserver.enabled else
+            own_namespace = req.method.split("/", 1)[0] in {n.split("/", 1)[0]
+                                                            for n in self.routes}
+            hint = ("" if self.ctx.config.appserver.enabled or own_namespace else
                     " (app-server methods are unavailable: appserver.enabled = false)")
             self.fail(req, started, unknown_method(req.method, self.routes, hint=hint))
             return

@@ -120,6 +120,8 @@ def make_daemon(base: Path, *, config: str | None = None, args: list[str] | None
         config = "[appserver]\nenabled = false\n" + config
     if "[websocket]" not in config:  # any free port: tests never take a user's 4870
         config += '\n[websocket]\nlisten = "127.0.0.1:0"\n'
+    if "[automations]" not in config:  # never the user's ~/.codex/automations
+        config += f'\n[automations]\ncodex_home = "{base / "codex-home"}"\n'
 
     (base / "config" / "codexd").mkdir(parents=True, exist_ok=True)
     (base / "config" / "codexd" / "config.toml").write_text(config)
