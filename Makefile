@@ -43,9 +43,11 @@ cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
 
 # Debian packages the tests use, as command:package (socat: the by-hand socket test; tmux:
 # driving `codexctl term attach` and the stock TUI like a person; systemd: systemd-analyze
-# verifies the rendered units, systemd-socket-activate starts the daemon on a connection).
+# verifies the rendered units, systemd-socket-activate starts the daemon on a connection; git
+# and ripgrep: files/* and git/* run them).
 # Installed when we can; their tests skip otherwise.
-SYSTEM_TOOLS := socat:socat tmux:tmux systemd-analyze:systemd systemd-socket-activate:systemd
+SYSTEM_TOOLS := socat:socat tmux:tmux systemd-analyze:systemd systemd-socket-activate:systemd \
+	git:git rg:ripgrep
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || \
 		case " $$missing " in *" $${t##*:} "*) ;; *) missing="$$missing $${t##*:}";; esac; done; \

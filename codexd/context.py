@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from codexd.terminal.host import TerminalHost, Viewer
     from codexd.tokens import TokenBook
     from codexd.transport.frontend import FrontendListener
+    from codexd.workspaces import Workspaces
 
 
 class Peer(Protocol):
@@ -60,6 +61,8 @@ class DaemonContext(Protocol):
     def tokens(self) -> TokenBook: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def workspaces(self) -> Workspaces: ...
     @property
     def stats(self) -> Stats: ...
     @property

@@ -45,6 +45,7 @@ from codexd.faults import Faults
 from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
+from codexd.protocol.workspace import WORKSPACE_CHANGED, WorkspaceChanged
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.session import ClientSession
@@ -64,6 +65,7 @@ from codexd.transport.unix import (
     remove_stale_socket,
 )
 from codexd.transport.websocket import AppServerListener
+from codexd.workspaces import Workspaces
 
 log = structlog.get_logger("codexd.daemon")
 
@@ -177,6 +179,9 @@ class Daemon:
                                pending_for_thread=self.approvals.pending_for_thread),
             daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
         self.tokens = TokenBook(lambda: self.store, on_revoked=self._close_token)
+        self.workspaces = Workspaces(lambda: self.store, on_change=lambda change, grant:
+                                     self.publish(WORKSPACE_CHANGED.name,
+                                                  WorkspaceChanged(change=change, grant=grant)))
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
@@ -341,6 +346,7 @@ class Daemon:
             # Every start-up write happens before the socket exists: a client that can connect
             # finds a daemon whose start-up cannot fail any more.
             await self.approvals.expire_leftovers()
+            await self.workspaces.load()
             await self.automations.startup()
             await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
             passed = self.passed

@@ -49,6 +49,10 @@ class ErrorCode(IntEnum):
     TERMINAL_EXITED = -32053
     QUEUE_FULL = -32060
     POLICY_DENIED = -32061
+    #: A path outside every workspace grant (data.path, data.nearestGrant).
+    OUTSIDE_WORKSPACE = -32070
+    #: A tool codexd runs (git, rg) is not installed; the message names the package.
+    TOOL_MISSING = -32071
     STORE_BUSY = -32020
     STORE_ERROR = -32021
 

@@ -40,6 +40,8 @@ OBSERVER_METHODS = frozenset({
     "run/get", "run/list", "run/events", "run/export", "run/subscribe", "queue/list",
     "conversation/list", "conversation/get", "profile/list", "provider/capabilities",
     "secret/has", "token/ticket",  # a ticket carries at most the caller's own role
+    # Reading inside workspace grants (what a review pane shows); writing is an operator's.
+    "workspace/list", "files/list", "files/stat", "files/read", "files/search", "files/grep",
 })
 
 #: ...and what an approver may call besides.

@@ -12,6 +12,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     settings,
     terminal,
     tokens,
+    workspace,
 )
 from codexd.api.registry import ROUTES, wire_routes
 

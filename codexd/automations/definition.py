@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import msgspec
 import tomlkit
 import tomlkit.exceptions
 
+from codexd import fsutil
 from codexd.automations import schedule
 
 Kind = Literal["cron", "heartbeat"]
@@ -220,22 +220,7 @@ def _snake(msg: str) -> str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a reader sees the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".automation.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsutil.write_atomic(path, data, prefix=".automation.")
 
 
 def remove_dir(root: Path, automation_id: str) -> None:

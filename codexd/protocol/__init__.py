@@ -16,6 +16,7 @@ from codexd.protocol import (
     settings,
     terminal,
     tokens,
+    workspace,
 )
 from codexd.protocol.base import (
     METHODS,
@@ -48,4 +49,5 @@ __all__ = [
     "settings",
     "terminal",
     "tokens",
+    "workspace",
 ]

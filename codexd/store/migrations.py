@@ -199,6 +199,15 @@ MIGRATIONS: list[str] = [
         last_used_at INTEGER
     ) WITHOUT ROWID;
     """,
+    # 7 -> 8: workspace grants, the folders files/*, git/* and token holders may work in.
+    """
+    CREATE TABLE workspace_grants (
+        real_path  TEXT PRIMARY KEY,
+        path       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
