@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from codexd.config import Config
     from codexd.events import EventHub
     from codexd.faults import Faults
+    from codexd.git.service import GitService
     from codexd.runs.service import RunService
     from codexd.session.routes import Route
     from codexd.stats import Stats
@@ -63,6 +64,8 @@ class DaemonContext(Protocol):
     def audit(self) -> AuditLog: ...
     @property
     def workspaces(self) -> Workspaces: ...
+    @property
+    def git(self) -> GitService: ...
     @property
     def stats(self) -> Stats: ...
     @property

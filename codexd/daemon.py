@@ -42,6 +42,7 @@ from codexd.context import Peer
 from codexd.errors import CodexdError, ConfigError, ErrorCode
 from codexd.events import EventHub
 from codexd.faults import Faults
+from codexd.git.service import GitService
 from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
@@ -182,6 +183,7 @@ class Daemon:
         self.workspaces = Workspaces(lambda: self.store, on_change=lambda change, grant:
                                      self.publish(WORKSPACE_CHANGED.name,
                                                   WorkspaceChanged(change=change, grant=grant)))
+        self.git = GitService(self.workspaces, busy=self._busy_worktrees)
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
@@ -384,6 +386,12 @@ class Daemon:
                 await trio.to_thread.run_sync(self.store.close)
             (log.info if clean else log.error)(
                 "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
+
+    def _busy_worktrees(self) -> list[tuple[str, str]]:
+        """(what, cwd) of work in progress that a git mutation must not pull the rug from."""
+        busy = [(f"run {run_id}", cwd) for run_id, cwd in self.runs.active_cwds()]
+        busy += [(f"automation {aid}", cwd) for aid, cwd in self.automations.active_cwds()]
+        return busy
 
     def _adopt_passed_sockets(self) -> None:
         """Take the sockets a service manager passed (socket activation), once per process."""

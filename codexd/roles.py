@@ -42,6 +42,8 @@ OBSERVER_METHODS = frozenset({
     "secret/has", "token/ticket",  # a ticket carries at most the caller's own role
     # Reading inside workspace grants (what a review pane shows); writing is an operator's.
     "workspace/list", "files/list", "files/stat", "files/read", "files/search", "files/grep",
+    "git/status", "git/diff", "git/fileDiff", "git/rangeDiff", "git/log", "git/branches",
+    "git/worktree/list", "git/show", "git/stash/list",
 })
 
 #: ...and what an approver may call besides.

@@ -8,6 +8,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     automations,
     daemon,
     events,
+    git,
     runs,
     settings,
     terminal,

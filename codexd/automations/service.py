@@ -215,6 +215,14 @@ class AutomationService:
 
     # ------------------------------------------------------------------------ reading
 
+    def active_cwds(self) -> list[tuple[str, str]]:
+        """(automation id, cwd) of every run executing now."""
+        out = []
+        for automation_id, _scope in self.runs.active.values():
+            known = self.defs.get(automation_id)
+            out += [(automation_id, cwd) for cwd in (known.definition.cwds if known else [])]
+        return out
+
     def info(self, automation_id: str) -> AutomationInfo:
         known = self.defs.get(automation_id)
         if known is None:

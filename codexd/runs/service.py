@@ -274,6 +274,10 @@ class RunService:
                            "them", {"runId": run_id})
         return run
 
+    def active_cwds(self) -> list[tuple[str, str]]:
+        """(run id, cwd) of every run executing now."""
+        return [(run_id, a.run.request.cwd) for run_id, a in self.active.items()]
+
     async def cancel(self, run_id: str, by: str) -> Run:
         for _ in range(100):
             run = await self.get(run_id)

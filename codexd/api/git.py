@@ -1,0 +1,204 @@
+"""Handlers for ``git/*`` (the work is in :mod:`codexd.git.service`)."""
+
+from __future__ import annotations
+
+from codexd.api.registry import handles
+from codexd.git.service import GitService
+from codexd.protocol.git import (
+    GIT_APPLY_HUNK,
+    GIT_BRANCH_CHECKOUT,
+    GIT_BRANCH_CREATE,
+    GIT_BRANCH_DELETE,
+    GIT_BRANCH_RENAME,
+    GIT_BRANCHES,
+    GIT_COMMIT,
+    GIT_DIFF,
+    GIT_FILE_DIFF,
+    GIT_LOG,
+    GIT_RANGE_DIFF,
+    GIT_REVERT,
+    GIT_SHOW,
+    GIT_STAGE,
+    GIT_STASH_APPLY,
+    GIT_STASH_DROP,
+    GIT_STASH_LIST,
+    GIT_STASH_POP,
+    GIT_STASH_PUSH,
+    GIT_STATUS,
+    GIT_UNSTAGE,
+    GIT_WORKTREE_ADD,
+    GIT_WORKTREE_LIST,
+    GIT_WORKTREE_REMOVE,
+    ApplyHunkParams,
+    BranchCreateParams,
+    BranchDeleteParams,
+    Branches,
+    BranchRenameParams,
+    CheckoutParams,
+    CommitParams,
+    Committed,
+    Diff,
+    DiffParams,
+    FileDiffParams,
+    FileVersions,
+    GitDone,
+    Log,
+    LogParams,
+    PathsParams,
+    RangeDiffParams,
+    RepoParams,
+    RevertParams,
+    Shown,
+    ShowParams,
+    Stashes,
+    StashPushParams,
+    StashRefParams,
+    Status,
+    WorktreeAddParams,
+    WorktreeRemoveParams,
+    Worktrees,
+)
+from codexd.session import ClientSession
+
+
+def _git(session: ClientSession) -> GitService:
+    return session.ctx.git
+
+
+@handles(GIT_STATUS)
+async def status(session: ClientSession, p: RepoParams) -> Status:
+    return await _git(session).status(p.repo)
+
+
+@handles(GIT_DIFF)
+async def diff(session: ClientSession, p: DiffParams) -> Diff:
+    return await _git(session).diff(p.repo, file=p.path, staged=p.staged, context=p.context)
+
+
+@handles(GIT_FILE_DIFF)
+async def file_diff(session: ClientSession, p: FileDiffParams) -> FileVersions:
+    return await _git(session).file_versions(p.repo, p.path, staged=p.staged)
+
+
+@handles(GIT_RANGE_DIFF)
+async def range_diff(session: ClientSession, p: RangeDiffParams) -> Diff:
+    return await _git(session).range_diff(p.repo, base=p.base, head=p.head, file=p.path,
+                                          merge_base=p.merge_base, context=p.context)
+
+
+@handles(GIT_LOG)
+async def log(session: ClientSession, p: LogParams) -> Log:
+    return await _git(session).log(p.repo, max_count=p.max_count, file=p.path, ref=p.ref,
+                                   skip=p.skip)
+
+
+@handles(GIT_BRANCHES)
+async def branches(session: ClientSession, p: RepoParams) -> Branches:
+    return await _git(session).branches(p.repo)
+
+
+@handles(GIT_WORKTREE_LIST)
+async def worktree_list(session: ClientSession, p: RepoParams) -> Worktrees:
+    return await _git(session).worktrees(p.repo)
+
+
+@handles(GIT_SHOW)
+async def show(session: ClientSession, p: ShowParams) -> Shown:
+    return await _git(session).show(p.repo, p.commit, p.context)
+
+
+@handles(GIT_STAGE)
+async def stage(session: ClientSession, p: PathsParams) -> GitDone:
+    return await _git(session).stage(p.repo, p.paths, p.force)
+
+
+@handles(GIT_UNSTAGE)
+async def unstage(session: ClientSession, p: PathsParams) -> GitDone:
+    return await _git(session).unstage(p.repo, p.paths, p.force)
+
+
+@handles(GIT_REVERT)
+async def revert(session: ClientSession, p: RevertParams) -> GitDone:
+    return await _git(session).revert(p.repo, p.paths, p.scope, p.force)
+
+
+@handles(GIT_APPLY_HUNK)
+async def apply_hunk(session: ClientSession, p: ApplyHunkParams) -> GitDone:
+    return await _git(session).apply_hunk(p.repo, p.path, p.patch, p.action, p.force)
+
+
+@handles(GIT_COMMIT)
+async def commit(session: ClientSession, p: CommitParams) -> Committed:
+    return await _git(session).commit(p.repo, p.message, amend=p.amend, files=p.paths,
+                                      allow_empty=p.allow_empty, force=p.force)
+
+
+async def _write(session: ClientSession, repo: str, force: bool, *args: str) -> GitDone:
+    git = _git(session)
+    return await git.write(await git.need_repo(repo), force, *args)
+
+
+@handles(GIT_BRANCH_CREATE)
+async def branch_create(session: ClientSession, p: BranchCreateParams) -> GitDone:
+    if p.checkout:
+        return await _write(session, p.repo, p.force, "switch", "-c", p.name,
+                            *([p.start_point] if p.start_point else []))
+    return await _write(session, p.repo, p.force, "branch", "--", p.name,
+                        *([p.start_point] if p.start_point else []))
+
+
+@handles(GIT_BRANCH_DELETE)
+async def branch_delete(session: ClientSession, p: BranchDeleteParams) -> GitDone:
+    return await _write(session, p.repo, p.force, "branch", "-D" if p.unmerged else "-d",
+                        "--", p.name)
+
+
+@handles(GIT_BRANCH_RENAME)
+async def branch_rename(session: ClientSession, p: BranchRenameParams) -> GitDone:
+    return await _write(session, p.repo, p.force, "branch", "-m", "--", p.name, p.to)
+
+
+@handles(GIT_BRANCH_CHECKOUT)
+async def branch_checkout(session: ClientSession, p: CheckoutParams) -> GitDone:
+    return await _write(session, p.repo, p.force, "switch", *(["-c"] if p.create else []),
+                        p.name)
+
+
+@handles(GIT_STASH_PUSH)
+async def stash_push(session: ClientSession, p: StashPushParams) -> GitDone:
+    git = _git(session)
+    repo = await git.need_repo(p.repo)
+    args = ["stash", "push"]
+    if p.include_untracked:
+        args.append("--include-untracked")
+    if p.message:
+        args += ["--message", p.message]
+    if p.paths:
+        args += ["--", *[git.rel(repo, f) for f in p.paths]]
+    return await git.write(repo, p.force, *args)
+
+
+def _stash(verb: str):  # type: ignore[no-untyped-def]
+    async def run(session: ClientSession, p: StashRefParams) -> GitDone:
+        return await _write(session, p.repo, p.force, "stash", verb, f"stash@{{{p.index}}}")
+    return run
+
+
+handles(GIT_STASH_APPLY)(_stash("apply"))
+handles(GIT_STASH_POP)(_stash("pop"))
+handles(GIT_STASH_DROP)(_stash("drop"))
+
+
+@handles(GIT_STASH_LIST)
+async def stash_list(session: ClientSession, p: RepoParams) -> Stashes:
+    return await _git(session).stash_list(p.repo)
+
+
+@handles(GIT_WORKTREE_ADD)
+async def worktree_add(session: ClientSession, p: WorktreeAddParams) -> GitDone:
+    return await _git(session).worktree_add(p.repo, p.path, p.ref, p.new_branch)
+
+
+@handles(GIT_WORKTREE_REMOVE)
+async def worktree_remove(session: ClientSession, p: WorktreeRemoveParams) -> GitDone:
+    return await _git(session).worktree_remove(p.repo, p.path, p.discard_changes, p.force)
