@@ -215,6 +215,11 @@ class WebSocketSection(_Section, frozen=True):
     allow_insecure_remote: bool = False
 
 
+class GitSection(_Section, frozen=True):
+    #: How long a fetch/pull/push waits for someone to answer git's credential prompt.
+    credential_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 120.0
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -227,6 +232,7 @@ class Config(_Section, frozen=True):
     automations: AutomationsSection = msgspec.field(default_factory=AutomationsSection)
     runs: RunsSection = msgspec.field(default_factory=RunsSection)
     websocket: WebSocketSection = msgspec.field(default_factory=WebSocketSection)
+    git: GitSection = msgspec.field(default_factory=GitSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.

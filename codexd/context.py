@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from codexd.config import Config
     from codexd.events import EventHub
     from codexd.faults import Faults
+    from codexd.git.jobs import GitJobs
     from codexd.git.service import GitService
     from codexd.runs.service import RunService
     from codexd.session.routes import Route
@@ -66,6 +67,8 @@ class DaemonContext(Protocol):
     def workspaces(self) -> Workspaces: ...
     @property
     def git(self) -> GitService: ...
+    @property
+    def git_jobs(self) -> GitJobs: ...
     @property
     def stats(self) -> Stats: ...
     @property

@@ -42,6 +42,7 @@ from codexd.context import Peer
 from codexd.errors import CodexdError, ConfigError, ErrorCode
 from codexd.events import EventHub
 from codexd.faults import Faults
+from codexd.git.jobs import GitJobs
 from codexd.git.service import GitService
 from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
@@ -184,6 +185,10 @@ class Daemon:
                                      self.publish(WORKSPACE_CHANGED.name,
                                                   WorkspaceChanged(change=change, grant=grant)))
         self.git = GitService(self.workspaces, busy=self._busy_worktrees)
+        self.git_jobs = GitJobs(self.git, publish=self.publish, spawn=self.spawn,
+                                socket_path=lambda: self.socket_path, state_dir=self.state_dir,
+                                credential_timeout=lambda:
+                                self.config.git.credential_timeout_seconds)
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from codexd.api.registry import handles
+from codexd.git.jobs import GitJobs
 from codexd.git.service import GitService
+from codexd.protocol.base import NoParams
 from codexd.protocol.git import (
     GIT_APPLY_HUNK,
+    GIT_ASKPASS,
     GIT_BRANCH_CHECKOUT,
     GIT_BRANCH_CREATE,
     GIT_BRANCH_DELETE,
     GIT_BRANCH_RENAME,
     GIT_BRANCHES,
+    GIT_CANCEL,
     GIT_COMMIT,
+    GIT_CREDENTIALS_LIST,
+    GIT_CREDENTIALS_RESPOND,
     GIT_DIFF,
+    GIT_FETCH,
     GIT_FILE_DIFF,
+    GIT_JOBS,
     GIT_LOG,
+    GIT_PULL,
+    GIT_PUSH,
     GIT_RANGE_DIFF,
     GIT_REVERT,
     GIT_SHOW,
@@ -30,6 +40,8 @@ from codexd.protocol.git import (
     GIT_WORKTREE_LIST,
     GIT_WORKTREE_REMOVE,
     ApplyHunkParams,
+    AskpassAnswer,
+    AskpassParams,
     BranchCreateParams,
     BranchDeleteParams,
     Branches,
@@ -37,14 +49,24 @@ from codexd.protocol.git import (
     CheckoutParams,
     CommitParams,
     Committed,
+    CredentialAnswered,
+    CredentialList,
+    CredentialRespondParams,
     Diff,
     DiffParams,
+    FetchParams,
     FileDiffParams,
     FileVersions,
     GitDone,
+    Job,
+    JobRef,
+    Jobs,
+    JobStarted,
     Log,
     LogParams,
     PathsParams,
+    PullParams,
+    PushParams,
     RangeDiffParams,
     RepoParams,
     RevertParams,
@@ -202,3 +224,73 @@ async def worktree_add(session: ClientSession, p: WorktreeAddParams) -> GitDone:
 @handles(GIT_WORKTREE_REMOVE)
 async def worktree_remove(session: ClientSession, p: WorktreeRemoveParams) -> GitDone:
     return await _git(session).worktree_remove(p.repo, p.path, p.discard_changes, p.force)
+
+
+# ---------------------------------------------------------------------------- remote jobs
+
+
+def _jobs(session: ClientSession) -> GitJobs:
+    return session.ctx.git_jobs
+
+
+@handles(GIT_FETCH)
+async def fetch(session: ClientSession, p: FetchParams) -> JobStarted:
+    args = ["fetch", "--progress", *(["--prune"] if p.prune else [])]
+    args += ["--all"] if p.all else ([p.remote] if p.remote else [])
+    return await _jobs(session).start("fetch", p.repo, args)
+
+
+@handles(GIT_PULL)
+async def pull(session: ClientSession, p: PullParams) -> JobStarted:
+    args = ["pull", "--progress", "--no-edit"]
+    if p.rebase is not None:
+        args.append("--rebase" if p.rebase else "--no-rebase")
+    if p.ff_only:
+        args.append("--ff-only")
+    if p.remote:
+        args.append(p.remote)
+        if p.branch:
+            args.append(p.branch)
+    return await _jobs(session).start("pull", p.repo, args, force=p.force)
+
+
+@handles(GIT_PUSH)
+async def push(session: ClientSession, p: PushParams) -> JobStarted:
+    args = ["push", "--progress", "--porcelain"]
+    if p.set_upstream:
+        args.append("--set-upstream")
+    if p.force_with_lease:
+        args.append("--force-with-lease")
+    if p.tags:
+        args.append("--tags")
+    if p.remote or p.branch:
+        args.append(p.remote or "origin")
+        if p.branch:
+            args.append(p.branch)
+    return await _jobs(session).start("push", p.repo, args)
+
+
+@handles(GIT_JOBS)
+def jobs(session: ClientSession, _p: NoParams) -> Jobs:
+    return Jobs(jobs=[j.view() for j in _jobs(session).jobs.values()])
+
+
+@handles(GIT_CANCEL)
+def cancel(session: ClientSession, p: JobRef) -> Job:
+    return _jobs(session).cancel(p.job_id)
+
+
+@handles(GIT_ASKPASS)
+async def askpass(session: ClientSession, p: AskpassParams) -> AskpassAnswer:
+    return AskpassAnswer(value=await _jobs(session).askpass(p.job_id, p.secret, p.prompt))
+
+
+@handles(GIT_CREDENTIALS_LIST)
+def credentials_list(session: ClientSession, _p: NoParams) -> CredentialList:
+    return CredentialList(requests=_jobs(session).requests())
+
+
+@handles(GIT_CREDENTIALS_RESPOND)
+def credentials_respond(session: ClientSession, p: CredentialRespondParams
+                        ) -> CredentialAnswered:
+    return _jobs(session).respond(p.request_id, p.value, p.cancel)

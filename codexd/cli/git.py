@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from codexd.cli.output import age, table
+import msgspec
+
+from codexd.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from codexd.cli.output import StatusLine, age, print_json, table
 from codexd.client import Client
+from codexd.protocol.base import NoParams
 from codexd.protocol.git import (
+    GIT_CREDENTIAL_REQUESTED,
+    GIT_CREDENTIALS_RESPOND,
     GIT_DIFF,
+    GIT_FETCH,
+    GIT_JOB_DONE,
+    GIT_JOBS,
     GIT_LOG,
+    GIT_PROGRESS,
+    GIT_PULL,
+    GIT_PUSH,
     GIT_STATUS,
+    CredentialRespondParams,
     DiffParams,
+    FetchParams,
+    Job,
     LogParams,
+    PullParams,
+    PushParams,
     RepoParams,
 )
 
@@ -78,6 +97,80 @@ def cmd_log(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def _remote(spec: Any, params: Callable[[argparse.Namespace], Any]) -> Any:
+    def run(c: Client, a: argparse.Namespace) -> Any:
+        started = c.request(spec, params(a))
+        if a.no_wait:
+            if a.json:
+                return started
+            print(started.job_id)
+            return None
+        try:
+            job = _follow(c, started.job_id, as_json=a.json)
+        except KeyboardInterrupt:
+            print(f"\n[job {started.job_id} goes on; `codexctl call git/cancel "
+                  f"'{{\"jobId\": \"{started.job_id}\"}}'` stops it]", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if a.json:
+            print_json(job)
+        else:
+            if job.output:
+                print(job.output)
+            print(f"[{job.kind} {job.state}" + (f": {job.error}" if job.error else "") + "]",
+                  file=sys.stderr)
+        return EXIT_OK if job.state == "succeeded" else EXIT_ERROR
+    return run
+
+
+def _follow(c: Client, job_id: str, *, as_json: bool) -> Job:
+    """Until the job ends; progress on a terminal, and credential prompts asked right here
+    when this is one (otherwise any client may answer them)."""
+    interactive = sys.stdin.isatty() and not as_json
+    with StatusLine(enabled=sys.stderr.isatty() and not as_json) as status:
+        status.show(f"git job {job_id} starting")
+        while True:
+            try:
+                note = c.next_notification(timeout=2.0)
+            except TimeoutError:
+                job = next((j for j in c.request(GIT_JOBS, NoParams()).jobs
+                            if j.job_id == job_id), None)
+                if job is not None and job.state != "running":
+                    return job
+                continue
+            p = note.params
+            if not isinstance(p, dict):
+                continue
+            if note.method == GIT_PROGRESS.name and p.get("jobId") == job_id:
+                status.show(f"{p['phase']}: {p.get('percent')}%")
+            elif note.method == GIT_CREDENTIAL_REQUESTED.name and p.get("jobId") == job_id:
+                status.clear()
+                if interactive:
+                    hidden = p["kind"] != "username"
+                    value = getpass.getpass(p["prompt"]) if hidden else input(p["prompt"])
+                    c.request(GIT_CREDENTIALS_RESPOND, CredentialRespondParams(
+                        request_id=p["requestId"], value=value))
+                else:
+                    print(f"[git asks: {p['prompt'].strip()} — answer with `codexctl git answer "
+                          f"{p['requestId']}`]", file=sys.stderr)
+            elif note.method == GIT_JOB_DONE.name and p["job"]["jobId"] == job_id:
+                return msgspec.convert(p["job"], Job)
+
+
+def cmd_answer(c: Client, a: argparse.Namespace) -> Any:
+    if a.decline:
+        value = None
+    elif sys.stdin.isatty():
+        value = getpass.getpass(f"answer for request {a.id} (not echoed): ")
+    else:
+        value = sys.stdin.readline().rstrip("\n")
+    out = c.request(GIT_CREDENTIALS_RESPOND, CredentialRespondParams(
+        request_id=a.id, value=value, cancel=a.decline))
+    if a.json:
+        return out
+    print(f"request {a.id}: {out.outcome}")
+    return None
+
+
 def add_commands(add: Any, sub: Any) -> None:
     git = sub.add_parser("git", help="a repository inside a workspace grant"
                          ).add_subparsers(dest="git_command", required=True,
@@ -94,3 +187,25 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--repo", metavar="DIR", help="default: here")
     sp.add_argument("-n", type=int, default=20, metavar="N")
     sp.add_argument("--ref", help="default: HEAD")
+    for name, spec, build, help_ in (
+            ("fetch", GIT_FETCH, lambda a: FetchParams(repo=_repo(a), remote=a.remote,
+                                                        prune=a.prune), "fetch (progress shown)"),
+            ("pull", GIT_PULL, lambda a: PullParams(repo=_repo(a), remote=a.remote,
+                                                     ff_only=a.ff_only), "pull"),
+            ("push", GIT_PUSH, lambda a: PushParams(repo=_repo(a), remote=a.remote,
+                                                     set_upstream=a.set_upstream), "push")):
+        sp = add(name, _remote(spec, build), help_ + "; credential prompts asked here on a "
+                 "terminal", git)
+        sp.add_argument("remote", nargs="?")
+        sp.add_argument("--repo", metavar="DIR", help="default: here")
+        sp.add_argument("--no-wait", action="store_true", help="print the job id and return")
+        if name == "fetch":
+            sp.add_argument("--prune", action="store_true")
+        if name == "pull":
+            sp.add_argument("--ff-only", action="store_true")
+        if name == "push":
+            sp.add_argument("-u", "--set-upstream", action="store_true")
+    sp = add("answer", cmd_answer, "answer a git credential prompt (read from a prompt or "
+             "stdin, never argv)", git)
+    sp.add_argument("id", type=int, metavar="REQUEST_ID")
+    sp.add_argument("--decline", action="store_true", help="decline it: the job fails")

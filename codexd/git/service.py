@@ -121,6 +121,15 @@ class GitService:
         return os.path.relpath(real, repo.root)
 
     def _writing(self, repo: Repo, force: bool) -> trio.Lock:
+        self.busy_check(repo, force)
+        return self.lock_for(repo)
+
+    def lock_for(self, repo: Repo) -> trio.Lock:
+        """The lock every index-changing call on this repository holds."""
+        return self._locks.setdefault(repo.common_dir, trio.Lock())
+
+    def busy_check(self, repo: Repo, force: bool) -> None:
+        """-32010 while a run or an automation works in the work tree (unless ``force``)."""
         if not force:
             for what, cwd in self._busy():
                 real = os.path.realpath(cwd)
@@ -129,7 +138,6 @@ class GitService:
                                    f"{what} is working in {repo.asked}; wait for it, or pass "
                                    "force to change the work tree anyway",
                                    {"busy": what, "root": repo.asked})
-        return self._locks.setdefault(repo.common_dir, trio.Lock())
 
     async def write(self, repo: Repo, force: bool, *args: str, stdin: bytes | None = None
                     ) -> GitDone:
@@ -350,8 +358,8 @@ class GitService:
         repo = await self.need_repo(path)
         target = self._ws.resolve(where)
         args = ["worktree", "remove", *(["--force"] if discard else []), "--", target.real]
-        busy_check = Repo(asked=target.asked, root=target.real, git_dir="", common_dir="")
-        self._writing(busy_check, force)  # refuse while something works in it
+        self.busy_check(Repo(asked=target.asked, root=target.real, git_dir="", common_dir=""),
+                        force)  # refuse while something works in it
         return await self.write(repo, True, *args)
 
 

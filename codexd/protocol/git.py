@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from codexd.protocol.base import OsPath, Params, Struct, method
+from codexd.protocol.base import NoParams, OsPath, Params, Struct, method, notification
 
 #: A ref, a commit, a branch name: what may follow a git option (never one itself).
 Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=r"^[^\x00\s-][^\x00\s]*$")]
@@ -355,3 +355,146 @@ GIT_STASH_LIST = method("git/stash/list", RepoParams, Stashes, "The stashes, new
 GIT_WORKTREE_ADD = method("git/worktree/add", WorktreeAddParams, GitDone, "Add a work tree.")
 GIT_WORKTREE_REMOVE = method("git/worktree/remove", WorktreeRemoveParams, GitDone,
                              "Remove a work tree.")
+
+
+# -------------------------------------------------------------------------- remote jobs
+
+
+class FetchParams(Params, frozen=True):
+    repo: OsPath
+    #: Default: the branch's remote, else origin.
+    remote: Ref | None = None
+    #: Fetch every remote.
+    all: bool = False
+    prune: bool = False
+
+
+class PullParams(Params, frozen=True):
+    repo: OsPath
+    remote: Ref | None = None
+    branch: Ref | None = None
+    #: Rebase instead of merge (default: git's own configuration decides).
+    rebase: bool | None = None
+    #: Refuse unless it fast-forwards.
+    ff_only: bool = False
+    force: bool = False
+
+
+class PushParams(Params, frozen=True):
+    repo: OsPath
+    remote: Ref | None = None
+    #: Default: the current branch.
+    branch: Ref | None = None
+    set_upstream: bool = False
+    #: Overwrite the remote branch only if it is where we last saw it.
+    force_with_lease: bool = False
+    tags: bool = False
+
+
+class JobStarted(Struct, frozen=True, omit_defaults=False):
+    job_id: str
+    root: str
+    kind: Literal["fetch", "pull", "push"]
+
+
+class JobRef(Params, frozen=True):
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Job(Struct, frozen=True, omit_defaults=False):
+    job_id: str
+    root: str
+    kind: Literal["fetch", "pull", "push"]
+    state: Literal["running", "succeeded", "failed", "canceled"]
+    started_at: int
+    finished_at: int | None = None
+    #: The last progress: phase and percent.
+    phase: str | None = None
+    percent: int | None = None
+    output: str = ""
+    error: str | None = None
+
+
+class Jobs(Struct, frozen=True):
+    jobs: list[Job]
+
+
+class Progress(Struct, frozen=True, omit_defaults=False):
+    job_id: str
+    #: git's phase, e.g. "Receiving objects", "Resolving deltas", "Writing objects".
+    phase: str
+    percent: int | None = None
+    done: int | None = None
+    total: int | None = None
+    #: Bytes transferred so far, when git says.
+    bytes: int | None = None
+
+
+class JobDone(Struct, frozen=True, omit_defaults=False):
+    job: Job
+
+
+class AskpassParams(Params, frozen=True):
+    """What codexd's askpass helper sends for the git process of a job."""
+
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    prompt: Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class AskpassAnswer(Struct, frozen=True, omit_defaults=False):
+    value: str
+
+
+class CredentialRequest(Struct, frozen=True, omit_defaults=False):
+    request_id: int
+    job_id: str
+    root: str
+    #: What git (or ssh) asked, e.g. "Password for 'https://me@example.com': ".
+    prompt: str
+    #: "username", "password", "passphrase" or "other" (read from the prompt).
+    kind: Literal["username", "password", "passphrase", "other"]
+    created_at: int
+    expires_at: int
+
+
+class CredentialList(Struct, frozen=True):
+    requests: list[CredentialRequest]
+
+
+class CredentialRespondParams(Params, frozen=True):
+    request_id: Annotated[int, msgspec.Meta(ge=1)]
+    #: The answer; absent (or cancel) declines, and the job fails at once.
+    value: Annotated[str, msgspec.Meta(max_length=10_000, pattern=r"^[^\x00\n]*$")] | None = None
+    cancel: bool = False
+
+
+class CredentialAnswered(Struct, frozen=True, omit_defaults=False):
+    request_id: int
+    job_id: str
+    #: "answered", "declined" or "expired".
+    outcome: Literal["answered", "declined", "expired"]
+
+
+GIT_FETCH = method("git/fetch", FetchParams, JobStarted,
+                   "Fetch in the background; git/progress, then git/jobDone.")
+GIT_PULL = method("git/pull", PullParams, JobStarted,
+                  "Pull in the background; git/progress, then git/jobDone.")
+GIT_PUSH = method("git/push", PushParams, JobStarted,
+                  "Push in the background; git/progress, then git/jobDone.")
+GIT_JOBS = method("git/jobs", NoParams, Jobs, "Remote jobs, running and recent.")
+GIT_CANCEL = method("git/cancel", JobRef, Job, "Cancel a running remote job.")
+GIT_ASKPASS = method("git/askpass", AskpassParams, AskpassAnswer,
+                     "codexd's askpass helper asking for a job's credential (waits).")
+GIT_CREDENTIALS_LIST = method("git/credentials/list", NoParams, CredentialList,
+                              "Credential prompts waiting for an answer.")
+GIT_CREDENTIALS_RESPOND = method("git/credentials/respond", CredentialRespondParams,
+                                 CredentialAnswered, "Answer (or decline) a credential prompt.")
+GIT_PROGRESS = notification("git/progress", Progress, "A remote job's progress.")
+GIT_JOB_DONE = notification("git/jobDone", JobDone, "A remote job ended.")
+GIT_CREDENTIAL_REQUESTED = notification(
+    "git/credentialRequested", CredentialRequest,
+    "A remote job's git asks for a credential; answer with git/credentials/respond.")
+GIT_CREDENTIAL_ANSWERED = notification(
+    "git/credentialAnswered", CredentialAnswered,
+    "A credential prompt was answered, declined or expired (no value is ever sent).")
