@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from codexd.terminal.host import TerminalHost, Viewer
     from codexd.tokens import TokenBook
     from codexd.transport.frontend import FrontendListener
+    from codexd.watches import Watches
     from codexd.workspaces import Workspaces
 
 
@@ -69,6 +70,8 @@ class DaemonContext(Protocol):
     def git(self) -> GitService: ...
     @property
     def git_jobs(self) -> GitJobs: ...
+    @property
+    def watches(self) -> Watches: ...
     @property
     def stats(self) -> Stats: ...
     @property

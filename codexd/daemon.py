@@ -18,7 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -47,7 +47,7 @@ from codexd.git.service import GitService
 from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
-from codexd.protocol.workspace import WORKSPACE_CHANGED, WorkspaceChanged
+from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.session import ClientSession
@@ -67,6 +67,7 @@ from codexd.transport.unix import (
     remove_stale_socket,
 )
 from codexd.transport.websocket import AppServerListener
+from codexd.watches import Watches
 from codexd.workspaces import Workspaces
 
 log = structlog.get_logger("codexd.daemon")
@@ -181,14 +182,14 @@ class Daemon:
                                pending_for_thread=self.approvals.pending_for_thread),
             daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
         self.tokens = TokenBook(lambda: self.store, on_revoked=self._close_token)
-        self.workspaces = Workspaces(lambda: self.store, on_change=lambda change, grant:
-                                     self.publish(WORKSPACE_CHANGED.name,
-                                                  WorkspaceChanged(change=change, grant=grant)))
+        self.workspaces = Workspaces(lambda: self.store, on_change=self._workspace_changed)
         self.git = GitService(self.workspaces, busy=self._busy_worktrees)
         self.git_jobs = GitJobs(self.git, publish=self.publish, spawn=self.spawn,
                                 socket_path=lambda: self.socket_path, state_dir=self.state_dir,
                                 credential_timeout=lambda:
                                 self.config.git.credential_timeout_seconds)
+        self.watches = Watches(self.workspaces, publish=self.publish,
+                               git_dir_of=self.git.git_dir_of)
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
@@ -392,6 +393,11 @@ class Daemon:
             (log.info if clean else log.error)(
                 "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
 
+    def _workspace_changed(self, change: Literal["granted", "revoked"], grant: Grant) -> None:
+        if change == "revoked":
+            self.watches.revoked(grant.real_path)
+        self.publish(WORKSPACE_CHANGED.name, WorkspaceChanged(change=change, grant=grant))
+
     def _busy_worktrees(self) -> list[tuple[str, str]]:
         """(what, cwd) of work in progress that a git mutation must not pull the rug from."""
         busy = [(f"run {run_id}", cwd) for run_id, cwd in self.runs.active_cwds()]
@@ -442,6 +448,7 @@ class Daemon:
                 await services.start(self.appserver.run)
             await services.start(self.automations.run)
             await services.start(self.runs.run)
+            await services.start(self.watches.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 unix = UnixListener(listener, self.serve_client)

@@ -42,6 +42,7 @@ OBSERVER_METHODS = frozenset({
     "secret/has", "token/ticket",  # a ticket carries at most the caller's own role
     # Reading inside workspace grants (what a review pane shows); writing is an operator's.
     "workspace/list", "files/list", "files/stat", "files/read", "files/search", "files/grep",
+    "files/watches",
     "git/status", "git/diff", "git/fileDiff", "git/rangeDiff", "git/log", "git/branches",
     "git/worktree/list", "git/show", "git/stash/list",
 })

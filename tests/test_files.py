@@ -230,3 +230,59 @@ def test_grants_are_announced(daemon, tree):
         note = watcher.next_notification(timeout=5)
         assert note.method == "workspace/changed" and note.params["change"] == "granted"
         assert note.params["grant"]["realPath"] == str(tree["ws"])
+
+
+def _until(c: Client, method: str, pred, timeout: float = 15):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        note = c.next_notification(timeout=max(0.1, deadline - time.monotonic()))
+        if note.method == method and pred(note.params):
+            return note
+
+
+def test_watch_reports_changes_survives_a_reconnect_and_sees_git(daemon, tree):
+    ws = tree["ws"]
+    subprocess.run(["git", "-C", str(ws), "-c", "user.name=T", "-c", "user.email=t@x",
+                    "commit", "-q", "--allow-empty", "-m", "first"], check=True)
+    with _granted(daemon, tree) as c:
+        w = c.call("files/watch", {"path": str(ws)})
+        assert w["gitRoot"] == str(ws)
+        assert c.call("files/watch", {"path": str(ws)})["watchId"] == w["watchId"]  # shared
+        (ws / "src" / "new.py").write_text("x = 1\n")
+        note = _until(c, "files/changed", lambda p: any(
+            ch["path"] == f"{ws}/src/new.py" for ch in p["changes"]))
+        assert note.params["watchId"] == w["watchId"]
+        assert {"path": f"{ws}/src/new.py", "kind": "added"} in note.params["changes"]
+        assert not any("/.git/" in ch["path"] for ch in note.params["changes"])
+        epoch = c.server_info["epoch"]
+        seen = c.call("events/replay", {"afterSeq": 0})["events"]  # the seq we last saw
+        last_seq = max(e["seq"] for e in seen if e["method"] == "files/changed")
+    # The client is gone; the watch is not. What happens meanwhile is replayed.
+    (ws / "docs" / "manual.md").write_text("changed while nobody was connected\n")
+    subprocess.run(["git", "-C", str(ws), "add", "docs/manual.md"], check=True)
+    import time
+
+    time.sleep(1.0)
+    with daemon.client() as c:
+        replay = c.call("events/replay", {"afterSeq": last_seq, "epoch": epoch})
+        assert replay["gap"] is False
+        methods = [(e["method"], e["params"]) for e in replay["events"]]
+        changed = [p for m, p in methods if m == "files/changed"]
+        assert any(ch["path"] == f"{ws}/docs/manual.md" and ch["kind"] == "modified"
+                   for p in changed for ch in p["changes"])
+        gits = [p for m, p in methods if m == "git/changed"]
+        assert gits and "index" in gits[-1]["what"] and gits[-1]["root"] == str(ws)
+        # A commit moves HEAD's branch: refs (and the index).
+        subprocess.run(["git", "-C", str(ws), "-c", "user.name=T", "-c", "user.email=t@x",
+                        "commit", "-q", "-m", "second"], check=True)
+        note = _until(c, "git/changed", lambda p: "refs" in p["what"])
+        assert note.params["watchId"] == w["watchId"]
+        assert [x["watchId"] for x in c.call("files/watches")["watches"]] == [w["watchId"]]
+        assert c.call("files/unwatch", {"watchId": w["watchId"]})["stopped"] is True
+        assert c.call("files/watches")["watches"] == []
+        refused(c, "files/watch", {"path": str(tree["outside"])})
+        c.call("files/watch", {"path": str(ws / "src")})
+        c.call("workspace/revoke", {"path": str(ws)})  # the grant goes, its watches too
+        assert c.call("files/watches")["watches"] == []

@@ -16,6 +16,9 @@ from codexd.protocol.workspace import (
     FILES_RENAME,
     FILES_SEARCH,
     FILES_STAT,
+    FILES_UNWATCH,
+    FILES_WATCH,
+    FILES_WATCHES,
     FILES_WRITE,
     WORKSPACE_GRANT,
     WORKSPACE_LIST,
@@ -38,6 +41,11 @@ from codexd.protocol.workspace import (
     SearchParams,
     SearchResult,
     Stat,
+    Unwatched,
+    WatchInfo,
+    WatchList,
+    WatchParams,
+    WatchRef,
     WriteParams,
     Written,
 )
@@ -132,3 +140,18 @@ async def search(session: ClientSession, p: SearchParams) -> SearchResult:
 async def grep(session: ClientSession, p: GrepParams) -> GrepResult:
     return await files.grep(session.ctx.workspaces.resolve(p.root), p.pattern, fixed=p.fixed,
                             case_sensitive=p.case_sensitive, glob=p.glob, limit=p.limit)
+
+
+@handles(FILES_WATCH)
+async def watch(session: ClientSession, p: WatchParams) -> WatchInfo:
+    return await session.ctx.watches.watch(p.path)
+
+
+@handles(FILES_UNWATCH)
+def unwatch(session: ClientSession, p: WatchRef) -> Unwatched:
+    return Unwatched(watch_id=p.watch_id, stopped=session.ctx.watches.unwatch(p.watch_id))
+
+
+@handles(FILES_WATCHES)
+def watches(session: ClientSession, _p: NoParams) -> WatchList:
+    return WatchList(watches=[w.info for w in session.ctx.watches.watches.values()])

@@ -102,6 +102,15 @@ class GitService:
         asked = _asked_top(res, top)
         return Repo(asked=asked, root=top, git_dir=git_dir, common_dir=common)
 
+    async def git_dir_of(self, real: str) -> tuple[str, str] | None:
+        """(work tree top, git dir) of an already-checked folder; None outside a work tree."""
+        try:
+            out = await self.run(real, "rev-parse", "--show-toplevel", "--absolute-git-dir")
+        except (GitError, RpcError):
+            return None
+        top, git_dir = parse.text(out).splitlines()[:2]
+        return top, git_dir
+
     async def need_repo(self, path: str) -> Repo:
         repo = await self.repo(path)
         if repo is None:

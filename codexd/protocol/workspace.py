@@ -233,3 +233,62 @@ FILES_SEARCH = method("files/search", SearchParams, SearchResult,
                       "Fuzzy file-name search under root (ripgrep's file list, ranked).")
 FILES_GREP = method("files/grep", GrepParams, GrepResult,
                     "Search file contents under root with ripgrep.")
+
+
+# --------------------------------------------------------------------------------- watch
+
+
+class WatchParams(Params, frozen=True):
+    #: A folder inside a grant (watched with everything under it).
+    path: OsPath
+
+
+class WatchInfo(Struct, frozen=True, omit_defaults=False):
+    watch_id: str
+    path: str
+    #: The repository's top when the folder is in a work tree: its index, HEAD and refs are
+    #: watched too (git/changed).
+    git_root: str | None
+    created_at: int
+
+
+class WatchList(Struct, frozen=True):
+    watches: list[WatchInfo]
+
+
+class WatchRef(Params, frozen=True):
+    watch_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Unwatched(Struct, frozen=True, omit_defaults=False):
+    watch_id: str
+    stopped: bool
+
+
+class FileChange(Struct, frozen=True, omit_defaults=False):
+    path: str
+    kind: Literal["added", "modified", "deleted"]
+
+
+class FilesChanged(Struct, frozen=True, omit_defaults=False):
+    watch_id: str
+    path: str
+    changes: list[FileChange]
+
+
+class GitChanged(Struct, frozen=True, omit_defaults=False):
+    watch_id: str
+    root: str
+    #: What moved: "index", "head" (a checkout, a commit), "refs" (branches, tags, fetches),
+    #: "state" (a merge or rebase began or ended).
+    what: list[Literal["index", "head", "refs", "state"]]
+
+
+FILES_WATCH = method("files/watch", WatchParams, WatchInfo,
+                     "Watch a folder: files/changed (and git/changed) until files/unwatch.")
+FILES_UNWATCH = method("files/unwatch", WatchRef, Unwatched, "Stop a watch.")
+FILES_WATCHES = method("files/watches", NoParams, WatchList, "The folders being watched.")
+FILES_CHANGED = notification("files/changed", FilesChanged,
+                             "Files under a watched folder were added, modified or deleted.")
+GIT_CHANGED = notification("git/changed", GitChanged,
+                           "A watched repository's index, HEAD or refs changed.")
