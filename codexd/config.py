@@ -215,6 +215,12 @@ class WebSocketSection(_Section, frozen=True):
     allow_insecure_remote: bool = False
 
 
+class WorkspacesSection(_Section, frozen=True):
+    #: Confine local (Unix-socket) clients to workspace grants too: terminal, run and
+    #: automation cwds, and the app-server's fs/* and command/exec. Token holders always are.
+    confine_local: bool = False
+
+
 class GitSection(_Section, frozen=True):
     #: How long a fetch/pull/push waits for someone to answer git's credential prompt.
     credential_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 120.0
@@ -233,6 +239,7 @@ class Config(_Section, frozen=True):
     runs: RunsSection = msgspec.field(default_factory=RunsSection)
     websocket: WebSocketSection = msgspec.field(default_factory=WebSocketSection)
     git: GitSection = msgspec.field(default_factory=GitSection)
+    workspaces: WorkspacesSection = msgspec.field(default_factory=WorkspacesSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.

@@ -316,6 +316,8 @@ class Daemon:
         logs.configure(new.log.format, new.log.level)
         for session in list(self.sessions):
             session.reconfigure()
+        if new.workspaces.confine_local:
+            self.spawn(self._grant_existing_cwds(), "grant-existing-cwds")
         self.automations.reconfigure()
         log.info("config_reloaded", changed=changed, needs_restart=restart)
 
@@ -357,6 +359,7 @@ class Daemon:
             await self.workspaces.load()
             await self.automations.startup()
             await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
+            await self._grant_existing_cwds()
             passed = self.passed
             # Socket files we bound are ours to remove at the end; passed ones are the service
             # manager's (it keeps listening while codexd is stopped).
@@ -392,6 +395,24 @@ class Daemon:
                 await trio.to_thread.run_sync(self.store.close)
             (log.info if clean else log.error)(
                 "daemon_stopped", clean=clean, reason=self.shutdown_reason or "a core task failed")
+
+    async def _grant_existing_cwds(self) -> None:
+        """With ``workspaces.confine_local``, what already worked keeps working: the folders of
+        existing automations (the desktop's too), conversations and profiles are granted."""
+        if not self.config.workspaces.confine_local:
+            return
+        from codexd.store import runs as runs_repo
+
+        cwds = [cwd for known in self.automations.defs.values() for cwd in known.definition.cwds]
+        convs = await self.store.read(lambda c: runs_repo.conv_list(
+            c, include_archived=True, provider=None))
+        profiles = await self.store.read(runs_repo.profile_list)
+        defaults = [c.defaults for c in convs if c.defaults] + [p.defaults for p in profiles]
+        cwds += [d.cwd for d in defaults if d.cwd]
+        made = await self.workspaces.ensure(cwds, why="confine_local")
+        if made:
+            log.info("workspaces_granted_for_existing_work", count=len(made),
+                     paths=[g.path for g in made])
 
     def _workspace_changed(self, change: Literal["granted", "revoked"], grant: Grant) -> None:
         if change == "revoked":

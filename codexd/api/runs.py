@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,9 +102,14 @@ def _who(session: ClientSession) -> str:
     return f"{session.client_name or 'client'}#{session.id}"
 
 
+def _confine(session: ClientSession) -> Callable[[str], object] | None:
+    """A confined client's runs must work inside workspace grants (their effective cwd)."""
+    return session.ctx.workspaces.resolve if session.confined else None
+
+
 @handles(RUN_START)
 async def start(session: ClientSession, p: RunStartParams) -> RunStarted:
-    run = await _svc(session).start(p, session=session)
+    run = await _svc(session).start(p, session=session, confine=_confine(session))
     return RunStarted(run_id=run.run_id, status=run.status)
 
 
@@ -153,7 +159,7 @@ async def rerun(session: ClientSession, p: RerunParams) -> RunStarted:
                             env=old.env or None, harness=old.harness, **overrides)
     earlier = Options(**{f: getattr(old, f) for f in fields})
     run = await _svc(session).start(params, session=session, rerun_of=p.run_id,
-                                    layers=(earlier,))
+                                    layers=(earlier,), confine=_confine(session))
     return RunStarted(run_id=run.run_id, status=run.status)
 
 
@@ -301,7 +307,8 @@ async def conv_archive(session: ClientSession, p: ConversationRef) -> Conversati
 async def conv_send(session: ClientSession, p: ConversationSendParams) -> RunStarted:
     run = await _svc(session).start(
         RunStartParams(prompt=p.prompt, provider=p.provider, priority=p.priority,
-                       conversation_id=p.conversation_id), session=session)
+                       conversation_id=p.conversation_id), session=session,
+        confine=_confine(session))
     return RunStarted(run_id=run.run_id, status=run.status)
 
 

@@ -223,13 +223,18 @@ class RunService:
         return req
 
     async def start(self, p: RunStartParams, *, session: Subscriber | None = None,
-                    rerun_of: str | None = None, layers: tuple[Options, ...] = ()) -> Run:
+                    rerun_of: str | None = None, layers: tuple[Options, ...] = (),
+                    confine: Callable[[str], object] | None = None) -> Run:
+        """Queue a run. ``confine`` checks the run's effective cwd (after profile,
+        conversation and rerun defaults) for a client confined to workspace grants."""
         conv = None
         if p.conversation_id is not None:
             conv = await self._conversation_for_send(p.conversation_id, p.provider)
             layers = (*layers, conv.defaults or Options(provider=conv.provider))
         profile_defaults = await self.profile_defaults(p.profile)
         req = self._merge(p, *layers, profile_defaults, profile=p.profile)
+        if confine is not None:
+            confine(req.cwd)
         if conv is not None and req.provider != conv.provider:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
                            f"a {conv.provider} conversation", {"field": "provider"})

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from codexd import confine
+from codexd.appserver.command import child_cwd
 from codexd.errors import (
     ErrorCode,
     RpcError,
@@ -374,6 +376,8 @@ class ClientSession:
                     f"({self.auth.name if self.auth else '?'}) is {self.role}",
                     {"method": req.method, "needs": needs, "role": self.role}))
                 return
+        if self.confined and not self._inside_grants(req, started, own=route is not None):
+            return
         if route is None and not self.ctx.forwards(req.method):
             own_namespace = req.method.split("/", 1)[0] in {n.split("/", 1)[0]
                                                             for n in self.routes}
@@ -473,6 +477,26 @@ class ClientSession:
         finally:
             self._inflight_count -= 1
             self._inflight.release()
+
+    @property
+    def confined(self) -> bool:
+        """Paths this client names must be inside workspace grants (codexd.confine)."""
+        return self.auth is not None or self.ctx.config.workspaces.confine_local
+
+    def _inside_grants(self, req: Request, started: float, *, own: bool) -> bool:
+        """Check the request's path params (codexd.confine's table); answer -32070 if not."""
+        paths = confine.paths_in(req.method, req.params, own=own)
+        if paths is None:
+            return True
+        if not paths and not own and req.method in confine.DEFAULT_CWD:
+            paths = [child_cwd(self.ctx.config.appserver)]  # where the app-server would run it
+        try:
+            for path in paths:
+                self.ctx.workspaces.resolve(path)
+        except RpcError as exc:
+            self.fail(req, started, exc)
+            return False
+        return True
 
     def succeed(self, req: Request, started: float, result: Any) -> None:
         self.send(self.rpc.send_response(req.id, result))
