@@ -14,7 +14,6 @@ import errno
 import hashlib
 import heapq
 import os
-import re
 import shutil
 import stat as stat_mod
 from collections.abc import Callable
@@ -272,9 +271,13 @@ def rename_sync(src: Resolved, dst: Resolved, overwrite: bool) -> None:
 # ------------------------------------------------------------------------ search & grep
 
 
-def _matcher(query: str) -> re.Pattern[str]:
-    """A cheap prefilter: the query's characters in order, anywhere (case-insensitive)."""
-    return re.compile(".*?".join(re.escape(c) for c in query.replace(" ", "")), re.IGNORECASE)
+_RUST_META = set("\\.+*?()|[]{}^$#&~")
+
+
+def _prefilter(query: str) -> str:
+    """A ripgrep (Rust regex: linear time) pattern for the lines holding the query's characters
+    in order, anywhere; with ``-i``, case-insensitive."""
+    return ".*".join("\\" + c if c in _RUST_META else c for c in query.replace(" ", ""))
 
 
 def score(query: str, candidate: str) -> tuple[int, list[int]] | None:
@@ -326,23 +329,36 @@ def score(query: str, candidate: str) -> tuple[int, list[int]] | None:
 
 
 async def search(root: Resolved, query: str, limit: int) -> SearchResult:
+    """``rg --files`` piped (through here, counting lines) into a second ``rg`` that keeps the
+    candidate lines (the query's characters in order), which alone are scored in Python: the
+    per-file work stays in Rust."""
     rg = tool("rg")
-    prefilter = _matcher(query)
     best: list[tuple[int, str, list[int]]] = []
     scanned = 0
-    async with _rg(rg, ["--files"], root.real) as lines:
-        async for line in lines:
-            scanned += 1
-            if prefilter.search(line) is None:
-                continue
-            found = score(query, line)
-            if found is None:
-                continue
-            item = (found[0], line, found[1])
-            if len(best) < limit:
-                heapq.heappush(best, item)
-            elif item > best[0]:
-                heapq.heapreplace(best, item)
+    lister = _rg(rg, ["--files"], root.real)
+    keeper = _rg(rg, ["--ignore-case", "--no-line-number", "--no-filename", "--regexp",
+                      _prefilter(query), "-"], root.real, stdin=True)
+    async with lister, keeper:
+        async def relay() -> None:
+            nonlocal scanned
+            try:
+                async for chunk in lister.chunks():
+                    scanned += chunk.count(b"\n")
+                    await keeper.feed(chunk)
+            finally:
+                await keeper.end_input()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay)
+            async for line in keeper:
+                found = score(query, line)
+                if found is None:
+                    continue
+                item = (found[0], line, found[1])
+                if len(best) < limit:
+                    heapq.heappush(best, item)
+                elif item > best[0]:
+                    heapq.heapreplace(best, item)
     hits = [SearchHit(path=os.path.join(root.asked, rel), relative=rel, score=s, positions=pos)
             for s, rel, pos in sorted(best, key=lambda t: (-t[0], len(t[1]), t[1]))]
     return SearchResult(root=root.asked, hits=hits, scanned=scanned)
@@ -352,9 +368,10 @@ class _Lines:
     """The lines a child process prints, as an async iterator; the child is killed when the
     caller stops early (a limit reached) or is cancelled."""
 
-    def __init__(self, argv: list[str], cwd: str) -> None:
+    def __init__(self, argv: list[str], cwd: str, *, stdin: bool = False) -> None:
         self._argv = argv
         self._cwd = cwd
+        self._stdin = stdin
         self._proc: trio.Process | None = None
         self.returncode: int | None = None
         self.stderr = b""
@@ -363,16 +380,31 @@ class _Lines:
         import subprocess
 
         self._proc = await trio.lowlevel.open_process(
-            self._argv, cwd=self._cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=git_env())
+            self._argv, cwd=self._cwd, stdin=subprocess.PIPE if self._stdin else
+            subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env())
         return self
+
+    async def feed(self, data: bytes) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        # It may have stopped reading (an error, or killed): its exit status tells.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._proc.stdin.send_all(data)
+
+    async def end_input(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            await self._proc.stdin.aclose()
 
     async def __aexit__(self, *exc: object) -> None:
         proc = self._proc
         assert proc is not None
         with trio.CancelScope(shield=True):
+            if proc.stdin is not None:
+                await proc.stdin.aclose()
             if proc.returncode is None:
-                proc.kill()
+                with trio.move_on_after(0 if self._stdin is False else 5):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
             self.returncode = await proc.wait()
             assert proc.stdout is not None and proc.stderr is not None
             await proc.stdout.aclose()
@@ -382,6 +414,23 @@ class _Lines:
 
     def __aiter__(self) -> Any:
         return self._iterate()
+
+    async def chunks(self) -> Any:
+        """The output in whole lines, a large chunk at a time (each ends with a newline)."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        rest = b""
+        while True:
+            chunk = await proc.stdout.receive_some(1024 * 1024)
+            if not chunk:
+                break
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield data[:cut]
+        if rest:
+            yield rest + b"\n"
 
     async def _iterate(self) -> Any:
         proc = self._proc
@@ -399,8 +448,8 @@ class _Lines:
             yield buf.decode("utf-8", errors="surrogateescape")
 
 
-def _rg(rg: str, args: list[str], cwd: str) -> _Lines:
-    return _Lines([rg, *args, "--no-messages", "--color", "never"], cwd)
+def _rg(rg: str, args: list[str], cwd: str, *, stdin: bool = False) -> _Lines:
+    return _Lines([rg, *args, "--no-messages", "--color", "never"], cwd, stdin=stdin)
 
 
 class _RgEvent(msgspec.Struct):

@@ -51,7 +51,7 @@ def test_status_reports_every_file_state(c, repo, short_tmp):
     (repo / "added.txt").write_text("added\n")
     git(repo, "add", "added.txt")  # added
     (repo / "untracked.txt").write_text("?\n")
-    st = c.call("git/status", {"repo": str(repo)})
+    st = c.call("git/status", {"repo": str(repo), "lineCounts": True})
     assert st["isRepository"] and st["branch"] == "main" and st["head"]
     files = {f["path"]: f for f in st["files"]}
     assert (files["lines.txt"]["index"], files["lines.txt"]["worktree"]) == (".", "M")
@@ -62,6 +62,9 @@ def test_status_reports_every_file_state(c, repo, short_tmp):
     assert files["new.txt"]["kind"] == "renamed" and files["new.txt"]["origPath"] == "old.txt"
     assert files["added.txt"]["index"] == "A"
     assert files["untracked.txt"]["kind"] == "untracked"
+    # Without lineCounts, the work tree's counts are left out (they cost a second walk).
+    quick = {f["path"]: f for f in c.call("git/status", {"repo": str(repo)})["files"]}
+    assert quick["lines.txt"]["added"] is None and quick["keep.txt"]["stagedAdded"] == 1
     # From a folder inside the work tree, the same repository.
     (repo / "sub").mkdir()
     assert c.call("git/status", {"repo": str(repo / "sub")})["root"] == str(repo)

@@ -76,6 +76,7 @@ from codexd.protocol.git import (
     StashPushParams,
     StashRefParams,
     Status,
+    StatusParams,
     WorktreeAddParams,
     WorktreeRemoveParams,
     Worktrees,
@@ -88,8 +89,8 @@ def _git(session: ClientSession) -> GitService:
 
 
 @handles(GIT_STATUS)
-async def status(session: ClientSession, p: RepoParams) -> Status:
-    return await _git(session).status(p.repo)
+async def status(session: ClientSession, p: StatusParams) -> Status:
+    return await _git(session).status(p.repo, line_counts=p.line_counts)
 
 
 @handles(GIT_DIFF)

@@ -34,7 +34,7 @@ from codexd.protocol.git import (
     LogParams,
     PullParams,
     PushParams,
-    RepoParams,
+    StatusParams,
 )
 
 _WORDS = {".": "", "M": "modified", "T": "type changed", "A": "added", "D": "deleted",
@@ -52,7 +52,7 @@ def _counts(added: int | None, deleted: int | None) -> str:
 
 
 def cmd_status(c: Client, a: argparse.Namespace) -> Any:
-    st = c.request(GIT_STATUS, RepoParams(repo=_repo(a)))
+    st = c.request(GIT_STATUS, StatusParams(repo=_repo(a), line_counts=True))
     if a.json:
         return st
     if not st.is_repository:

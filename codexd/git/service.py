@@ -65,6 +65,8 @@ class GitService:
         #: (what, cwd) of work in progress: provider runs, automation turns.
         self._busy = busy
         self._locks: dict[str, trio.Lock] = {}
+        #: folder → the work tree it is in (a rev-parse saved per call; checked on use).
+        self._repos: dict[str, Repo] = {}
 
     # ------------------------------------------------------------------------ running git
 
@@ -89,6 +91,11 @@ class GitService:
         """The work tree containing ``path`` (checked against the grants); None: not one."""
         res = self._ws.resolve(path)
         folder = _folder_of(res.real)
+        cached = self._repos.get(folder)
+        if cached is not None and _still(cached, folder):
+            self._ws.resolve(cached.root)
+            return Repo(asked=_asked_top(res, cached.root), root=cached.root,
+                        git_dir=cached.git_dir, common_dir=cached.common_dir)
         try:
             out = await self.run(folder, "rev-parse", "--show-toplevel", "--absolute-git-dir",
                                  "--git-common-dir")
@@ -100,7 +107,11 @@ class GitService:
         common = _absolute(folder, common)
         self._ws.resolve(top)  # the whole work tree must be granted, not just a folder in it
         asked = _asked_top(res, top)
-        return Repo(asked=asked, root=top, git_dir=git_dir, common_dir=common)
+        repo = Repo(asked=asked, root=top, git_dir=git_dir, common_dir=common)
+        if len(self._repos) > 10_000:
+            self._repos.clear()
+        self._repos[folder] = repo
+        return repo
 
     async def git_dir_of(self, real: str) -> tuple[str, str] | None:
         """(work tree top, git dir) of an already-checked folder; None outside a work tree."""
@@ -157,23 +168,35 @@ class GitService:
 
     # ------------------------------------------------------------------------------ reads
 
-    async def status(self, path: str) -> Status:
+    async def status(self, path: str, *, line_counts: bool = False) -> Status:
         repo = await self.repo(path)
         if repo is None:
             return Status(is_repository=False, root=self._ws.resolve(path).asked)
-        out, unstaged, staged = (
-            await self.run(repo.root, "status", "--porcelain=v2", "-z", "--branch",
-                           "--show-stash", "--untracked-files=all", "--find-renames"),
-            await self.run(repo.root, "diff", "--numstat", "-z", "--find-renames"),
-            await self.run(repo.root, "diff", "--cached", "--numstat", "-z",
-                           "--find-renames"),
-        )
+        # The work tree's line counts walk every tracked file again, so they are counted only
+        # when asked for (at the same time as the status); the staged ones (HEAD against the
+        # index) are cheap, and counted after it when something is staged.
+        results: dict[str, bytes] = {"unstaged": b"", "staged": b""}
+
+        async def one(key: str, *args: str) -> None:
+            results[key] = await self.run(repo.root, *args)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "status", "status", "--porcelain=v2", "-z", "--branch",
+                               "--show-stash", "--untracked-files=all", "--find-renames")
+            if line_counts:
+                nursery.start_soon(one, "unstaged", "diff", "--numstat", "-z",
+                                   "--find-renames")
+        out = results["status"]
+        if any(f.index not in (".", "?", "!") for f in parse.status_v2(out).files):
+            await one("staged", "diff", "--cached", "--numstat", "-z", "--find-renames")
+        unstaged, staged = results["unstaged"], results["staged"]
         st = parse.status_v2(out)
         wt, ix = parse.numstat(unstaged), parse.numstat(staged)
         files = []
         for f in st.files:
             sa, sd = ix.get(f.path, (0, 0) if f.index == "." else (None, None))
-            a, d = wt.get(f.path, (0, 0) if f.worktree == "." else (None, None))
+            a, d = (wt.get(f.path, (0, 0) if f.worktree == "." else (None, None))
+                    if line_counts else (None, None))
             binary = (f.path in wt and wt[f.path][0] is None) or \
                 (f.path in ix and ix[f.path][0] is None)
             files.append(FileStatus(path=f.path, kind=f.kind, index=f.index,
@@ -383,6 +406,19 @@ def _asked_top(res: Resolved, top: str) -> str:
             asked = os.path.dirname(asked)
         return asked
     return top
+
+
+def _still(repo: Repo, folder: str) -> bool:
+    """Whether a remembered answer for ``folder`` holds: the git dir is there and no
+    repository was made between the folder and the top since."""
+    if not os.path.exists(repo.git_dir):
+        return False
+    d = folder
+    while d != repo.root and d.startswith(repo.root.rstrip("/") + "/"):
+        if os.path.lexists(os.path.join(d, ".git")):
+            return False
+        d = os.path.dirname(d)
+    return d == repo.root
 
 
 def _folder_of(real: str) -> str:

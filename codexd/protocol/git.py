@@ -22,6 +22,14 @@ class RepoParams(Params, frozen=True):
     repo: OsPath
 
 
+class StatusParams(Params, frozen=True):
+    repo: OsPath
+    #: Also count the work tree's changed lines per file (``added``/``deleted``). It costs a
+    #: second pass over every tracked file (about as long as the status itself on a large
+    #: tree), so it is asked for; staged counts are cheap and always there.
+    line_counts: bool = False
+
+
 class FileStatus(Struct, frozen=True, omit_defaults=False):
     #: Relative to the repository's top.
     path: str
@@ -31,7 +39,8 @@ class FileStatus(Struct, frozen=True, omit_defaults=False):
     index: str
     worktree: str
     orig_path: str | None = None
-    #: Line counts (``null`` for binary files and untracked ones).
+    #: Line counts (``null`` for binary and untracked files; the work tree's only with
+    #: ``lineCounts``).
     staged_added: int | None = None
     staged_deleted: int | None = None
     added: int | None = None
@@ -321,7 +330,7 @@ class GitDone(Struct, frozen=True, omit_defaults=False):
     output: str = ""
 
 
-GIT_STATUS = method("git/status", RepoParams, Status,
+GIT_STATUS = method("git/status", StatusParams, Status,
                     "Branch, upstream, ahead/behind, per-file state and line counts.")
 GIT_DIFF = method("git/diff", DiffParams, Diff,
                   "The work tree's (or the index's) diff, parsed into files and hunks.")
