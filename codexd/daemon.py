@@ -67,6 +67,7 @@ from codexd.transport.unix import (
     remove_stale_socket,
 )
 from codexd.transport.websocket import AppServerListener
+from codexd.turns import ActiveTurns
 from codexd.watches import Watches
 from codexd.workspaces import Workspaces
 
@@ -153,6 +154,7 @@ class Daemon:
         self._services: trio.Nursery | None = None
         #: The processes spawned and not yet reaped (recording once the store is open).
         self.children = ChildRegistry()
+        self.turns = ActiveTurns()
         self.events = EventHub(config.events.ring_size, config.events.ring_bytes)
         self.approvals = ApprovalBook(
             lambda: self.config.approvals, store=lambda: self.store, events=self.events,
@@ -168,7 +170,7 @@ class Daemon:
             on_state=self._on_appserver_state,
             on_notification=self._on_appserver_notification,
             on_server_request=self._on_server_request,
-            on_generation_end=self.approvals.expire_generation,
+            on_generation_end=self._generation_ended,
             next_generation=self._next_generation,
             faults=self.faults,
             on_spawned=lambda pid: self.children.add("appserver", "", pid),
@@ -261,6 +263,7 @@ class Daemon:
             self.approvals.on_upstream_resolved(params, self.appserver.generation)
             return
         thread_id = None if method == "thread/started" else thread_refs(params)[0]
+        self.turns.on_notification(method, params)
         self.automations.on_notification(method, params, thread_id)
         self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id,
                      emitted_at_ms=emitted_at_ms)
@@ -419,9 +422,14 @@ class Daemon:
             self.watches.revoked(grant.real_path)
         self.publish(WORKSPACE_CHANGED.name, WorkspaceChanged(change=change, grant=grant))
 
+    async def _generation_ended(self, generation: int, reason: str) -> None:
+        self.turns.reset()  # no turn survives its app-server
+        await self.approvals.expire_generation(generation, reason)
+
     def _busy_worktrees(self) -> list[tuple[str, str]]:
         """(what, cwd) of work in progress that a git mutation must not pull the rug from."""
-        busy = [(f"run {run_id}", cwd) for run_id, cwd in self.runs.active_cwds()]
+        busy = self.turns.busy()
+        busy += [(f"run {run_id}", cwd) for run_id, cwd in self.runs.active_cwds()]
         busy += [(f"automation {aid}", cwd) for aid, cwd in self.automations.active_cwds()]
         return busy
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,33 @@ def test_codexctl_git_commands(daemon, repo):
     assert "+LINE 3" in diff.stdout
     log = daemon.ctl("git", "log", "--repo", str(repo))
     assert log.stdout.splitlines()[1].split()[-1] == "init"
+
+
+def test_a_running_codex_turn_holds_off_changes_to_its_work_tree(bridge):
+    """git/* refuses to change the index or files under a Codex turn in progress (-32010,
+    data.busy) unless force; reads go on."""
+    from tests.fake_model import message
+    from tests.helpers.bridge import start_thread, start_turn, until, wait_ready
+
+    ws = bridge.workspace
+    git(ws, "init", "-q", "-b", "main")
+    (ws / "a.txt").write_text("a\n")
+    bridge.model.script([message("done")])
+    release = bridge.model.hold()
+    with bridge.client() as c:
+        wait_ready(c)
+        c.call("workspace/grant", {"path": str(ws)})
+        thread_id = start_thread(c, ws)
+        start_turn(c, thread_id, "take your time")
+        deadline = time.monotonic() + 30
+        while not bridge.model.requests:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(RpcError) as err:
+            c.call("git/stage", {"repo": str(ws), "paths": [str(ws / "a.txt")]})
+        assert err.value.code == ErrorCode.CONFLICT
+        assert err.value.data["busy"] == f"a Codex turn on thread {thread_id}"
+        assert c.call("git/status", {"repo": str(ws)})["isRepository"]  # reads go on
+        release.set()
+        until(c, lambda n: n.method == "turn/completed")
+        assert c.call("git/stage", {"repo": str(ws), "paths": [str(ws / "a.txt")]})["ok"]

@@ -186,11 +186,10 @@ class GitService:
             if line_counts:
                 nursery.start_soon(one, "unstaged", "diff", "--numstat", "-z",
                                    "--find-renames")
-        out = results["status"]
-        if any(f.index not in (".", "?", "!") for f in parse.status_v2(out).files):
+        st = parse.status_v2(results["status"])
+        if any(f.index not in (".", "?", "!") for f in st.files):
             await one("staged", "diff", "--cached", "--numstat", "-z", "--find-renames")
         unstaged, staged = results["unstaged"], results["staged"]
-        st = parse.status_v2(out)
         wt, ix = parse.numstat(unstaged), parse.numstat(staged)
         files = []
         for f in st.files:

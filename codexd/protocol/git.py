@@ -11,7 +11,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from codexd.protocol.base import NoParams, OsPath, Params, Struct, method, notification
+from codexd.protocol.base import (
+    INT64_MAX,
+    NoParams,
+    OsPath,
+    Params,
+    Struct,
+    method,
+    notification,
+)
 
 #: A ref, a commit, a branch name: what may follow a git option (never one itself).
 Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=r"^[^\x00\s-][^\x00\s]*$")]
@@ -472,7 +480,7 @@ class CredentialList(Struct, frozen=True):
 
 
 class CredentialRespondParams(Params, frozen=True):
-    request_id: Annotated[int, msgspec.Meta(ge=1)]
+    request_id: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
     #: The answer; absent (or cancel) declines, and the job fails at once.
     value: Annotated[str, msgspec.Meta(max_length=10_000, pattern=r"^[^\x00\n]*$")] | None = None
     cancel: bool = False
