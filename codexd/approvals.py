@@ -119,7 +119,7 @@ def to_wire(row: repo.ApprovalRow) -> Approval:
         approval_id=row.id, method=row.method, status=row.status,  # type: ignore[arg-type]
         params=msgspec.Raw(row.params.encode()), created_at=row.created_at,
         thread_id=row.thread_id, turn_id=row.turn_id,
-        result=msgspec.Raw(row.result.encode()) if row.result else msgspec.Raw(b"null"),
+        result=msgspec.Raw(row.result.encode()) if row.result else msgspec.UNSET,
         resolved_by=row.resolved_by, resolved_at=row.resolved_at, reason=row.reason,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -162,3 +163,57 @@ def test_the_roles_section_is_the_roles_table():
     assert names(approver) == set(roles.APPROVER_METHODS - roles.OBSERVER_METHODS)
     assert names(pairing) - {"?pair=<code>", "token/pair"} == set(roles.PAIRING_METHODS)
     assert set(METHODS) >= roles.APPROVER_METHODS and not roles.FORWARDED_READS & set(METHODS)
+
+
+def test_the_checked_in_schema_is_the_generated_one():
+    """docs/schema/ is `codexd schema` output: regenerated here, it must not differ (run
+    `.venv/bin/codexd schema` after changing the protocol)."""
+    import jsonschema
+
+    from codexd import schema
+
+    built = schema.build()
+    for name, doc in built.items():
+        path = DOCS / "schema" / name
+        assert path.read_bytes() == schema.render(doc), f"{path} is stale: run `codexd schema`"
+    jsonschema.Draft202012Validator.check_schema(built["codexd.schema.json"])
+    index = built["index.json"]
+    assert {m["name"] for m in index["methods"]} == set(METHODS)
+    assert {n["name"] for n in index["notifications"]} == set(NOTIFICATIONS)
+    assert {e["code"] for e in index["errors"]} == {int(e) for e in ErrorCode}
+
+
+def test_the_protocol_examples_validate_against_the_schema():
+    """Every example in docs/protocol.md, checked by the JSON Schema a frontend generates its
+    types from (as well as by the structs, above)."""
+    import jsonschema
+
+    from codexd import schema
+
+    built = schema.build()
+    root = built["codexd.schema.json"]
+    index = built["index.json"]
+
+    def validator(ref: str) -> jsonschema.protocols.Validator:
+        return jsonschema.Draft202012Validator({"$ref": ref, "$defs": root["$defs"]})
+
+    sections = _sections((DOCS / "protocol.md").read_text(), "Methods")
+    for m in index["methods"]:
+        section = sections[m["name"]]
+        (request,) = _example_lines(section, "→")
+        params = json.loads(request).get("params")
+        if params is not None:
+            validator(m["params"]).validate(params)
+        (response,) = _example_lines(section, "←")
+        validator(m["result"]).validate(json.loads(response)["result"])
+    notes = _sections((DOCS / "protocol.md").read_text(), "Notifications")
+    for n in index["notifications"]:
+        (line,) = _example_lines(notes[n["name"]], "←") or _example_lines(notes[n["name"]], "→")
+        params = json.loads(line).get("params") or {}
+        target = root["$defs"][n["params"].rsplit("/", 1)[1]]
+        while "$ref" in target:
+            target = root["$defs"][target["$ref"].rsplit("/", 1)[1]]
+        own = target.get("properties", {})
+        # codexd's stamps (seq, epoch) ride in the params of every numbered notification.
+        params = {k: v for k, v in params.items() if k not in ("seq", "epoch") or k in own}
+        validator(n["params"]).validate(params)

@@ -123,7 +123,7 @@ def cmd_approvals(c: Client, a: argparse.Namespace) -> Any:
     rows = []
     for x in out.approvals:
         params_ = msgspec.json.decode(x.params) or {}
-        answer = msgspec.json.decode(x.result)
+        answer = msgspec.json.decode(x.result) if x.result is not msgspec.UNSET else None
         given = answer.get("decision") if isinstance(answer, dict) else None
         rows.append([x.approval_id, status(x.status),
                      given or ("-" if x.status != "pending" else ""),

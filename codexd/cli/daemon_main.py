@@ -39,7 +39,40 @@ def _parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the effective configuration and paths")
     common(cfg)
     cfg.add_argument("--json", action="store_true", help="machine-readable output")
+    sch = sub.add_parser("schema", help="write the protocol's JSON Schema and index")
+    sch.add_argument("--out", metavar="DIR", default="docs/schema",
+                     help="folder to write into (default docs/schema)")
+    sch.add_argument("--appserver", action="store_true",
+                     help="also the pinned app-server's own schema, in DIR/appserver")
     return p
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from codexd import schema
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in schema.build().items():
+        (out / name).write_bytes(schema.render(doc))
+        print(f"wrote {out / name}", file=sys.stderr)
+    if args.appserver:
+        from codexd.appserver.command import resolve_command
+        from codexd.config import AppServerSection
+
+        codex = resolve_command(AppServerSection())[0]
+        target = out / "appserver"
+        shutil.rmtree(target, ignore_errors=True)
+        done = subprocess.run([codex, "app-server", "generate-json-schema", "--out",
+                               str(target)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"codexd: {codex} app-server generate-json-schema failed: "
+                  f"{done.stderr.strip()}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"wrote {target}/ (the app-server's own schema)", file=sys.stderr)
+    return EXIT_OK
 
 
 def _load(args: argparse.Namespace) -> tuple[config.Config, Path]:
@@ -95,6 +128,8 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "schema":
+        return _cmd_schema(args)
     try:
         cfg, config_file = _load(args)
     except ConfigError as exc:

@@ -19,9 +19,8 @@ class Approval(Struct, frozen=True):
     created_at: str
     thread_id: str | None = None
     turn_id: str | None = None
-    #: The answer, once there is one (absent before). Raw JSON cannot sit in a union with
-    #: None (msgspec could not decode it), so "no answer" is the JSON null, left off the wire.
-    result: msgspec.Raw = msgspec.Raw(b"null")
+    #: The answer, once there is one: absent (left off the wire) before.
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     resolved_by: str | None = None
     resolved_at: str | None = None
     reason: str | None = None
