@@ -3,7 +3,7 @@
 A watch belongs to the daemon, not to the connection that asked for it: its ``files/changed``
 (and ``git/changed``) notifications are numbered events like a thread's, so a client that
 reconnects replays what it missed (``events/replay``) instead of losing it. A watch ends with
-``files/unwatch``, when its grant is revoked, or with the daemon.
+``files/unwatch``, when its grant is revoked, when the folder is deleted, or with the daemon.
 
 The watching itself is watchfiles (the OS's inotify/FSEvents through the Rust notify crate;
 no polling). Changes are batched (``DEBOUNCE_MS``) and filtered like watchfiles' default filter
@@ -83,6 +83,7 @@ class Watches:
                   ) -> None:
         """The watcher loop (a daemon service)."""
         task_status.started()
+        failures, last_error = 0, ""
         while True:
             generation = self._generation
             paths = sorted({p for w in self.watches.values() for p in w.paths()})
@@ -97,11 +98,22 @@ class Watches:
                 await trio.to_thread.run_sync(self._watch_thread, paths, stop, token,
                                               generation, limiter=self._limiter,
                                               abandon_on_cancel=True)
+                failures = 0
             except (FileNotFoundError, RuntimeError, OSError) as exc:
-                log.warning("watcher_restarting", error=str(exc))
-                self._drop_missing()
+                # A folder vanished, or the OS refused (inotify's max_user_watches): drop what
+                # is gone and retry, backing off, logging each new reason once.
+                if str(exc) != last_error:
+                    log.warning("watcher_restarting", error=str(exc),
+                                hint="a very large tree may need fs.inotify.max_user_watches "
+                                     "raised")
+                    last_error = str(exc)
+                if self._drop_missing():
+                    failures = 0  # a folder went away: the others are watched again at once
+                    continue
                 self._covered(generation)
-                await trio.sleep(0.5)
+                failures += 1
+                with trio.move_on_after(min(30.0, 0.5 * 2 ** min(failures, 6))):
+                    await self._changed.wait()
             finally:
                 stop.set()
 
@@ -143,12 +155,19 @@ class Watches:
         self._changed.set()
         return self._generation
 
-    def _drop_missing(self) -> None:
+    def _drop_missing(self) -> bool:
+        """End the watches whose folder is gone, each with a last files/changed saying so."""
+        dropped = False
         for wid, w in list(self.watches.items()):
             if not os.path.isdir(w.real):
-                log.warning("watch_ended", watch_id=wid, path=w.info.path,
-                            reason="the folder is gone")
+                log.info("watch_ended", watch_id=wid, path=w.info.path,
+                         reason="the folder was deleted")
                 del self.watches[wid]
+                self._publish(FILES_CHANGED.name, FilesChanged(
+                    watch_id=wid, path=w.info.path,
+                    changes=[FileChange(path=w.info.path, kind="deleted")]))
+                dropped = True
+        return dropped
 
     async def watch(self, path: str) -> WatchInfo:
         res = self._ws.resolve(path)
@@ -213,12 +232,18 @@ class Watches:
             if not keep(change, real) or not _under(real, w.real):
                 continue
             rel = os.path.relpath(real, w.real)
-            changes[os.path.join(w.info.path, rel)] = _KINDS.get(int(change), "modified")
+            path = w.info.path if rel == "." else os.path.join(w.info.path, rel)
+            changes[path] = _KINDS.get(int(change), "modified")
         if changes:
             items = sorted(changes.items())[:MAX_CHANGES]
             self._publish(FILES_CHANGED.name, FilesChanged(
                 watch_id=w.info.watch_id, path=w.info.path,
                 changes=[FileChange(path=p, kind=k) for p, k in items]))  # type: ignore[arg-type]
+            if changes.get(w.info.path) == "deleted" and not os.path.isdir(w.real):
+                # The watched folder itself is gone: so is the watch (its last event says so).
+                log.info("watch_ended", watch_id=w.info.watch_id, path=w.info.path,
+                         reason="the folder was deleted")
+                self.unwatch(w.info.watch_id)
         if git_what and w.info.git_root is not None:
             self._publish(GIT_CHANGED.name, GitChanged(
                 watch_id=w.info.watch_id, root=w.info.git_root,

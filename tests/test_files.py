@@ -286,3 +286,22 @@ def test_watch_reports_changes_survives_a_reconnect_and_sees_git(daemon, tree):
         c.call("files/watch", {"path": str(ws / "src")})
         c.call("workspace/revoke", {"path": str(ws)})  # the grant goes, its watches too
         assert c.call("files/watches")["watches"] == []
+
+
+def test_a_watch_ends_when_its_folder_is_deleted(daemon, tree):
+    import shutil
+
+    ws = tree["ws"]
+    with _granted(daemon, tree) as c:
+        gone = c.call("files/watch", {"path": str(ws / "docs")})
+        kept = c.call("files/watch", {"path": str(ws / "src")})
+        shutil.rmtree(ws / "docs")
+        note = _until(c, "files/changed", lambda p: p["watchId"] == gone["watchId"] and {
+            "path": f"{ws}/docs", "kind": "deleted"} in p["changes"])
+        assert note.params["path"] == f"{ws}/docs"
+        assert [w["watchId"] for w in c.call("files/watches")["watches"]] == [kept["watchId"]]
+        import time
+
+        time.sleep(0.5)  # the watcher restarts without the deleted folder
+        (ws / "src" / "still.py").write_text("x\n")
+        _until(c, "files/changed", lambda p: p["watchId"] == kept["watchId"])
