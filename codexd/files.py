@@ -157,8 +157,7 @@ def git_env() -> dict[str, str]:
 
 async def stat(res: Resolved) -> Stat:
     def run() -> Stat:
-        st = os.lstat(res.real) if os.path.islink(res.real) and res.real != os.path.realpath(
-            res.real) else os.stat(res.real)
+        st = os.stat(res.real)  # resolved already: what the path leads to
         kind = _type(st.st_mode)
         digest = file_hash(res.real) if kind == "file" and st.st_size <= HASH_LIMIT else None
         return Stat(path=res.asked, type=kind, size=st.st_size, mtime=int(st.st_mtime * 1000),
@@ -433,19 +432,9 @@ class _Lines:
             yield rest + b"\n"
 
     async def _iterate(self) -> Any:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        buf = b""
-        while True:
-            chunk = await proc.stdout.receive_some(256 * 1024)
-            if not chunk:
-                break
-            buf += chunk
-            *whole, buf = buf.split(b"\n")
-            for line in whole:
+        async for chunk in self.chunks():
+            for line in chunk[:-1].split(b"\n"):
                 yield line.decode("utf-8", errors="surrogateescape")
-        if buf:
-            yield buf.decode("utf-8", errors="surrogateescape")
 
 
 def _rg(rg: str, args: list[str], cwd: str, *, stdin: bool = False) -> _Lines:

@@ -6,6 +6,7 @@ import trio
 
 from codexd import files
 from codexd.api.registry import handles
+from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.base import NoParams
 from codexd.protocol.workspace import (
     FILES_DELETE,
@@ -114,8 +115,6 @@ async def delete(session: ClientSession, p: DeleteParams) -> Done:
     ws = session.ctx.workspaces
     res = ws.resolve(p.path, follow=False)
     if res.real == res.grant.real_path:
-        from codexd.errors import ErrorCode, RpcError
-
         raise RpcError(ErrorCode.POLICY_DENIED, f"{p.path!r} is a workspace grant itself; revoke "
                        "it (`codexctl workspace rm`) instead of deleting it", {"path": p.path})
     await files.in_thread(lambda: files.delete_sync(res, p.recursive), res.asked)

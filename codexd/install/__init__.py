@@ -166,12 +166,11 @@ def plan_install(cfg: Config, *, manager: Manager, environ: dict[str, str], home
     if manager == "launchd":
         _plan_launchd(plan, folder, home, now)
     else:
-        _plan_systemd(plan, cfg, folder, environ, now)
+        _plan_systemd(plan, cfg, folder, now)
     return plan
 
 
-def _plan_systemd(plan: Plan, cfg: Config, folder: Path, environ: dict[str, str],
-                  now: bool) -> None:
+def _plan_systemd(plan: Plan, cfg: Config, folder: Path, now: bool) -> None:
     listen = sockets(cfg)
     socket_units = [SOCKETS[k] for k in listen]
     extra = [u for u in socket_units if u != SOCKETS["ndjson"]]
