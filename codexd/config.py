@@ -213,6 +213,10 @@ class WebSocketSection(_Section, frozen=True):
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
     #: Listen on a non-loopback address without TLS anyway (a warning at every start).
     allow_insecure_remote: bool = False
+    #: Serve the web console (and its login) at / on this listener.
+    console: bool = True
+    #: Where the built console is; empty = the one packaged with codexd (`make web`).
+    console_dir: str = ""
 
 
 class WorkspacesSection(_Section, frozen=True):

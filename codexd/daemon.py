@@ -59,6 +59,7 @@ from codexd.tokens import TokenBook
 from codexd.transport import activation
 from codexd.transport.base import Transport
 from codexd.transport.frontend import FrontendListener
+from codexd.transport.http import PACKAGED_CONSOLE, HttpSite
 from codexd.transport.unix import (
     InstanceLock,
     UnixListener,
@@ -379,7 +380,8 @@ class Daemon:
                         config=lambda: self.config.websocket, serve=self.serve_client,
                         authenticate=self.tokens.authenticate,
                         redeem=self.tokens.redeem_ticket, pair=self.tokens.open_pairing,
-                        max_message_bytes=self.config.rpc.max_message_bytes)
+                        max_message_bytes=self.config.rpc.max_message_bytes,
+                        site=self._console_site(), check_session=self.tokens.check_session)
                     await self.frontends.bind(passed.websocket)
                 await self._serve(listener, wire, signals, task_status)
             finally:
@@ -563,6 +565,20 @@ class Daemon:
         finally:
             self.sessions.discard(session)
             self.session_closed(session)
+
+    def _console_site(self) -> HttpSite | None:
+        """The web console and its login on the WebSocket port (websocket.console)."""
+        if not self.config.websocket.console:
+            return None
+
+        def console_dir() -> Path:
+            given = self.config.websocket.console_dir
+            return Path(given).expanduser() if given else PACKAGED_CONSOLE
+
+        return HttpSite(authenticate=self.tokens.authenticate, redeem=self.tokens.redeem_ticket,
+                        open_session=self.tokens.open_session,
+                        check_session=self.tokens.check_session,
+                        close_session=self.tokens.close_session, console_dir=console_dir)
 
     def _close_token(self, token_id: str) -> int:
         """A token was revoked: its live connections end now."""

@@ -73,6 +73,12 @@ def to_info(row: repo.TokenRow) -> TokenInfo:
 TICKET_SECONDS = 60
 #: A pairing code works once, within this many seconds.
 PAIRING_SECONDS = 600
+#: A browser session (the web console's cookie) ends after this long without use...
+SESSION_IDLE_SECONDS = 12 * 3600
+#: ...and this long after it was opened, used or not.
+SESSION_MAX_SECONDS = 7 * 86_400
+#: Browser sessions kept at most (the oldest is dropped past it).
+MAX_SESSIONS = 1000
 #: Pairing codes: no 0/O, 1/I/L (read aloud, typed on a phone).
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
@@ -83,6 +89,13 @@ class PendingPairing:
     role: Role
     expires_seconds: int | None
     deadline: float
+
+
+@dataclass(slots=True)
+class BrowserSession:
+    auth: Auth
+    opened: float
+    used: float
 
 
 class TokenBook:
@@ -104,6 +117,8 @@ class TokenBook:
         self._clock = clock
         self._tickets: dict[str, tuple[Auth, float]] = {}
         self._pairings: dict[str, PendingPairing] = {}
+        #: Browser sessions by the SHA-256 of their cookie: (who, opened, last used).
+        self._sessions: dict[str, BrowserSession] = {}
 
     def issue_ticket(self, issuer: Auth | None, role: Role) -> tuple[str, int]:
         """A one-time ticket for ``role`` (capped at the issuer's); returns it and its expiry
@@ -158,6 +173,41 @@ class TokenBook:
             raise AuthRefused(f"the ticket expired (tickets last {TICKET_SECONDS} s)")
         return auth
 
+    def open_session(self, auth: Auth) -> str:
+        """A browser session for a redeemed ticket: the cookie value (kept only as a hash, in
+        memory: a daemon restart ends every session, and `codexctl web` opens a new one)."""
+        now = self._clock()
+        self._sessions = {k: v for k, v in self._sessions.items() if self._live(v, now)}
+        while len(self._sessions) >= MAX_SESSIONS:
+            del self._sessions[next(iter(self._sessions))]
+        cookie = "cxs_" + secrets.token_urlsafe(32)
+        self._sessions[_digest(cookie)] = BrowserSession(auth, now, now)
+        log.info("browser_session_opened", name=auth.name, role=auth.role)
+        return cookie
+
+    @staticmethod
+    def _live(entry: BrowserSession, now: float) -> bool:
+        return now - entry.used < SESSION_IDLE_SECONDS and now - entry.opened < SESSION_MAX_SECONDS
+
+    def check_session(self, cookie: str) -> Auth:
+        """The browser session's identity (and it counts as used), or :class:`AuthRefused`."""
+        key = _digest(cookie)
+        entry = self._sessions.get(key)
+        now = self._clock()
+        if entry is None or not self._live(entry, now):
+            self._sessions.pop(key, None)
+            raise AuthRefused("the browser session ended (the daemon restarted, it was idle for "
+                              "12 hours, or you logged out): open the URL `codexctl web` prints")
+        entry.used = now
+        return entry.auth
+
+    def close_session(self, cookie: str) -> bool:
+        return self._sessions.pop(_digest(cookie), None) is not None
+
+    def _end_sessions(self, token_id: str) -> None:
+        self._sessions = {k: v for k, v in self._sessions.items()
+                          if v.auth.token_id != token_id}
+
     async def create(self, name: str, role: Role, expires_seconds: int | None) -> tuple[str,
                                                                                         TokenInfo]:
         token_id = secrets.token_hex(6)
@@ -195,6 +245,7 @@ class TokenBook:
                            {"tokenId": token_id, "name": name})
         at = now_ms()
         changed = await self._store().write(lambda c: repo.revoke(c, row.token_id, at))
+        self._end_sessions(row.token_id)  # browser sessions opened with its tickets too
         closed = self._on_revoked(row.token_id)
         log.info("token_revoked", token_id=row.token_id, name=row.name,
                  closed_connections=closed)

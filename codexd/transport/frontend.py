@@ -13,8 +13,10 @@ writer lock per message: measured 1.65x the Unix round trip at p50 (against a ta
 Every connection is checked before the upgrade is accepted: the ``Host`` header against
 ``allowed_hosts`` (DNS rebinding), ``Origin`` when present against ``allowed_origins`` (a CSRF
 check, never authentication), then the credential: ``Authorization: Bearer <token>``, or for a
-browser, which cannot set headers on a WebSocket, a one-time ``?ticket=``. A refusal is an HTTP
-403 (host, origin) or 401 (credential) with a one-line reason, and nothing runs.
+browser, which cannot set headers on a WebSocket, a one-time ``?ticket=`` or the web console's
+session cookie. A refusal is an HTTP 403 (host, origin) or 401 (credential) with a one-line
+reason, and nothing runs. A request without ``Upgrade: websocket`` is plain HTTP, served by
+:mod:`codexd.transport.http` (the web console).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from codexd.config import WebSocketSection
 from codexd.errors import CodexdError, ErrorCode
 from codexd.rpc import RpcConnection
 from codexd.tokens import AuthRefused
+from codexd.transport.http import MAX_HEAD_BYTES, HttpSite, is_upgrade, session_cookie
 from codexd.transport.websocket import UPGRADE_SECONDS, compact
 
 if TYPE_CHECKING:
@@ -231,6 +234,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+async def _read_head(stream: trio.abc.Stream) -> bytes:
+    """The request line and headers (and whatever came with them); b"" if the peer went away
+    or sent more than MAX_HEAD_BYTES without finishing them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > MAX_HEAD_BYTES:
+            return b""
+        chunk = bytes(await stream.receive_some(_READ))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
 def _address(stream: trio.SocketStream) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]
@@ -244,8 +261,12 @@ class FrontendListener:
 
     def __init__(self, *, config: Callable[[], WebSocketSection], serve: Serve,
                  authenticate: Authenticate, redeem: Callable[[str], Auth],
-                 pair: Callable[[str], Auth], max_message_bytes: int) -> None:
+                 pair: Callable[[str], Auth], max_message_bytes: int,
+                 site: HttpSite | None = None,
+                 check_session: Callable[[str], Auth] | None = None) -> None:
         self._config = config
+        self._site = site
+        self._check_session = check_session
         self._serve = serve
         self._authenticate = authenticate
         self._redeem = redeem
@@ -350,23 +371,30 @@ class FrontendListener:
                 for h in self._allowed_hosts()}
 
     async def _connection(self, tcp: trio.SocketStream, context: ssl.SSLContext | None) -> None:
-        """TLS (when configured) and the upgrade within UPGRADE_SECONDS, then the checks."""
+        """TLS (when configured) and the request head within UPGRADE_SECONDS; plain HTTP goes
+        to the site (the web console), an upgrade through the checks."""
         stream: trio.abc.Stream = tcp
         remote = _address(tcp)
         ws = WSConnection(ConnectionType.SERVER)
         request: Request | None = None
         try:
+            head = b""
             with trio.move_on_after(UPGRADE_SECONDS):
                 if context is not None:
                     stream = trio.SSLStream(tcp, context, server_side=True,
                                             https_compatible=True)
                     await stream.do_handshake()
-                while request is None:
-                    data = bytes(await stream.receive_some(_READ))
-                    if not data:
-                        break
-                    ws.receive_data(data)
-                    request = next((e for e in ws.events() if isinstance(e, Request)), None)
+                head = await _read_head(stream)
+            if not head:
+                return
+            if not is_upgrade(head):
+                if self._site is not None:
+                    with trio.move_on_after(UPGRADE_SECONDS):
+                        await self._site.serve(stream, head, remote=remote, tls=self.tls,
+                                               host_allowed=self._allowed_hosts().__contains__)
+                return
+            ws.receive_data(head)
+            request = next((e for e in ws.events() if isinstance(e, Request)), None)
             if request is None:
                 return
             auth = await self._check(stream, ws, request, remote)
@@ -409,6 +437,9 @@ class FrontendListener:
                 return self._redeem(query["ticket"][0])  # a browser: a one-time ticket
             if token is None and query.get("pair"):
                 return self._pair(query["pair"][0])  # a device claiming its own token
+            cookie = session_cookie(headers.get(b"cookie", ""))
+            if token is None and cookie and self._check_session is not None:
+                return self._check_session(cookie)  # the web console, logged in by /login
             return await self._authenticate(token)
         except AuthRefused as exc:
             await self._reject(stream, ws, 401, str(exc), remote, "token")

@@ -112,13 +112,17 @@ async def line_unix(path: str) -> AsyncIterator[LinePeer]:
 
 @asynccontextmanager
 async def ws_tcp(url: str, token: str | None, *, origin: str | None = None,
-                 ssl_context: Any = None, resource: str = "/") -> AsyncIterator[WsPeer]:
-    """A WebSocket to codexd's frontend listener, with a bearer token (and an Origin).
+                 ssl_context: Any = None, resource: str = "/",
+                 cookie: str | None = None) -> AsyncIterator[WsPeer]:
+    """A WebSocket to codexd's frontend listener, with a bearer token (and an Origin, and the
+    web console's session cookie).
 
     The TCP (or TLS) stream is ours and closed however the connection ends."""
     headers = [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
     if origin is not None:
         headers.append((b"Origin", origin.encode()))
+    if cookie is not None:
+        headers.append((b"Cookie", cookie.encode()))
     scheme, rest = url.split("://", 1)
     hostport = rest.split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
