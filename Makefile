@@ -8,8 +8,11 @@ TOOLS := .tools/npm
 CODEX_VERSION := 0.169.0
 CLAUDE_VERSION := 2.1.197
 NPM_BIN := $(TOOLS)/node_modules/.bin
+# The TypeScript client; its build tools are pinned in its package-lock.json.
+TS_CLIENT := clients/typescript
 
-.PHONY: run test venv dev-deps cli-tools codex-cli system-deps lint typecheck bench clean
+.PHONY: run test venv dev-deps cli-tools codex-cli system-deps ts-deps ts-client lint typecheck \
+	bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +44,15 @@ codex-cli:
 
 cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
 
+$(TS_CLIENT)/node_modules/.package-lock.json: $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+
+ts-deps: $(TS_CLIENT)/node_modules/.package-lock.json
+
+# Types generated from docs/schema/ and the pinned app-server, then strict tsc.
+ts-client: ts-deps $(NPM_BIN)/codex
+	cd $(TS_CLIENT) && PATH="$(CURDIR)/$(NPM_BIN):$$PATH" npm run --silent build
+
 # Debian packages the tests use, as command:package (socat: the by-hand socket test; tmux:
 # driving `codexctl term attach` and the stock TUI like a person; systemd: systemd-analyze
 # verifies the rendered units, systemd-socket-activate starts the daemon on a connection; git
@@ -62,7 +74,7 @@ system-deps:
 run: venv codex-cli
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/codexd run --log-format console
 
-test: dev-deps cli-tools system-deps
+test: dev-deps cli-tools system-deps ts-deps
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev-deps
@@ -73,4 +85,5 @@ bench: venv
 	$(BIN)/python bench/bench_status.py
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		$(TS_CLIENT)/node_modules $(TS_CLIENT)/dist $(TS_CLIENT)/src/generated
