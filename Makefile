@@ -8,11 +8,16 @@ TOOLS := .tools/npm
 CODEX_VERSION := 0.169.0
 CLAUDE_VERSION := 2.1.197
 NPM_BIN := $(TOOLS)/node_modules/.bin
-# The TypeScript client; its build tools are pinned in its package-lock.json.
+# The TypeScript client and the web console; their build tools are pinned in their
+# package-lock.json files, installed into their (git-ignored) node_modules.
 TS_CLIENT := clients/typescript
+WEB := web
+WEB_DIST := codexd/web/dist/index.html
+WEB_SOURCES := $(wildcard $(WEB)/src/* $(WEB)/build.mjs $(TS_CLIENT)/src/*.ts \
+	$(TS_CLIENT)/scripts/* docs/schema/*.json)
 
-.PHONY: run test venv dev-deps cli-tools codex-cli system-deps ts-deps ts-client lint typecheck \
-	bench clean
+.PHONY: run test test-deps venv dev-deps cli-tools codex-cli system-deps ts-deps ts-client web \
+	screenshots lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +54,22 @@ $(TS_CLIENT)/node_modules/.package-lock.json: $(TS_CLIENT)/package-lock.json
 
 ts-deps: $(TS_CLIENT)/node_modules/.package-lock.json
 
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+
+# The console, type-checked and bundled into the package (served at / on the WebSocket port).
+$(WEB_DIST): $(WEB_SOURCES) $(WEB)/node_modules/.package-lock.json \
+		$(TS_CLIENT)/node_modules/.package-lock.json
+	$(MAKE) --no-print-directory codex-cli
+	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" node $(WEB)/build.mjs
+
+web: $(WEB_DIST)
+
+# Screenshots for docs/: the browser tests, saving where the docs look.
+screenshots: test-deps
+	CODEXD_SCREENSHOTS=$(CURDIR)/docs/screenshots PATH="$(CURDIR)/$(NPM_BIN):$$PATH" \
+		$(BIN)/python -m pytest -q tests/test_console_browser.py
+
 # Types generated from docs/schema/ and the pinned app-server, then strict tsc.
 ts-client: ts-deps $(NPM_BIN)/codex
 	cd $(TS_CLIENT) && PATH="$(CURDIR)/$(NPM_BIN):$$PATH" npm run --silent build
@@ -56,10 +77,10 @@ ts-client: ts-deps $(NPM_BIN)/codex
 # Debian packages the tests use, as command:package (socat: the by-hand socket test; tmux:
 # driving `codexctl term attach` and the stock TUI like a person; systemd: systemd-analyze
 # verifies the rendered units, systemd-socket-activate starts the daemon on a connection; git
-# and ripgrep: files/* and git/* run them).
+# and ripgrep: files/* and git/* run them; chromium: the web console's tests, headless).
 # Installed when we can; their tests skip otherwise.
 SYSTEM_TOOLS := socat:socat tmux:tmux systemd-analyze:systemd systemd-socket-activate:systemd \
-	git:git rg:ripgrep
+	git:git rg:ripgrep chromium:chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || \
 		case " $$missing " in *" $${t##*:} "*) ;; *) missing="$$missing $${t##*:}";; esac; done; \
@@ -71,10 +92,12 @@ system-deps:
 			|| echo "could not install$$missing; their tests will be skipped"; \
 		else echo "missing$$missing and not root; their tests will be skipped"; fi; fi
 
-run: venv codex-cli
+run: venv codex-cli web
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/codexd run --log-format console
 
-test: dev-deps cli-tools system-deps ts-deps
+test-deps: dev-deps cli-tools system-deps ts-deps web
+
+test: test-deps
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev-deps
@@ -86,4 +109,5 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis \
-		$(TS_CLIENT)/node_modules $(TS_CLIENT)/dist $(TS_CLIENT)/src/generated
+		$(TS_CLIENT)/node_modules $(TS_CLIENT)/dist $(TS_CLIENT)/src/generated \
+		$(WEB)/node_modules codexd/web/dist

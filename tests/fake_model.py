@@ -23,6 +23,13 @@ def message(text: str) -> dict[str, Any]:
             "content": [{"type": "output_text", "text": text}]}
 
 
+def streamed(*pieces: str) -> dict[str, Any]:
+    """An assistant message streamed in ``pieces`` (Codex emits one delta per piece)."""
+    item = message("".join(pieces))
+    item["_stream"] = list(pieces)
+    return item
+
+
 def shell_call(cmd: str, justification: str = "run a command") -> dict[str, Any]:
     """A function call that makes Codex ask for approval (it wants escalated permissions)."""
     args = {"cmd": cmd, "sandbox_permissions": "require_escalated",
@@ -78,7 +85,17 @@ class FakeModel:
                 rid = f"resp_{next(_ids)}"
                 events = [("response.created", {"type": "response.created",
                                                  "response": {"id": rid}})]
-                for item in items:
+                for index, item in enumerate(items):
+                    pieces = item.get("_stream")
+                    if pieces:
+                        item = {k: v for k, v in item.items() if k != "_stream"}
+                        events.append(("response.output_item.added", {
+                            "type": "response.output_item.added", "output_index": index,
+                            "item": {**item, "content": []}}))
+                        events.extend(("response.output_text.delta", {
+                            "type": "response.output_text.delta", "item_id": item["id"],
+                            "output_index": index, "content_index": 0, "delta": piece})
+                            for piece in pieces)
                     events.append(("response.output_item.done",
                                    {"type": "response.output_item.done", "item": item}))
                 events.append(("response.completed", {"type": "response.completed", "response": {

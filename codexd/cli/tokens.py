@@ -89,6 +89,34 @@ def cmd_ticket(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def console_url(websocket_url: str, ticket: str) -> str:
+    """The web console's login link on the WebSocket listener (ws://h:p/ → http://h:p/login)."""
+    scheme, rest = websocket_url.split("://", 1)
+    base = ("https" if scheme == "wss" else "http") + "://" + rest.rstrip("/")
+    return f"{base}/login?ticket={ticket}"
+
+
+def cmd_web(c: Client, a: argparse.Namespace) -> Any:
+    status = c.request(DAEMON_STATUS)
+    if status.websocket is None:
+        raise UsageError("the WebSocket listener is off (websocket.listen is empty): set "
+                         'websocket.listen = "127.0.0.1:4870" and restart codexd')
+    out = c.request(TOKEN_TICKET, TicketParams(role=a.role))
+    url = console_url(status.websocket, out.ticket)
+    opened = False
+    if a.open:
+        import webbrowser  # only here: it probes for browsers when imported
+
+        opened = webbrowser.open(url)
+    if a.json:
+        return {"url": url, "role": out.role, "expiresAt": out.expires_at, "opened": opened}
+    print(url)
+    print(f"the web console as {out.role}: this link logs a browser in once, within a minute"
+          + ("" if not a.open else "; opened it" if opened else "; no browser to open it with"),
+          file=sys.stderr)
+    return None
+
+
 def cmd_pair(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(TOKEN_PAIR, _params(a))
     if a.json:
@@ -115,6 +143,11 @@ def add_commands(add: Any, sub: Any) -> None:
         token).add_argument("--role", choices=["observer", "approver", "operator"])
     add("revoke", cmd_revoke, "revoke a token by name or id; its connections close",
         token).add_argument("token", metavar="NAME|ID")
+    web = add("web", cmd_web, "a link that logs a browser in to the web console (once, within "
+              "a minute)")
+    web.add_argument("--open", action="store_true", help="open it in the default browser")
+    web.add_argument("--role", choices=["observer", "approver", "operator"],
+                     help="what the browser may do (default: all this client may)")
 
 
 def cmd_audit(c: Client, a: argparse.Namespace) -> Any:

@@ -10,7 +10,8 @@ and prints one JSON line::
 
 Then it reads commands from stdin, one JSON object per line, answering each with a JSON line:
 ``{"script": [[item, …], …]}`` queues fake-model replies (``message``/``shell_call`` shapes from
-tests/fake_model.py, or ``{"message": "text"}`` / ``{"shell": "cmd"}`` shorthands),
+tests/fake_model.py, or the shorthands ``{"message": "text"}``, ``{"shell": "cmd"}``,
+``{"stream": ["piece", …]}``),
 ``{"stop": true}`` or end of input stops everything and removes the folder. The TypeScript
 client's tests (clients/typescript/test/) drive it.
 """
@@ -22,7 +23,7 @@ import shutil
 import sys
 from typing import Any
 
-from tests.fake_model import message, shell_call
+from tests.fake_model import message, shell_call, streamed
 from tests.helpers.bridge import wait_ready
 from tests.helpers.daemon import make_bridge, short_tempdir
 
@@ -32,6 +33,8 @@ def _item(spec: dict[str, Any]) -> dict[str, Any]:
         return message(spec["message"])
     if "shell" in spec:
         return shell_call(spec["shell"])
+    if "stream" in spec:
+        return streamed(*spec["stream"])
     return spec
 
 
