@@ -174,3 +174,50 @@ def test_without_a_valid_login_the_page_shows_how_to_log_in_and_no_data(console:
     expect(first.get_by_test_id("connection")).to_have_text("connected")
     second = browser.new_context().new_page()
     assert second.goto(url).status == 401  # type: ignore[union-attr]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                          cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_person_stages_and_discards_single_hunks(console: Bridge, browser: Any):
+    from playwright.sync_api import expect
+
+    if shutil.which("git") is None:
+        pytest.skip("git is needed (make system-deps installs it)")
+    ws = console.workspace
+    lines = [f"line {i}" for i in range(1, 31)]
+    (ws / "notes.txt").write_text("\n".join(lines) + "\n")
+    _git(ws, "init", "-q", "-b", "main")
+    _git(ws, "add", "notes.txt")
+    _git(ws, "commit", "-qm", "first")
+    lines[1] = "line 2, changed"
+    lines[27] = "line 28, changed"
+    (ws / "notes.txt").write_text("\n".join(lines) + "\n")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(_web_url(console))
+    page.locator("nav button[data-pane=git]").click()
+    expect(page.get_by_test_id("git-summary")).to_contain_text("main")
+    worktree = page.locator('[data-diff="worktree:notes.txt"]')
+    expect(worktree.locator(".hunk")).to_have_count(2)
+    _shot(page, "console-git")
+    # Stage the first hunk only: the index has it, the work tree keeps the second.
+    worktree.locator(".hunk").first.get_by_role("button", name="Stage hunk").click()
+    staged = page.locator('[data-diff="staged:notes.txt"]')
+    expect(staged.locator(".hunk")).to_have_count(1)
+    expect(staged).to_contain_text("line 2, changed")
+    expect(worktree.locator(".hunk")).to_have_count(1)
+    cached = _git(ws, "diff", "--cached")
+    assert "line 2, changed" in cached and "line 28" not in cached
+    # Discard the other one: gone from the file; the staged one stays.
+    worktree.locator(".hunk").first.get_by_role("button", name="Discard hunk").click()
+    expect(page.locator('[data-diff="worktree:notes.txt"]')).to_have_count(0)
+    assert "line 28, changed" not in (ws / "notes.txt").read_text()
+    assert "line 2, changed" in (ws / "notes.txt").read_text()
+    # A change made outside the browser shows up by itself (files/watch).
+    (ws / "new.txt").write_text("hello\n")
+    expect(page.locator('[data-file="new.txt"]')).to_be_visible(timeout=15_000)

@@ -166,3 +166,26 @@ async def test_whoami_checks_bearer_tokens_and_revoking_ends_browser_sessions(si
     assert status == 303 and _get(site, "/whoami", headers={"Cookie": cookie}).status == 200
     assert site.ctl("token", "revoke", "laptop").returncode == 0
     assert _get(site, "/whoami", headers={"Cookie": cookie}).status == 401
+
+
+def test_codexctl_web_prints_a_login_link_for_the_role_asked(site: DaemonProc):
+    out = site.ctl("web", "--json", "--role", "observer")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["role"] == "observer" and data["opened"] is False
+    assert data["url"].startswith(f"http://127.0.0.1:{_port(site)}/login?ticket=cxt_")
+    ticket = urllib.parse.parse_qs(urllib.parse.urlsplit(data["url"]).query)["ticket"][0]
+    status, set_cookie, _ = _login(site, ticket)
+    assert status == 303
+    who = _get(site, "/whoami", headers={"Cookie": set_cookie.split(";", 1)[0]})
+    assert json.loads(who.body)["role"] == "observer"  # type: ignore[attr-defined]
+
+
+def test_codexctl_web_says_what_to_do_when_the_listener_is_off(short_tmp: Path):
+    d = make_daemon(short_tmp, config='[websocket]\nlisten = ""\n').start()
+    try:
+        out = d.ctl("web")
+        assert out.returncode != 0
+        assert "websocket.listen" in out.stderr and "restart codexd" in out.stderr
+    finally:
+        d.stop()

@@ -9,6 +9,7 @@ import { ApprovalsPane } from "./approvals.js";
 import { ThreadsPane } from "./threads.js";
 import { TerminalsPane } from "./terminals.js";
 import { AutomationsPane, InboxPane, RunsPane } from "./lists.js";
+import { GitPane } from "./git.js";
 
 export interface Pane {
   readonly id: string;
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
   const approvals = new ApprovalsPane(ui);
   requests.add(() => void approvals.refresh());
   const panes: Pane[] = [new ThreadsPane(ui), approvals, new TerminalsPane(ui), new InboxPane(ui),
-    new RunsPane(ui), new AutomationsPane(ui)];
+    new RunsPane(ui), new AutomationsPane(ui), new GitPane(ui)];
   let current: Pane | undefined;
   const show = (pane: Pane): void => {
     current = pane;
