@@ -19,6 +19,10 @@ export class ThreadsPane implements Pane {
   private readonly prompt = h("textarea", { rows: 3, placeholder: "Ask Codex… (Ctrl+Enter sends)", "data-testid": "prompt" });
   private readonly send = h("button", { class: "primary", "data-testid": "send" }, "Send");
   private threadId: string | undefined;
+  private scrollPending = false;
+  /** Streamed text not painted yet, by item id (flushed at the next animation frame). */
+  private readonly pendingText = new Map<string, string>();
+  private flushPending = false;
   /** The element of each item on screen, by item id (deltas append to it). */
   private readonly items = new Map<string, HTMLElement>();
 
@@ -50,16 +54,28 @@ export class ThreadsPane implements Pane {
     c.on("item/completed", (p) => this.mine(p.threadId) && this.showItem(p.item, false));
     c.on("item/agentMessage/delta", (p) => {
       if (!this.mine(p.threadId)) return;
-      let el = this.items.get(p.itemId);
+      // Deltas are painted once per frame, however many arrive in it.
+      this.pendingText.set(p.itemId, (this.pendingText.get(p.itemId) ?? "") + p.delta);
+      if (!this.flushPending) {
+        this.flushPending = true;
+        requestAnimationFrame(() => this.flushDeltas());
+      }
+    });
+  }
+
+  private flushDeltas(): void {
+    this.flushPending = false;
+    for (const [itemId, text] of this.pendingText) {
+      let el = this.items.get(itemId);
       if (!el) {
         el = this.bubble("agent", "");
-        this.items.set(p.itemId, el);
+        this.items.set(itemId, el);
       }
-      const body = el.querySelector(".text") ?? el;
-      body.appendChild(document.createTextNode(p.delta));
+      (el.firstElementChild ?? el).appendChild(document.createTextNode(text));
       el.classList.add("streaming");
-      this.scroll();
-    });
+    }
+    this.pendingText.clear();
+    this.scroll();
   }
 
   private mine(threadId: string): boolean {
@@ -114,6 +130,7 @@ export class ThreadsPane implements Pane {
   private show(threadId: string, title: string, turns: Turn[]): void {
     this.threadId = threadId;
     this.items.clear();
+    this.pendingText.clear();
     this.title_.textContent = title;
     this.root.dataset.thread = threadId;
     clear(this.transcript);
@@ -157,6 +174,7 @@ export class ThreadsPane implements Pane {
         break;
       case "agentMessage":
         if (started && existing) return true;
+        if (!started) this.pendingText.delete(item.id); // the whole text replaces the deltas
         el = this.make(existing, "agent", item.text);
         if (!started) el.classList.remove("streaming");
         el.dataset.testid = started ? "" : "agent-message";
@@ -184,7 +202,13 @@ export class ThreadsPane implements Pane {
     return existing;
   }
 
+  /** Scroll to the end once per frame: a layout per delta would cap the stream's rate. */
   private scroll(): void {
-    this.transcript.scrollTop = this.transcript.scrollHeight;
+    if (this.scrollPending) return;
+    this.scrollPending = true;
+    requestAnimationFrame(() => {
+      this.scrollPending = false;
+      this.transcript.scrollTop = this.transcript.scrollHeight;
+    });
   }
 }
