@@ -230,6 +230,22 @@ class GitSection(_Section, frozen=True):
     credential_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 120.0
 
 
+class RetentionSection(_Section, frozen=True):
+    #: Run the policies every interval_minutes (codexctl gc runs them whenever asked).
+    enabled: bool = True
+    interval_minutes: Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 60)] = 60.0
+    #: Finished runs and their events older than this many days are deleted (0 = keep).
+    runs_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 30
+    #: Answered, expired and timed-out approvals older than this (0 = keep).
+    approvals_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 90
+    #: Finished runs kept per automation, newest first (0 = keep all).
+    automation_runs_keep: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 200
+    #: Audit log entries older than this (0 = keep).
+    audit_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 180
+    #: Rows deleted per write transaction (other writers wait at most one batch).
+    batch_rows: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 500
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -244,6 +260,7 @@ class Config(_Section, frozen=True):
     websocket: WebSocketSection = msgspec.field(default_factory=WebSocketSection)
     git: GitSection = msgspec.field(default_factory=GitSection)
     workspaces: WorkspacesSection = msgspec.field(default_factory=WorkspacesSection)
+    retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from codexd.faults import Faults
     from codexd.git.jobs import GitJobs
     from codexd.git.service import GitService
+    from codexd.retention import Retention
     from codexd.runs.service import RunService
     from codexd.session.routes import Route
     from codexd.stats import Stats
@@ -56,6 +57,8 @@ class DaemonContext(Protocol):
     def automations(self) -> AutomationService: ...
     @property
     def runs(self) -> RunService: ...
+    @property
+    def retention(self) -> Retention: ...
     @property
     def appserver(self) -> AppServer: ...
     @property

@@ -48,12 +48,14 @@ from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_stat
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
 from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
+from codexd.retention import Retention
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.session import ClientSession
 from codexd.stats import Stats
 from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
+from codexd.store import settings as settings_repo
 from codexd.terminal.host import TerminalHost, Viewer
 from codexd.tokens import TokenBook
 from codexd.transport import activation
@@ -194,6 +196,8 @@ class Daemon:
         self.watches = Watches(self.workspaces, publish=self.publish,
                                git_dir_of=self.git.git_dir_of)
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
+        self.retention = Retention(lambda: self.store, lambda: self.config.retention,
+                                   self._inbox_retention_days)
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
         #: Sockets passed by a service manager (socket activation); taken when run starts.
@@ -480,6 +484,7 @@ class Daemon:
             await services.start(self.automations.run)
             await services.start(self.runs.run)
             await services.start(self.watches.run)
+            services.start_soon(self.faults.run, "retention", "", self.retention.run)
             async with trio.open_nursery() as clients:
                 accept_scope = trio.CancelScope()
                 unix = UnixListener(listener, self.serve_client)
@@ -565,6 +570,10 @@ class Daemon:
         finally:
             self.sessions.discard(session)
             self.session_closed(session)
+
+    async def _inbox_retention_days(self) -> int:
+        settings, _ = await self.store.read(settings_repo.load)
+        return int(settings.inbox_retention_days)
 
     def _console_site(self) -> HttpSite | None:
         """The web console and its login on the WebSocket port (websocket.console)."""

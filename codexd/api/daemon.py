@@ -17,6 +17,7 @@ from codexd.errors import ErrorCode, RpcError
 from codexd.protocol import NoParams
 from codexd.protocol.appserver import WIRE_INITIALIZE, WireInitializeParams
 from codexd.protocol.daemon import (
+    DAEMON_GC,
     DAEMON_HEALTH,
     DAEMON_SHUTDOWN,
     DAEMON_STATUS,
@@ -26,6 +27,8 @@ from codexd.protocol.daemon import (
     DaemonHealth,
     DaemonStatus,
     FaultInfo,
+    GcParams,
+    GcResult,
     InitializeParams,
     InitializeResult,
     ReplayInfo,
@@ -188,6 +191,11 @@ def _appserver_check(appserver: AppServer) -> CheckResult:
     elif state is State.BACKOFF:
         parts.append("restarting with backoff")
     return CheckResult(ok=False, detail="; ".join(parts))
+
+
+@handles(DAEMON_GC)
+async def gc(session: ClientSession, params: GcParams) -> GcResult:
+    return await session.ctx.retention.collect(dry_run=params.dry_run)
 
 
 @handles(DAEMON_SHUTDOWN)

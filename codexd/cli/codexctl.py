@@ -37,7 +37,14 @@ from codexd.protocol.atoms import (
     AtomListParams,
     AtomSetParams,
 )
-from codexd.protocol.daemon import DAEMON_HEALTH, DAEMON_SHUTDOWN, DAEMON_STATUS, ShutdownParams
+from codexd.protocol.daemon import (
+    DAEMON_GC,
+    DAEMON_HEALTH,
+    DAEMON_SHUTDOWN,
+    DAEMON_STATUS,
+    GcParams,
+    ShutdownParams,
+)
 
 #: How long a command waits for an answer by default (--timeout).
 TIMEOUT = 30.0
@@ -179,6 +186,26 @@ def cmd_shutdown(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+def _size(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.0f} KiB"
+
+
+def cmd_gc(c: Client, a: argparse.Namespace) -> Any:
+    out = c.request(DAEMON_GC, GcParams(dry_run=a.dry_run))
+    if a.json:
+        return out
+    table(["TABLE", "POLICY", "MATCHING", "DELETED"],
+          [[t.name, t.rule, str(t.eligible), "-" if out.dry_run else str(t.deleted)]
+           for t in out.tables])
+    if out.dry_run:
+        print(f"dry run: nothing deleted ({sum(t.eligible for t in out.tables)} rows would be; "
+              "run `codexctl gc` to apply)")
+    else:
+        print(f"deleted {sum(t.deleted for t in out.tables)} rows in {out.duration_ms:.0f} ms; "
+              f"database {_size(out.bytes_before)} -> {_size(out.bytes_after)}")
+    return None
+
+
 def cmd_completion(_c: Client | None, a: argparse.Namespace) -> Any:
     """argcomplete's shell code: the shell asks codexctl itself, so every subcommand and flag of
     the parser is completed (and stays in step with it)."""
@@ -233,6 +260,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("method")
     sp.add_argument("params", nargs="?", help="params as JSON, e.g. '{\"key\":\"x\"}'")
     add("shutdown", cmd_shutdown, "stop the daemon gracefully").add_argument("--reason")
+    add("gc", cmd_gc, "apply the retention policies now ([retention] in the config)") \
+        .add_argument("--dry-run", action="store_true", help="only count what would go")
 
     atoms = sub.add_parser("atoms", help="persisted key/value atoms").add_subparsers(
         dest="atoms_command", required=True, metavar="ATOMS_COMMAND"

@@ -153,6 +153,34 @@ DAEMON_STATUS = method(
 DAEMON_HEALTH = method(
     "daemon/health", NoParams, DaemonHealth, "Whether the daemon and its store are working."
 )
+class GcParams(Params, frozen=True):
+    #: Only count what the policies would delete.
+    dry_run: bool = False
+
+
+class GcTable(Struct, frozen=True, omit_defaults=False):
+    name: str
+    #: The policy in words, with its configured figure.
+    rule: str
+    #: Rows the policy matched when the pass began.
+    eligible: int
+    deleted: int
+
+
+class GcResult(Struct, frozen=True, omit_defaults=False):
+    dry_run: bool
+    tables: list[GcTable]
+    #: The database file and its WAL, before and after the pass.
+    bytes_before: int
+    bytes_after: int
+    duration_ms: float
+
+
+DAEMON_GC = method(
+    "daemon/gc", GcParams, GcResult,
+    "Apply the retention policies now (dryRun: only count), then free the pages."
+)
+
 DAEMON_SHUTDOWN = method(
     "daemon/shutdown", ShutdownParams, ShutdownResult, "Answer, then stop the daemon gracefully."
 )

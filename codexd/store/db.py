@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import apsw
+import structlog
 import trio
 
 from codexd.errors import StoreBusy, StoreError
 from codexd.store.migrations import migrate
+
+log = structlog.get_logger("codexd.store")
 
 T = TypeVar("T")
 
@@ -72,6 +75,27 @@ def _connect(path: Path, busy_timeout_ms: int) -> apsw.Connection:
     return conn
 
 
+def scalar(conn: apsw.Connection, sql: str, params: object = None) -> int:
+    """The first column of the first row of ``sql``, as an int (a count, a pragma)."""
+    row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None, sql
+    return int(row[0])
+
+
+def _incremental_vacuum(conn: apsw.Connection) -> None:
+    """auto_vacuum = INCREMENTAL, so that retention can give deleted pages back to the file
+    system a step at a time. A new file takes it at once; a file made by an older codexd needs
+    one VACUUM (a rewrite of the file, logged with how long it took)."""
+    if scalar(conn, "PRAGMA auto_vacuum") == 2:
+        return
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    tables = scalar(conn, "SELECT count(*) FROM sqlite_master")
+    if tables:
+        started = time.monotonic()
+        conn.execute("VACUUM")
+        log.info("database_auto_vacuum_enabled", seconds=round(time.monotonic() - started, 2))
+
+
 class Store:
     """Owns the database connections. Create with :meth:`open` (blocking), close with :meth:`close`.
 
@@ -107,6 +131,7 @@ class Store:
         with map_exceptions():
             writer = _connect(path, busy_timeout_ms)
             try:
+                _incremental_vacuum(writer)
                 before, _ = migrate(writer)
                 reader = _connect(path, busy_timeout_ms)
             except BaseException:
@@ -160,6 +185,14 @@ class Store:
     def write_sync(self, fn: Callable[[apsw.Connection], T]) -> T:
         """Blocking :meth:`write` for start-up and shutdown paths that run before/after the loop."""
         return self._in_transaction(fn)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after retention freed pages)."""
+        def run() -> None:
+            with map_exceptions():
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        await trio.to_thread.run_sync(run, limiter=self._write_limiter)
 
     def close(self) -> None:
         """Checkpoint the WAL and close both connections (blocking)."""
