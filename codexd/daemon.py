@@ -116,6 +116,19 @@ class Overrides:
     log_level: str | None = None
 
 
+
+def process_age() -> float:
+    """Seconds since this process was exec'd (Linux: its start time in /proc against the
+    uptime, 10 ms resolution); 0 where that cannot be read (timing then counts from here)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
 class Daemon:
     """Everything one running codexd owns. Run it with ``await daemon.run()``."""
 
@@ -145,6 +158,9 @@ class Daemon:
         self.faults = Faults()
         self.sessions: set[ClientSession] = set()
         self.started_monotonic = time.monotonic()
+        #: When the process was exec'd, on the monotonic clock (start-up timing counts from it).
+        self.exec_monotonic = self.started_monotonic - process_age()
+        self.startup: dict[str, float] = {}
         self.started_at_iso = now_iso()
         self.shutting_down = False
         self.shutdown_reason = ""
@@ -257,6 +273,8 @@ class Daemon:
         self.publish(APPSERVER_STATE_CHANGED.name, AppServerStateChanged(
             state=state.value, previous=previous.value, reason=reason,
             generation=self.appserver.generation, pid=self.appserver.pid))
+        if state is State.READY:
+            self._startup_mark("app_server_ready_ms")
         if previous is State.READY and state is not State.READY:
             self.automations.on_appserver_lost(f"the app-server left ready ({reason})")
 
@@ -375,6 +393,7 @@ class Daemon:
             wire = None
             try:
                 listener = await self._listen_unix(self.socket_path, passed.ndjson, bound)
+                self._startup_mark("socket_bound_ms")
                 if self.wire_socket_path is not None:
                     prepare_socket_dir(self.wire_socket_path)
                     wire = await self._listen_unix(self.wire_socket_path, passed.appserver, bound)
@@ -482,6 +501,7 @@ class Daemon:
             if self.config.appserver.enabled:
                 await services.start(self.appserver.run)
             await services.start(self.automations.run)
+            self._startup_mark("scheduler_loaded_ms")
             await services.start(self.runs.run)
             await services.start(self.watches.run)
             services.start_soon(self.faults.run, "retention", "", self.retention.run)
@@ -570,6 +590,13 @@ class Daemon:
         finally:
             self.sessions.discard(session)
             self.session_closed(session)
+
+    def _startup_mark(self, point: str) -> None:
+        """The first time the start reaches ``point``: ms since exec, logged once."""
+        if point in self.startup:
+            return
+        self.startup[point] = round((time.monotonic() - self.exec_monotonic) * 1000, 1)
+        log.info("startup_timing", point=point, ms=self.startup[point])
 
     async def _inbox_retention_days(self) -> int:
         settings, _ = await self.store.read(settings_repo.load)

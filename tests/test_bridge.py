@@ -27,6 +27,9 @@ def test_passthrough_and_initialize_merge(bridge):
             assert info["codexHome"] == str(bridge.codex_home)
             assert info["userAgent"].startswith("codexd/")
             assert info["platformOs"] == "linux"
+        # The start's timing includes the first app-server ready, after the socket was bound.
+        startup = c.call("daemon/status")["startup"]
+        assert 0 < startup["socketBoundMs"] < startup["appServerReadyMs"]
         listed = c.call("thread/list", {})
         assert listed["data"] == []
         # An app-server error passes through unchanged.

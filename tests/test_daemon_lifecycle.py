@@ -290,3 +290,13 @@ def test_database_locked_by_another_process_is_a_clear_retryable_error(daemon):
             assert c.call("atom/set", {"key": "k", "value": 1})["revision"] >= 1
     finally:
         holder.close()
+
+
+def test_status_shows_how_long_the_start_took(daemon):
+    with daemon.client() as c:
+        startup = c.call("daemon/status")["startup"]
+    # From exec: the socket first, then the scheduler; no app-server here (it is off).
+    assert 0 < startup["socketBoundMs"] <= startup["schedulerLoadedMs"] < 60_000
+    assert startup["appServerReadyMs"] is None
+    out = daemon.ctl("status")
+    assert out.returncode == 0 and "socket bound" in out.stdout and "after exec" in out.stdout

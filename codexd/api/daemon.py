@@ -34,6 +34,7 @@ from codexd.protocol.daemon import (
     ReplayInfo,
     ShutdownParams,
     ShutdownResult,
+    StartupTiming,
 )
 from codexd.roles import allows
 from codexd.session import ClientSession, SessionInput, next_state
@@ -140,6 +141,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
                              at=iso_time(last.at)) if last else None,
         previous_run_unclean=d.previous_run_unclean,
         automations=d.automations.mode,
+        startup=StartupTiming(**d.startup),
     )
 
 

@@ -84,6 +84,13 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
     print(f"database  {st.db_path}")
     print(f"config    {st.config_file or '(defaults)'}")
     print(f"clients   {st.clients_connected} connected, {st.clients_total} since start")
+    points = [(name, ms) for name, ms in (("socket bound", st.startup.socket_bound_ms),
+                                          ("scheduler loaded", st.startup.scheduler_loaded_ms),
+                                          ("app-server ready", st.startup.app_server_ready_ms))
+              if ms is not None]
+    if points:
+        print("start     " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in points)
+              + " after exec")
     calls = ", ".join(
         f"{m} {v.calls}" + (f" ({v.errors} errors)" if v.errors else "")
         for m, v in st.methods.items()

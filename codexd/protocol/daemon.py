@@ -80,6 +80,14 @@ class FaultInfo(Struct, frozen=True, omit_defaults=False):
     at: str
 
 
+class StartupTiming(Struct, frozen=True, omit_defaults=False):
+    """Milliseconds from the process's exec to each point of the start (null: not yet, or off)."""
+
+    socket_bound_ms: float | None = None
+    scheduler_loaded_ms: float | None = None
+    app_server_ready_ms: float | None = None
+
+
 class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     version: str
     protocol_version: int
@@ -111,6 +119,8 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     #: "active" (this daemon fires the schedules of its CODEX_HOME), "passive (...)" (another
     #: codexd does; this one takes over when it stops) or "disabled".
     automations: str = "active"
+    #: How long the start took, from exec (the first app-server ready only).
+    startup: StartupTiming = msgspec.field(default_factory=StartupTiming)
 
 
 class CheckResult(Struct, frozen=True):
