@@ -44,8 +44,14 @@ def test_passthrough_and_initialize_merge(bridge):
         with pytest.raises(RpcError) as err:
             c.call("no/such/method", {})
         assert err.value.code == ErrorCode.METHOD_NOT_FOUND
+        with pytest.raises(RpcError) as err:  # a known method with bad params: -32600 upstream
+            c.call("thread/start", {"cwd": 5})
+        assert err.value.code == ErrorCode.INVALID_REQUEST
         methods = c.call("daemon/status")["methods"]
         assert "no/such/method" not in methods and methods["thread/list"]["calls"] == 1
+        # Counted under its own name (only names the app-server does not know are "(unknown)").
+        assert methods["thread/start"] == {"calls": 1, "errors": 1}
+        assert methods["(unknown)"]["calls"] == 2
         status = c.call("daemon/appServer/status")
         assert status["version"] == "0.169.0"
         assert status["pid"] > 0 and status["generation"] >= 1

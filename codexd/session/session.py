@@ -515,12 +515,12 @@ class ClientSession:
 
     def record(self, method: str, started: float, err: RpcError | None) -> None:
         # Count forwarded methods by name unless the app-server did not know them either, so a
-        # client sending random names cannot grow the table without bound.
-        known = method in self.routes or (
-            self.ctx.forwards(method)
-            and (err is None or err.code not in (ErrorCode.METHOD_NOT_FOUND,
-                                                 ErrorCode.INVALID_REQUEST))
-        )
+        # client sending random names cannot grow the table without bound. Its -32600 for bad
+        # params of a method it knows counts under that method.
+        unknown_upstream = err is not None and (
+            err.code == ErrorCode.METHOD_NOT_FOUND
+            or (err.code == ErrorCode.INVALID_REQUEST and is_unknown_variant(method, err.message)))
+        known = method in self.routes or (self.ctx.forwards(method) and not unknown_upstream)
         self.ctx.stats.count(method if known else "(unknown)", err.code if err else None)
         if self.auth is not None and audited(method, own=method in self.routes):
             self.ctx.audit.note(self.auth, self.transport.remote, method,
