@@ -77,10 +77,11 @@ ts-client: ts-deps $(NPM_BIN)/codex
 # Debian packages the tests use, as command:package (socat: the by-hand socket test; tmux:
 # driving `codexctl term attach` and the stock TUI like a person; systemd: systemd-analyze
 # verifies the rendered units, systemd-socket-activate starts the daemon on a connection; git
-# and ripgrep: files/* and git/* run them; chromium: the web console's tests, headless).
+# and ripgrep: files/* and git/* run them; chromium: the web console's tests, headless;
+# dbus-daemon: a session bus for the desktop notification tests).
 # Installed when we can; their tests skip otherwise.
 SYSTEM_TOOLS := socat:socat tmux:tmux systemd-analyze:systemd systemd-socket-activate:systemd \
-	git:git rg:ripgrep chromium:chromium
+	git:git rg:ripgrep chromium:chromium dbus-daemon:dbus
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || \
 		case " $$missing " in *" $${t##*:} "*) ;; *) missing="$$missing $${t##*:}";; esac; done; \

@@ -148,6 +148,9 @@ class ApprovalBook:
         self._live: dict[int, _Live] = {}
         self._by_upstream: dict[tuple[int, str], int] = {}
         self._timer_wake = trio.Event()
+        #: Called with (row, status, by, reason) when a pending request closes, however it does.
+        self.on_closed: Callable[[repo.ApprovalRow, str, str | None, str | None], None] = \
+            lambda *_: None
 
     async def expire_leftovers(self) -> None:
         """At start-up: requests pending when codexd last stopped can never be answered now."""
@@ -185,6 +188,11 @@ class ApprovalBook:
             return
         live.sent_to.add(session.id)
         session.send(session.rpc.send_request_with_id(live.row.id, live.row.method, live.params))
+
+    @property
+    def pending_count(self) -> int:
+        """Approvals waiting for an answer now."""
+        return len(self._live)
 
     def pending_for_thread(self, thread_id: str) -> list[int]:
         """Ids of the pending requests of ``thread_id``, oldest first."""
@@ -301,6 +309,10 @@ class ApprovalBook:
         self._by_upstream.pop((live.row.generation, live.row.upstream_id), None)
 
     def _announce(self, live: _Live, status: str, by: str | None, reason: str | None) -> None:
+        try:
+            self.on_closed(live.row, status, by, reason)
+        except Exception as exc:  # a notification's fault; the answer stands
+            self._faults.record("notify", str(live.row.id), exc)
         self._events.publish(
             SERVER_REQUEST_RESOLVED.name,
             ServerRequestResolved(request_id=live.row.id, approval_id=live.row.id,

@@ -8,10 +8,12 @@ name the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import tomlkit
@@ -246,6 +248,54 @@ class RetentionSection(_Section, frozen=True):
     batch_rows: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 500
 
 
+NotifyEvent = Literal["turn-complete", "approval", "run-finished", "run-failed",
+                      "automation-finished", "automation-failed", "breaker-open", "lane-resumed"]
+
+
+class NotifySection(_Section, frozen=True):
+    #: Which events notify (every one by default; turn-complete also needs the
+    #: notifyOnTurnComplete setting, true by default).
+    events: list[NotifyEvent] = msgspec.field(default_factory=lambda: [
+        "turn-complete", "approval", "run-finished", "run-failed", "automation-finished",
+        "automation-failed", "breaker-open", "lane-resumed"])
+    #: A program run per notification with the JSON payload as its last argument (the same as
+    #: Codex's notify = [...]); empty = off.
+    program: list[str] = msgspec.field(default_factory=list)
+    #: Desktop notifications: "on" (the freedesktop service on the D-Bus session bus;
+    #: osascript on macOS), "auto" (on when a session bus or macOS is there), "off".
+    desktop: Literal["on", "auto", "off"] = "off"
+    #: A webhook: POST the payload here (https, or http to a loopback address); empty = off.
+    webhook_url: str = ""
+    #: The HMAC-SHA256 key of the webhook's X-Codexd-Signature header (never logged).
+    webhook_secret: str = ""
+    #: An approval notifies only if it is still waiting after this long (0 = at once).
+    approval_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
+    #: A channel that takes longer is stopped (a program: its process group killed).
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    #: Notifications waiting to be sent at most; more are dropped (and counted).
+    max_queued: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
+
+    def __post_init__(self) -> None:
+        if self.webhook_url:
+            url = urllib.parse.urlsplit(self.webhook_url)
+            host = url.hostname or ""
+            if url.scheme not in ("http", "https") or not host:
+                raise ValueError("webhook_url must be an http(s) URL")
+            if url.scheme == "http" and not is_loopback(host):
+                raise ValueError("webhook_url must use https unless it is on a loopback "
+                                 "address (the payload holds your agent's messages)")
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback name or address (the only hosts plain http or ws may use)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Config(_Section, frozen=True):
     daemon: DaemonSection = msgspec.field(default_factory=DaemonSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
@@ -261,6 +311,7 @@ class Config(_Section, frozen=True):
     git: GitSection = msgspec.field(default_factory=GitSection)
     workspaces: WorkspacesSection = msgspec.field(default_factory=WorkspacesSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
+    notify: NotifySection = msgspec.field(default_factory=NotifySection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
@@ -410,6 +461,28 @@ def reload_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
 def _flatten(d: dict[str, dict[str, object]]) -> dict[str, object]:
     """``{section: {key: value}}`` → ``{"section.key": value}`` (values may be tables)."""
     return {f"{section}.{key}": value for section, keys in d.items() for key, value in keys.items()}
+
+
+#: Config keys whose value is a secret: shown as "[REDACTED]" wherever a config is printed.
+SECRET_KEYS = frozenset({"notify.webhook_secret"})
+REDACTED = "[REDACTED]"
+
+
+def secret_values(cfg: Config) -> list[str]:
+    """The secrets the config holds (to redact them from anything else shown)."""
+    out = msgspec.to_builtins(cfg)
+    values = [out.get(k.split(".")[0], {}).get(k.split(".")[1]) for k in SECRET_KEYS]
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as builtins, with every secret value replaced (``codexd config``, bundles)."""
+    out: dict[str, Any] = msgspec.to_builtins(cfg)
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        if out.get(section, {}).get(name):
+            out[section][name] = REDACTED
+    return out
 
 
 def documented_keys() -> dict[str, object]:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from codexd.faults import Faults
     from codexd.git.jobs import GitJobs
     from codexd.git.service import GitService
+    from codexd.metrics import Metrics
+    from codexd.notify.service import Notifications
     from codexd.retention import Retention
     from codexd.runs.service import RunService
     from codexd.session.routes import Route
@@ -77,6 +79,10 @@ class DaemonContext(Protocol):
     def watches(self) -> Watches: ...
     @property
     def stats(self) -> Stats: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def notify(self) -> Notifications: ...
     @property
     def routes(self) -> dict[str, Route]: ...
     @property

@@ -27,6 +27,7 @@ import trio
 from codexd import __version__, logs
 from codexd import config as config_mod
 from codexd.api import ROUTES, WIRE_ROUTES
+from codexd.api.daemon import metrics_snapshot
 from codexd.approvals import ApprovalBook, thread_refs
 from codexd.appserver import control
 from codexd.appserver.command import codex_home
@@ -44,8 +45,11 @@ from codexd.events import EventHub
 from codexd.faults import Faults
 from codexd.git.jobs import GitJobs
 from codexd.git.service import GitService
+from codexd.metrics import Metrics, render_openmetrics
+from codexd.notify.service import Notifications
 from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_state_dir, lock_file_for
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
+from codexd.protocol.automations import AUTOMATION_RUN_COMPLETED
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
 from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
 from codexd.retention import Retention
@@ -56,6 +60,7 @@ from codexd.stats import Stats
 from codexd.store import Store, daemon_runs, now_iso
 from codexd.store import approvals as approvals_repo
 from codexd.store import settings as settings_repo
+from codexd.store.approvals import ApprovalRow
 from codexd.terminal.host import TerminalHost, Viewer
 from codexd.tokens import TokenBook
 from codexd.transport import activation
@@ -155,6 +160,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.routes = ROUTES
         self.stats = Stats()
+        self.metrics = Metrics()
         self.faults = Faults()
         self.sessions: set[ClientSession] = set()
         self.started_monotonic = time.monotonic()
@@ -179,7 +185,7 @@ class Daemon:
             lambda: self.config.approvals, store=lambda: self.store, events=self.events,
             sessions=lambda: self.sessions,
             respond=lambda *args: self.appserver.respond(*args), faults=self.faults,
-            spawn=self.spawn, on_pending=lambda row: self.automations.on_approval(row))
+            spawn=self.spawn, on_pending=self._approval_pending)
         # A client that starts following a thread gets the approvals already waiting on it.
         self.events.threads.on_added = self.approvals.deliver_pending
         self.terminals = TerminalHost(lambda: self.config.terminal, faults=self.faults,
@@ -196,11 +202,12 @@ class Daemon:
             on_reaped=self.children.remove,
         )
 
+        self._codex_runner = CodexRunner(
+            self.appserver, enabled=lambda: self.config.appserver.enabled,
+            pending_for_thread=self.approvals.pending_for_thread)
         self.automations = AutomationService(
             lambda: self.config, store=lambda: self.store, faults=self.faults,
-            publish=self.publish,
-            runner=CodexRunner(self.appserver, enabled=lambda: self.config.appserver.enabled,
-                               pending_for_thread=self.approvals.pending_for_thread),
+            publish=self.publish, runner=self._codex_runner,
             daemon_run=lambda: self._run_id, stopping=lambda: self.shutting_down)
         self.tokens = TokenBook(lambda: self.store, on_revoked=self._close_token)
         self.workspaces = Workspaces(lambda: self.store, on_change=self._workspace_changed)
@@ -221,6 +228,15 @@ class Daemon:
         self.runs = RunService(lambda: self.config.runs, store=lambda: self.store,
                                faults=self.faults, children=self.children,
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
+        self.runs.executor.on_usage = self.metrics.count_usage
+        self.notify = Notifications(
+            lambda: self.config.notify, metrics=self.metrics, sessions=lambda: self.sessions,
+            follows=lambda session, thread_id: self.events.threads.wants(session.id, thread_id),
+            automation_thread=lambda thread_id: thread_id in self._codex_runner.watches)
+        self.runs.log.on_final.append(self.notify.on_run_final)
+        self.approvals.on_closed = self.notify.on_approval_closed
+        self.runs.log.on_final.append(
+            lambda run, _kind, _data: self.metrics.count_run(run.request.provider, run.status))
     @property
     def run_id(self) -> int | None:
         """This daemon life's row in daemon_runs (None before the store is open)."""
@@ -247,6 +263,8 @@ class Daemon:
         exclude: Peer | None = None, emitted_at_ms: int | None = None,
     ) -> None:
         """Number and send a notification to every client that wants it (never waits)."""
+        if method == AUTOMATION_RUN_COMPLETED.name:
+            self._automation_run_completed(params)
         self.events.publish(method, params, self.sessions, thread_id=thread_id, exclude=exclude,
                             emitted_at_ms=emitted_at_ms)
 
@@ -264,6 +282,16 @@ class Daemon:
 
         self._services.start_soon(functools.partial(self.faults.run, kind, "", unit))
 
+    def _approval_pending(self, row: ApprovalRow) -> None:
+        self.automations.on_approval(row)
+        self.notify.on_approval_pending(row)
+
+    def _automation_run_completed(self, event: Any) -> None:
+        run = event.run
+        self.notify.on_automation_run(run.automation_id, event.automation_name or
+                                      run.automation_id, run.run_id, run.status, run.summary,
+                                      run.error, run.thread_id)
+
     # --------------------------------------------------------------------- app-server hooks
 
     def _on_appserver_state(self, state: State, previous: State, reason: str) -> None:
@@ -277,6 +305,8 @@ class Daemon:
             self._startup_mark("app_server_ready_ms")
         if previous is State.READY and state is not State.READY:
             self.automations.on_appserver_lost(f"the app-server left ready ({reason})")
+        if state is State.FAILED:
+            self.notify.on_breaker_open(self.appserver.last_error, self.appserver.restarts)
 
     def _on_appserver_notification(
         self, method: str, params: msgspec.Raw | None, emitted_at_ms: int | None
@@ -287,6 +317,7 @@ class Daemon:
             return
         thread_id = None if method == "thread/started" else thread_refs(params)[0]
         self.turns.on_notification(method, params)
+        self.notify.on_appserver(method, params)
         self.automations.on_notification(method, params, thread_id)
         self.publish(method, params if params is not None else msgspec.UNSET, thread_id=thread_id,
                      emitted_at_ms=emitted_at_ms)
@@ -383,6 +414,8 @@ class Daemon:
             # finds a daemon whose start-up cannot fail any more.
             await self.approvals.expire_leftovers()
             await self.workspaces.load()
+            settings, _ = await self.store.read(settings_repo.load)
+            self.notify.turn_complete_setting = settings.notify_on_turn_complete
             await self.automations.startup()
             await self.runs.startup(unclean=self.previous_run_unclean, survivors=survivors)
             await self._grant_existing_cwds()
@@ -497,6 +530,7 @@ class Daemon:
             if self.notifier.watchdog_seconds:
                 services.start_soon(self._watchdog_loop, self.notifier.watchdog_seconds)
             await services.start(self.terminals.run)
+            await services.start(self.notify.run)
             services.start_soon(self.approvals.run_timeouts)
             if self.config.appserver.enabled:
                 await services.start(self.appserver.run)
@@ -602,10 +636,9 @@ class Daemon:
         settings, _ = await self.store.read(settings_repo.load)
         return int(settings.inbox_retention_days)
 
-    def _console_site(self) -> HttpSite | None:
-        """The web console and its login on the WebSocket port (websocket.console)."""
-        if not self.config.websocket.console:
-            return None
+    def _console_site(self) -> HttpSite:
+        """Plain HTTP on the WebSocket port: the web console and its login (when
+        websocket.console), /whoami and /metrics."""
 
         def console_dir() -> Path:
             given = self.config.websocket.console_dir
@@ -614,7 +647,9 @@ class Daemon:
         return HttpSite(authenticate=self.tokens.authenticate, redeem=self.tokens.redeem_ticket,
                         open_session=self.tokens.open_session,
                         check_session=self.tokens.check_session,
-                        close_session=self.tokens.close_session, console_dir=console_dir)
+                        close_session=self.tokens.close_session, console_dir=console_dir,
+                        console=lambda: self.config.websocket.console,
+                        metrics=lambda: render_openmetrics(metrics_snapshot(self)))
 
     def _close_token(self, token_id: str) -> int:
         """A token was revoked: its live connections end now."""

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from typing import Any, TextIO
 
 import msgspec
@@ -40,6 +41,18 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
             secret = _key_is_secret[key] = bool(_SECRET_KEY.search(key))
         if secret:
             event[key] = "[redacted]"
+    return event
+
+
+#: The daemon's last log events (after redaction), for ``daemon/diagnostics``.
+RECENT: deque[dict[str, Any]] = deque(maxlen=2000)
+
+
+def _remember(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    kept = dict(event)
+    if "exc_info" in kept:  # not the exception itself: it would keep its frames alive
+        kept["exc_info"] = True
+    RECENT.append(kept)
     return event
 
 
@@ -112,6 +125,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
         structlog.processors.add_log_level,
         _Timestamp(),
         _redact,
+        _remember,
     ]
     renderer: Any
     if fmt == "json":

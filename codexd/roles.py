@@ -31,7 +31,8 @@ _RANK = {role: i for i, role in enumerate(ROLES)}
 
 #: codexd's own methods an observer may call.
 OBSERVER_METHODS = frozenset({
-    "initialize", "daemon/status", "daemon/health", "daemon/appServer/status",
+    "initialize", "daemon/status", "daemon/health", "daemon/metrics", "daemon/appServer/status",
+    "client/visibility",
     "atom/get", "atom/list", "settings/get",
     "events/subscribe", "events/unsubscribe", "events/replay", "thread/unsubscribe",
     "approval/list",

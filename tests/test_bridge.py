@@ -52,6 +52,17 @@ def test_passthrough_and_initialize_merge(bridge):
         # Counted under its own name (only names the app-server does not know are "(unknown)").
         assert methods["thread/start"] == {"calls": 1, "errors": 1}
         assert methods["(unknown)"]["calls"] == 2
+        # The same calls in daemon/metrics, with owners, error codes and windows.
+        mm = c.call("daemon/metrics")["methods"]
+        assert mm["thread/list"]["owner"] == "appserver"
+        assert mm["thread/start"]["errorCodes"] == {str(int(ErrorCode.INVALID_REQUEST)): 1}
+        assert mm["(unknown)"]["owner"] == "unknown"
+        assert mm["(unknown)"]["errorCodes"] == {str(int(ErrorCode.METHOD_NOT_FOUND)): 2}
+        assert mm["daemon/status"]["owner"] == "codexd"
+        assert mm["thread/read"]["windows"]["1m"]["errors"] == 1
+        assert mm["thread/list"]["windows"]["5m"]["p50Ms"] > 0
+        gauges = c.call("daemon/metrics")["appServer"]
+        assert gauges["state"] == "ready" and gauges["generation"] >= 1
         status = c.call("daemon/appServer/status")
         assert status["version"] == "0.169.0"
         assert status["pid"] > 0 and status["generation"] >= 1

@@ -18,6 +18,7 @@ from codexd.errors import ErrorCode, RpcError
 from tests.fake_model import message, shell_call
 from tests.helpers.bridge import start_thread, start_turn, until, wait_pending, wait_ready
 from tests.helpers.daemon import make_bridge, make_daemon
+from tests.helpers.notify import Recorder
 
 
 def test_kill_9_mid_turn_fails_in_flight_restarts_and_expires_approvals(short_tmp):
@@ -127,10 +128,11 @@ def test_requests_in_flight_fail_at_once_when_the_app_server_dies(short_tmp):
 
 
 def test_crash_loop_trips_the_breaker_and_restart_clears_it(short_tmp):
+    hook = Recorder(short_tmp)
     d = make_daemon(short_tmp, config=(
         '[appserver]\ncommand = "/bin/sh"\nargs = ["-c", "echo boom >&2; exit 3"]\n'
         "backoff_initial_seconds = 0.05\nbackoff_max_seconds = 0.2\n"
-        "breaker_failures = 4\nready_wait_seconds = 1\n"))
+        f"breaker_failures = 4\nready_wait_seconds = 1\n[notify]\n{hook.toml()}\n"))
     d.start()
     try:
         with d.client() as c:
@@ -146,6 +148,10 @@ def test_crash_loop_trips_the_breaker_and_restart_clears_it(short_tmp):
             assert info.value.code == ErrorCode.APPSERVER_NOT_READY
             assert info.value.data["state"] == "failed"
             assert "codexctl appserver restart" in info.value.message
+            # Someone is told, once, what broke and what to do.
+            [breaker] = hook.wait("app-server-breaker-open")
+            assert breaker["restarts"] == 4 and "boom" not in breaker["title"]
+            assert "codexctl appserver restart" in breaker["body"]
             time.sleep(1.0)
             assert c.call("daemon/appServer/status")["restarts"] == 4  # no more attempts
             out = d.ctl("appserver", "restart")

@@ -92,12 +92,15 @@ def test_an_unbuilt_console_says_how_to_build_it(short_tmp: Path):
         d.stop()
 
 
-def test_console_off_serves_no_http(short_tmp: Path):
+def test_console_off_serves_no_console_but_whoami_and_metrics_stay(short_tmp: Path):
     d = make_daemon(short_tmp, config='[websocket]\nlisten = "127.0.0.1:0"\nconsole = false\n')
     d.start()
     try:
-        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
-            _get(d, "/")
+        for path in ("/", "/assets/app.js", "/login?ticket=x"):
+            page = _get(d, path)
+            assert page.status == 404 and b"websocket.console" in page.body  # type: ignore[attr-defined]
+        assert _get(d, "/whoami").status == 401
+        assert _get(d, "/metrics").status == 401
     finally:
         d.stop()
 

@@ -91,6 +91,10 @@ def test_a_codex_run_completes_with_its_text_and_streams_events(env: Env):
                 notes.append(n.params)
         assert [(n["seq"], n["type"]) for n in notes] == [(e["seq"], e["type"]) for e in evs]
         assert "say hi" in str(env.model.requests[-1])
+        # The usage the model reported (through codex's turn.completed) is counted.
+        m = c.call("daemon/metrics")
+        assert m["tokens"]["codex"]["input"] == 10 and m["tokens"]["codex"]["output"] == 5
+        assert m["runsFinished"] == {"codex": {"succeeded": 1}}
 
 
 def test_a_claude_run_completes_with_its_text(env: Env):
@@ -106,6 +110,8 @@ def test_a_claude_run_completes_with_its_text(env: Env):
         assert texts(evs) == ["claude says hi"] and evs[-1]["type"] == "run.completed"
         # env values never leave the daemon.
         assert run["request"]["env"] == {"ANTHROPIC_BASE_URL": "[REDACTED]"}
+        tokens = c.call("daemon/metrics")["tokens"]["claude"]
+        assert tokens["output"] >= 5, tokens
 
 
 @pytest.mark.parametrize("provider", ["codex", "claude"])

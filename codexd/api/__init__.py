@@ -9,6 +9,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     daemon,
     events,
     git,
+    notify,
     runs,
     settings,
     terminal,

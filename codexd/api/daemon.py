@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -14,32 +15,46 @@ from codexd.api.registry import handles
 from codexd.appserver.states import State
 from codexd.appserver.supervisor import AppServer
 from codexd.errors import ErrorCode, RpcError
+from codexd.metrics import BOUNDS_MS, WINDOWS
 from codexd.protocol import NoParams
 from codexd.protocol.appserver import WIRE_INITIALIZE, WireInitializeParams
 from codexd.protocol.daemon import (
+    DAEMON_DIAGNOSTICS,
     DAEMON_GC,
     DAEMON_HEALTH,
+    DAEMON_METRICS,
     DAEMON_SHUTDOWN,
     DAEMON_STATUS,
     INITIALIZE,
     PROTOCOL_VERSION,
+    AppServerGauges,
+    CallFingerprint,
     CheckResult,
     DaemonHealth,
+    DaemonMetrics,
     DaemonStatus,
+    DiagnosticsParams,
+    DiagnosticsResult,
     FaultInfo,
     GcParams,
     GcResult,
     InitializeParams,
     InitializeResult,
+    MethodMetrics,
+    MetricsGauges,
     ReplayInfo,
     ShutdownParams,
     ShutdownResult,
     StartupTiming,
+    WindowStats,
 )
 from codexd.roles import allows
 from codexd.session import ClientSession, SessionInput, next_state
+
+if TYPE_CHECKING:
+    from codexd.context import DaemonContext
 from codexd.statemachine import BadTransition
-from codexd.store import daemon_runs, iso_time
+from codexd.store import daemon_runs, iso_time, now_iso
 
 
 @handles(INITIALIZE, during_shutdown=True)
@@ -145,6 +160,72 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
     )
 
 
+@handles(DAEMON_METRICS, during_shutdown=True)
+def metrics(session: ClientSession, _params: NoParams) -> DaemonMetrics:
+    return metrics_snapshot(session.ctx)
+
+
+def metrics_snapshot(d: DaemonContext) -> DaemonMetrics:
+    """What ``daemon/metrics`` answers and ``/metrics`` renders."""
+    now = time.perf_counter()
+    m = d.metrics
+    methods: dict[str, MethodMetrics] = {}
+    for name, owner in m.methods():
+        calls, errors, sum_ms, buckets, codes = m.totals(name)
+        windows = {}
+        for wname, seconds in WINDOWS:
+            win = m.window(name, seconds, now)
+            windows[wname] = WindowStats(calls=win.calls, errors=win.errors,
+                                         mean_ms=win.mean_ms, p50_ms=win.quantile(0.5),
+                                         p95_ms=win.quantile(0.95), p99_ms=win.quantile(0.99))
+        methods[name] = MethodMetrics(owner=owner, calls=calls, errors=errors,
+                                      sum_ms=round(sum_ms, 3), buckets=buckets,
+                                      error_codes={str(k): v for k, v in sorted(codes.items())},
+                                      windows=windows)
+    by_transport: dict[str, int] = {}
+    for s in d.sessions:
+        kind = getattr(getattr(s, "transport", None), "kind", "other")
+        by_transport[kind] = by_transport.get(kind, 0) + 1
+    queued: dict[str, int] = {}
+    for w in d.runs.waiting.values():
+        queued[w.provider] = queued.get(w.provider, 0) + 1
+    running: dict[str, int] = {}
+    for active in d.runs.active.values():
+        provider = active.run.request.provider
+        running[provider] = running.get(provider, 0) + 1
+    db, wal = _size(d.db_path), _size(d.db_path.with_name(d.db_path.name + "-wal"))
+    a = d.appserver
+    return DaemonMetrics(
+        version=__version__, at=now_iso(),
+        uptime_seconds=round(time.monotonic() - d.started_monotonic, 3),
+        bucket_bounds_ms=list(BOUNDS_MS), methods=methods,
+        gauges=MetricsGauges(
+            clients_connected=len(d.sessions), clients_by_transport=dict(sorted(
+                by_transport.items())),
+            pending_approvals=d.approvals.pending_count,
+            runs_queued=dict(sorted(queued.items())), runs_running=dict(sorted(running.items())),
+            lanes_paused=sorted(d.runs.paused), terminals=len(d.terminals.terminals),
+            automations_scheduled=len(d.automations.scheduler),
+            scheduler_lag_ms=d.automations.scheduler.last_lag_ms,
+            db_bytes=db, wal_bytes=wal, event_seq=d.events.seq),
+        app_server=AppServerGauges(state=a.state.value if d.config.appserver.enabled
+                                   else "disabled", generation=a.generation,
+                                   restarts=a.restarts, breaker_open=a.state is State.FAILED,
+                                   recent_failures=a.recent_failures),
+        tokens={k: dict(sorted(v.items())) for k, v in sorted(m.tokens.items())},
+        runs_finished={k: dict(sorted(v.items())) for k, v in sorted(m.runs_finished.items())},
+        notifications={k: dict(sorted(v.items())) for k, v in sorted(m.notifications.items())},
+        faults=dict(sorted(d.faults.counts.items())),
+    )
+
+
+def _size(path: os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 @handles(DAEMON_HEALTH, during_shutdown=True)
 async def health(session: ClientSession, _params: NoParams) -> DaemonHealth:
     d = session.ctx
@@ -198,6 +279,38 @@ def _appserver_check(appserver: AppServer) -> CheckResult:
 @handles(DAEMON_GC)
 async def gc(session: ClientSession, params: GcParams) -> GcResult:
     return await session.ctx.retention.collect(dry_run=params.dry_run)
+
+
+@handles(DAEMON_DIAGNOSTICS, ordered=False)
+async def diagnostics(session: ClientSession, params: DiagnosticsParams) -> DiagnosticsResult:
+    from codexd import config as config_mod
+    from codexd import diagnostics as diag
+    from codexd import logs
+    from codexd.runs.redact import redact
+
+    d = session.ctx
+    secrets = [*d.runs.secrets.known(), *config_mod.secret_values(d.config)]
+    encode = msgspec.json.Encoder()
+
+    def line(event: dict[str, object]) -> str:
+        try:
+            text = encode.encode(event).decode()
+        except (TypeError, msgspec.EncodeError):
+            text = encode.encode({k: repr(v) for k, v in event.items()}).decode()
+        return redact(text, secrets)
+
+    events = list(logs.RECENT)[-params.log_lines:] if params.log_lines else []
+    calls = list(d.metrics.recent)[-params.calls:] if params.calls else []
+
+    return DiagnosticsResult(
+        log_tail=[line(e) for e in events],
+        app_server_stderr=[redact(t, secrets) for t in d.appserver.stderr.lines],
+        recent_calls=[CallFingerprint(at=iso_time(at), method=m, owner=o,
+                                      duration_ms=round(ms, 3), code=code)
+                      for at, m, o, ms, code in calls],
+        tables=await d.store.read(diag.table_sizes),
+        versions=diag.versions(d.appserver.version),
+    )
 
 
 @handles(DAEMON_SHUTDOWN)

@@ -37,5 +37,6 @@ async def update(session: ClientSession, p: SettingsUpdateParams) -> SettingsRes
 
     settings, updated_at = await session.ctx.store.write(apply)
     result = SettingsResult(settings=settings, updated_at=updated_at)
+    session.ctx.notify.turn_complete_setting = settings.notify_on_turn_complete
     session.ctx.publish(SETTINGS_CHANGED.name, result, exclude=session)
     return result

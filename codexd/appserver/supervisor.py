@@ -116,6 +116,10 @@ class AppServer:
 
     # ---------------------------------------------------------------------------- status
 
+    @property
+    def recent_failures(self) -> int:
+        return self._breaker.recent
+
     def status(self) -> AppServerStatus:
         try:
             command = resolve_command(self.cfg)
@@ -252,7 +256,7 @@ class AppServer:
             )
         except OSError as exc:
             self.last_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
-            log.error("appserver_spawn_failed", argv=argv, error=self.last_error)
+            log.error("appserver_spawn_failed", argv=_shown(argv), error=self.last_error)
             await self._generation_ended(self.last_error)
             return
         self.pid = process.pid
@@ -261,7 +265,8 @@ class AppServer:
                             max_message_bytes=self.cfg.max_message_bytes, faults=self._faults,
                             on_notification=self._on_notification,
                             on_server_request=self._on_server_request)
-        log.info("appserver_spawned", pid=process.pid, argv=argv, generation=self.generation)
+        log.info("appserver_spawned", pid=process.pid, argv=_shown(argv),
+                 generation=self.generation)
         try:
             if self._on_spawned is not None:
                 await self._on_spawned(process.pid)
@@ -503,3 +508,10 @@ def _fileno(stream: trio.abc.Stream | trio.abc.SendStream | trio.abc.ReceiveStre
     """The fd of a process pipe (trio's FdStream has ``fileno``; its ABC does not say so)."""
     fileno: Callable[[], int] = getattr(stream, "fileno")  # noqa: B009
     return fileno()
+
+
+def _shown(argv: list[str]) -> list[str]:
+    """The command line as logged: a ``-c key=value`` override may hold a key."""
+    from codexd.runs.redact import redact
+
+    return [redact(a) for a in argv]

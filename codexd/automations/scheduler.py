@@ -42,6 +42,8 @@ class Scheduler:
         self._order = itertools.count()
         self._wake = trio.Event()
         self.wakeups = 0
+        #: How late (ms) the last fire began after its due time; None before the first.
+        self.last_lag_ms: float | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -80,6 +82,7 @@ class Scheduler:
                     if t > now or len(times) >= MAX_MISSED:
                         break
                     times.append(t)
+                self.last_lag_ms = float(now - due)
                 entry.next_ms = entry.schedule.next_after(max(now, times[-1]))
                 if entry.next_ms is not None:
                     heapq.heappush(self._heap, (entry.next_ms, next(self._order), automation_id))

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, auto, git, runs, service, term, tokens, workspace
+from codexd.cli import agent, auto, git, ops, runs, service, term, tokens, workspace
 from codexd.cli.exits import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -293,6 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     service.add_commands(add, sub)
     workspace.add_commands(add, sub)
     git.add_commands(add, sub)
+    ops.add_commands(add, sub)
     sp = add("completion", cmd_completion, "shell completion: eval \"$(codexctl completion "
              "bash)\" (zsh, fish alike)")
     sp.add_argument("shell", choices=["bash", "zsh", "fish"])

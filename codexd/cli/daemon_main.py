@@ -92,7 +92,7 @@ def _cmd_config(cfg: config.Config, config_file: Path, as_json: bool) -> int:
         "configFileExists": config_file.exists(),
         "socket": str(cfg.daemon.socket or default_socket(state_dir)),
         "stateDir": str(state_dir),
-        "config": msgspec.to_builtins(cfg),
+        "config": config.redacted(cfg),
     }
     if as_json:
         print(msgspec.json.encode(info).decode())

@@ -191,6 +191,113 @@ DAEMON_GC = method(
     "Apply the retention policies now (dryRun: only count), then free the pages."
 )
 
+class WindowStats(Struct, frozen=True, omit_defaults=False):
+    calls: int
+    errors: int
+    #: Latency in milliseconds: the mean, and quantiles estimated from the histogram buckets
+    #: (null with no calls in the window).
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class MethodMetrics(Struct, frozen=True, omit_defaults=False):
+    #: "codexd" (answered by codexd), "appserver" (forwarded), "unknown" (a name neither knows,
+    #: all under "(unknown)") or "invalid" (not a request at all, under "(invalid)").
+    owner: str
+    #: Since the daemon started.
+    calls: int
+    errors: int
+    sum_ms: float
+    #: Calls per latency bucket (bucketBoundsMs, then one unbounded), not cumulative.
+    buckets: list[int]
+    #: Error answers by JSON-RPC code.
+    error_codes: dict[str, int]
+    #: "1m", "5m", "1h": sliding in 10-second (1m, 5m) and 1-minute (1h) steps.
+    windows: dict[str, WindowStats]
+
+
+class AppServerGauges(Struct, frozen=True, omit_defaults=False):
+    state: str
+    generation: int
+    restarts: int
+    breaker_open: bool
+    recent_failures: int
+
+
+class MetricsGauges(Struct, frozen=True, omit_defaults=False):
+    clients_connected: int
+    #: By transport: unix (NDJSON), appserver (the app-server wire), websocket.
+    clients_by_transport: dict[str, int]
+    pending_approvals: int
+    runs_queued: dict[str, int]
+    runs_running: dict[str, int]
+    lanes_paused: list[str]
+    terminals: int
+    automations_scheduled: int
+    #: How late the last automation fired after its due time (null: none fired yet).
+    scheduler_lag_ms: float | None
+    db_bytes: int
+    wal_bytes: int
+    event_seq: int
+
+
+class DaemonMetrics(Struct, frozen=True, omit_defaults=False):
+    version: str
+    at: str
+    uptime_seconds: float
+    bucket_bounds_ms: list[float]
+    methods: dict[str, MethodMetrics]
+    gauges: MetricsGauges
+    app_server: AppServerGauges
+    #: Tokens reported by runs' usage events since start: provider → kind → count.
+    tokens: dict[str, dict[str, int]]
+    #: Runs finished since start: provider → status → count.
+    runs_finished: dict[str, dict[str, int]]
+    #: Notifications since start: channel → sent | failed | suppressed → count.
+    notifications: dict[str, dict[str, int]]
+    faults: dict[str, int]
+
+
+DAEMON_METRICS = method(
+    "daemon/metrics", NoParams, DaemonMetrics,
+    "Per-method latency and errors (since start and over 1 min, 5 min, 1 h), gauges, counters."
+)
+
+class DiagnosticsParams(Params, frozen=True):
+    log_lines: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 500
+    calls: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 200
+
+
+class CallFingerprint(Struct, frozen=True):
+    at: str
+    method: str
+    owner: str
+    duration_ms: float
+    #: The error code; null: answered with a result.
+    code: int | None
+
+
+class DiagnosticsResult(Struct, frozen=True):
+    #: The daemon's last log events as JSON lines, redacted.
+    log_tail: list[str]
+    #: The app-server's last stderr lines, redacted.
+    app_server_stderr: list[str]
+    #: The last calls, oldest first: method, timing, outcome (never params or results).
+    recent_calls: list[CallFingerprint]
+    #: Rows per database table (no contents).
+    tables: dict[str, int]
+    #: Versions of codexd, Python, its libraries, SQLite, the app-server and the CLIs.
+    versions: dict[str, str]
+
+
+DAEMON_DIAGNOSTICS = method(
+    "daemon/diagnostics", DiagnosticsParams, DiagnosticsResult,
+    "What a diagnostics bundle needs from the daemon: log tail, app-server stderr, call "
+    "fingerprints, table sizes, versions; all redacted.",
+)
+
 DAEMON_SHUTDOWN = method(
     "daemon/shutdown", ShutdownParams, ShutdownResult, "Answer, then stop the daemon gracefully."
 )

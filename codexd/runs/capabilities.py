@@ -15,6 +15,12 @@ _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 MIN_VERSION = {"codex": (0, 100, 0), "claude": (2, 0, 0)}
 
 
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """The first x.y.z in ``text``."""
+    m = _VERSION.search(text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
 def probe(provider: str, configured: str) -> Capability:
     path = providers.find_cli(provider, configured, ROOT)
     now = int(time.time() * 1000)

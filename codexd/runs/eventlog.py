@@ -47,6 +47,8 @@ class RunEventLog:
         self._store = store
         self._faults = faults
         self._subscribers = subscribers
+        #: Called with (run, kind, data) once a run's final event is stored.
+        self.on_final: list[Callable[[Run, str, dict[str, Any]], None]] = []
         self._secrets = secrets
         self._now_ms = now_ms
         #: The runs each session follows (``run/subscribe``, ``initialize``'s runIds/allRuns).
@@ -109,6 +111,12 @@ class RunEventLog:
         self._publish([row])
         self._seq.pop(run_id, None)
         self._env_secrets.pop(run_id, None)
+        if run is not None:
+            for hook in self.on_final:
+                try:
+                    hook(run, kind, data)
+                except Exception as exc:  # a counter or a notification: the run is stored
+                    self._faults.record("hook", run_id, exc)
         return run
 
     # ------------------------------------------------------------------------ the writer

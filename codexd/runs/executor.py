@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import trio
@@ -62,6 +62,8 @@ class LocalExecutor:
         self._log = log
         self._secrets = secrets
         self._children = children
+        #: Called with (provider, usage) for each usage report in a run's output.
+        self.on_usage: Callable[[str, Any], None] = lambda _provider, _usage: None
 
     @property
     def cfg(self) -> RunsSection:
@@ -150,7 +152,11 @@ class LocalExecutor:
                     stats["truncatedLines"] += 1
                     self._log.emit(run_id, "run.warning", {"message": f"a stdout line was longer "
                                f"than {self.cfg.max_line_bytes} bytes and was truncated"})
-                for kind, data in providers.parse_line(req.provider, line, out):
+                usage = out.usage
+                events = providers.parse_line(req.provider, line, out)
+                if out.usage is not usage:
+                    self.on_usage(req.provider, out.usage)
+                for kind, data in events:
                     if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
                                                                            str):
                         data["output"] = "\n".join(data["output"].splitlines()[:max_lines])

@@ -36,6 +36,7 @@ from codexd.errors import (
     unknown_method,
 )
 from codexd.events import unstamp
+from codexd.notify.visibility import Visibility
 from codexd.protocol.events import EVENTS_OVERFLOW, Overflow
 from codexd.roles import Role, allows, audited, needed
 from codexd.rpc import (
@@ -98,6 +99,8 @@ class ClientSession:
         self.state = SessionState.NEW
         self.client_name = ""
         self.client_version = ""
+        #: What it declared it shows (``client/visibility``): quiets notifications about it.
+        self.visibility: Visibility | None = None
         self.connected_at = time.time()
         self._held: list[bytes] = []
         self._held_limit = cfg.pending_notifications
@@ -308,6 +311,8 @@ class ClientSession:
                     await self._on_notification(event)
                 elif isinstance(event, BadMessage):
                     self.ctx.stats.count("(invalid)", event.code)
+                    self.ctx.metrics.observe("(invalid)", "invalid", 0.0, event.code,
+                                             time.perf_counter())
                     log.info("rpc_bad_message", conn=self.id, code=int(event.code),
                              error=event.message)
                     if event.reply is not None:
@@ -520,13 +525,19 @@ class ClientSession:
         unknown_upstream = err is not None and (
             err.code == ErrorCode.METHOD_NOT_FOUND
             or (err.code == ErrorCode.INVALID_REQUEST and is_unknown_variant(method, err.message)))
-        known = method in self.routes or (self.ctx.forwards(method) and not unknown_upstream)
-        self.ctx.stats.count(method if known else "(unknown)", err.code if err else None)
+        own = method in self.routes
+        known = own or (self.ctx.forwards(method) and not unknown_upstream)
+        name = method if known else "(unknown)"
+        code = err.code if err else None
+        self.ctx.stats.count(name, code)
+        now = time.perf_counter()
+        self.ctx.metrics.observe(name, "codexd" if own else "appserver" if known else "unknown",
+                                 (now - started) * 1000, code, now)
         if self.auth is not None and audited(method, own=method in self.routes):
             self.ctx.audit.note(self.auth, self.transport.remote, method,
                                 "ok" if err is None else str(err.code))
         if self._log_calls:
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            duration_ms = round((now - started) * 1000, 3)
             if err is None:
                 self._call_log.info("rpc_call", method=method, duration_ms=duration_ms,
                                     outcome="ok")

@@ -249,7 +249,9 @@ class TerminalHost:
                                                    term, on_fault=on_fault))
         self._nursery.start_soon(functools.partial(book.run, "terminal", term.id,
                                                    self._wait_exit, term, on_fault=on_fault))
-        log.info("terminal_created", terminal_id=term.id, pid=term.pid, argv=argv, cwd=params.cwd)
+        # The program, not its arguments: a command line may carry a token.
+        log.info("terminal_created", terminal_id=term.id, pid=term.pid,
+                 program=os.path.basename(argv[0]), args=len(argv) - 1, cwd=params.cwd)
         return term
 
     def attach(self, session: Viewer, terminal_id: str, read_only: bool) -> Attached:

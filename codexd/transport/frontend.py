@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 import ssl
@@ -46,7 +45,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from codexd.config import WebSocketSection
+from codexd.config import WebSocketSection, is_loopback
 from codexd.errors import CodexdError, ErrorCode
 from codexd.rpc import RpcConnection
 from codexd.tokens import AuthRefused
@@ -223,15 +222,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"websocket.listen must be host:port, not {listen!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _read_head(stream: trio.abc.Stream) -> bytes:

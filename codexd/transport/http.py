@@ -12,6 +12,11 @@ connection, answered with ``Connection: close``). What is served:
   401 with the reason otherwise; how a client tells "refused" from "unreachable", which a
   browser's WebSocket API hides.
 - ``POST /logout``: ends the browser session.
+- ``GET /metrics``: OpenMetrics text of ``daemon/metrics`` for any token holder (bearer token or
+  session cookie), served whether or not the console is on.
+
+With ``websocket.console = false`` only ``/whoami`` and ``/metrics`` answer; the console's paths
+are 404.
 
 The ``Host`` header is checked first, as for WebSocket upgrades (DNS rebinding).
 """
@@ -34,6 +39,7 @@ import h11
 import structlog
 import trio
 
+from codexd.metrics import OPENMETRICS_TYPE
 from codexd.tokens import AuthRefused
 
 if TYPE_CHECKING:
@@ -85,13 +91,16 @@ class HttpSite:
     def __init__(self, *, authenticate: Callable[[str | None], Awaitable[Auth]],
                  redeem: Callable[[str], Auth], open_session: Callable[[Auth], str],
                  check_session: Callable[[str], Auth], close_session: Callable[[str], bool],
-                 console_dir: Callable[[], Path]) -> None:
+                 console_dir: Callable[[], Path], console: Callable[[], bool],
+                 metrics: Callable[[], bytes]) -> None:
         self._authenticate = authenticate
         self._redeem = redeem
         self._open_session = open_session
         self._check_session = check_session
         self._close_session = close_session
         self._console_dir = console_dir
+        self._console = console
+        self._metrics = metrics
 
     async def serve(self, stream: trio.abc.Stream, head: bytes, *, remote: str,
                     host_allowed: Callable[[str], bool], tls: bool) -> None:
@@ -125,6 +134,8 @@ class HttpSite:
     async def _route(self, method: str, target: str, headers: dict[str, str], tls: bool) -> Reply:
         url = urllib.parse.urlsplit(target)
         path = url.path
+        if path not in ("/whoami", "/metrics") and not self._console():
+            return Reply(404, b"nothing here: the web console is off (websocket.console)\n")
         if path == "/logout":
             if method != "POST":
                 return Reply(405, b"POST /logout ends the browser session\n",
@@ -140,6 +151,8 @@ class HttpSite:
             return self._login(urllib.parse.parse_qs(url.query).get("ticket", [""])[0], tls)
         if path == "/whoami":
             return await self._whoami(headers)
+        if path == "/metrics":
+            return await self._metrics_text(headers)
         if path in ("/", "/index.html"):
             return self._file("index.html", cache="no-store")
         if (m := _ASSET.match(path)) is not None:
@@ -159,20 +172,31 @@ class HttpSite:
         return Reply(303, b"", headers=[("location", "/"),
                                         ("set-cookie", _set_cookie(cookie, tls))])
 
-    async def _whoami(self, headers: dict[str, str]) -> Reply:
+    async def _credential(self, headers: dict[str, str]) -> Auth:
+        """The caller's token (bearer) or browser session (cookie); AuthRefused otherwise."""
         authorization = headers.get("authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            return await self._authenticate(authorization[7:].strip())
+        if cookie := _cookie(headers):
+            return self._check_session(cookie)
+        raise AuthRefused("no credential: send `Authorization: Bearer <token>`, or log in with "
+                          "the URL `codexctl web` prints")
+
+    async def _whoami(self, headers: dict[str, str]) -> Reply:
         try:
-            if authorization[:7].lower() == "bearer ":
-                auth = await self._authenticate(authorization[7:].strip())
-            elif cookie := _cookie(headers):
-                auth = self._check_session(cookie)
-            else:
-                raise AuthRefused("no credential: send `Authorization: Bearer <token>`, or log "
-                                  "in with the URL `codexctl web` prints")
+            auth = await self._credential(headers)
         except AuthRefused as exc:
             return Reply(401, json.dumps({"error": str(exc)}).encode(), "application/json")
         return Reply(200, json.dumps({"name": auth.name, "role": auth.role}).encode(),
                      "application/json")
+
+    async def _metrics_text(self, headers: dict[str, str]) -> Reply:
+        try:
+            await self._credential(headers)
+        except AuthRefused as exc:
+            return Reply(401, f"{exc}\n".encode(),
+                         headers=[("www-authenticate", 'Bearer realm="codexd"')])
+        return Reply(200, self._metrics(), OPENMETRICS_TYPE, cache="no-store")
 
     def _file(self, name: str, *, cache: str) -> Reply:
         root = self._console_dir()

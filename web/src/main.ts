@@ -109,7 +109,18 @@ async function main(): Promise<void> {
     p.root.hidden = true;
     main.append(p.root);
   }
+  // While this tab is visible and focused, codexd sends no notifications (desktop, webhook,
+  // program) about what it shows: everything. Said again on every change and reconnect.
+  const visibility = (): void => {
+    const focused = document.visibilityState === "visible" && document.hasFocus();
+    void client.call("client/visibility", { focused, all: true }).catch(() => undefined);
+  };
+  document.addEventListener("visibilitychange", visibility);
+  window.addEventListener("focus", visibility);
+  window.addEventListener("blur", visibility);
+  visibility();
   client.onState((state, detail) => {
+    if (state === "open") visibility();
     status.textContent = state === "open" ? "connected" : state === "reconnecting"
       ? "reconnecting…" : `disconnected${detail ? `: ${detail.message}` : ""}`;
     status.className = `conn ${state}`;
