@@ -4,10 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools/npm
-# The agent CLIs the tests run against, pinned (see docs/operations.md to change them).
-CODEX_VERSION := 0.169.0
-CLAUDE_VERSION := 2.1.197
+# The agent CLIs the tests run against, pinned (see docs/operations.md to change them), and
+# the previous pins, which the provider tests also run against (codexd.runs.compat.TESTED).
+CODEX_VERSION := 0.171.0
+CLAUDE_VERSION := 2.1.332
+CODEX_PREVIOUS := 0.169.0
+CLAUDE_PREVIOUS := 2.1.197
 NPM_BIN := $(TOOLS)/node_modules/.bin
+PREVIOUS_TOOLS := .tools/npm-previous
+# A stamp per pinned pair: changing a version above reinstalls.
+CLI_STAMP := $(TOOLS)/.pinned-codex-$(CODEX_VERSION)-claude-$(CLAUDE_VERSION)
+PREVIOUS_STAMP := $(PREVIOUS_TOOLS)/.pinned-codex-$(CODEX_PREVIOUS)-claude-$(CLAUDE_PREVIOUS)
 # The TypeScript client and the web console; their build tools are pinned in their
 # package-lock.json files, installed into their (git-ignored) node_modules.
 TS_CLIENT := clients/typescript
@@ -35,19 +42,25 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 dev-deps: $(VENV)/.installed-dev
 
-$(NPM_BIN)/codex:
-	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
-		@openai/codex@$(CODEX_VERSION)
-
-$(NPM_BIN)/claude:
+$(CLI_STAMP):
+	rm -f $(TOOLS)/.pinned-*
 	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
 		@openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_VERSION)
+	touch $@
+
+$(PREVIOUS_STAMP):
+	rm -f $(PREVIOUS_TOOLS)/.pinned-*
+	npm install --prefix $(PREVIOUS_TOOLS) --no-save --no-audit --no-fund --loglevel=error \
+		@openai/codex@$(CODEX_PREVIOUS) @anthropic-ai/claude-code@$(CLAUDE_PREVIOUS)
+	touch $@
+
+$(NPM_BIN)/codex: | $(CLI_STAMP)
 
 # `make run` uses a codex already on PATH; otherwise the pinned one in .tools/.
 codex-cli:
-	@command -v codex >/dev/null 2>&1 || $(MAKE) --no-print-directory $(NPM_BIN)/codex
+	@command -v codex >/dev/null 2>&1 || $(MAKE) --no-print-directory $(CLI_STAMP)
 
-cli-tools: $(NPM_BIN)/codex $(NPM_BIN)/claude
+cli-tools: $(CLI_STAMP) $(PREVIOUS_STAMP)
 
 $(TS_CLIENT)/node_modules/.package-lock.json: $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
@@ -58,8 +71,9 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
 
 # The console, type-checked and bundled into the package (served at / on the WebSocket port).
+# (Rebuilt when the pinned CLIs change: the console's types include the app-server's.)
 $(WEB_DIST): $(WEB_SOURCES) $(WEB)/node_modules/.package-lock.json \
-		$(TS_CLIENT)/node_modules/.package-lock.json
+		$(TS_CLIENT)/node_modules/.package-lock.json $(wildcard $(CLI_STAMP))
 	$(MAKE) --no-print-directory codex-cli
 	PATH="$(CURDIR)/$(NPM_BIN):$$PATH" node $(WEB)/build.mjs
 

@@ -53,6 +53,9 @@ class ErrorCode(IntEnum):
     OUTSIDE_WORKSPACE = -32070
     #: A tool codexd runs (git, rg) is not installed; the message names the package.
     TOOL_MISSING = -32071
+    #: The installed provider CLI cannot be run (too old, or lacking what codexd reads);
+    #: data.reasons says why.
+    CLI_UNSUPPORTED = -32072
     STORE_BUSY = -32020
     STORE_ERROR = -32021
 

@@ -6,7 +6,10 @@ Behaviour from the environment: FAKE_LOG (append "start|end <run> <time>" lines)
 FAKE_WAIT (wait until this file exists), FAKE_FAIL_ONCE (a marker file: fail silently the first
 time), FAKE_PRINT_ENV (print that variable's value as a plain line), FAKE_TOKEN_FILE (write
 CODEX_API_KEY there), FAKE_REJECT_RESUME (fail like a CLI that does not know the session),
-FAKE_LONG_LINE (print a line this long), FAKE_MESSAGE (the agent message to print).
+FAKE_LONG_LINE (print a line this long), FAKE_MESSAGE (the agent message to print),
+FAKE_VERSION (what --version prints; default a version both providers' checks accept),
+FAKE_NO_FLAGS (comma-separated flags --help leaves out).
+`--help` lists the flags codexd looks for in both CLIs' help, as they print them.
 """
 
 import json
@@ -14,6 +17,29 @@ import os
 import sys
 import time
 
+HELP = """Usage: fake [OPTIONS] [PROMPT]
+
+Commands:
+  resume  Resume a previous session by id
+
+Options:
+  -c, --config <key=value>      -m, --model <MODEL>          -s, --sandbox <MODE>
+  -C, --cd <DIR>                --json                       --skip-git-repo-check
+  --output-schema <FILE>        --add-dir <DIR>              -i, --image <FILE>
+  -p, --profile <NAME>          --print                      --output-format <format>
+  --verbose                     --json-schema <schema>       --max-budget-usd <amount>
+  -r, --resume [value]          --mcp-config <configs...>    --allowedTools <tools...>
+  --disallowedTools <tools...>  --append-system-prompt <p>
+  --permission-mode <mode>      Permission mode (choices: "acceptEdits", "manual")
+"""
+if sys.argv[1:2] == ["--version"]:
+    print(f"fake-cli {os.environ.get('FAKE_VERSION', '2.1.332')}")
+    sys.exit(0)
+if "--help" in sys.argv:
+    for flag in filter(None, os.environ.get("FAKE_NO_FLAGS", "").split(",")):
+        HELP = HELP.replace(flag + " ", "")  # a CLI without these options
+    print(HELP)
+    sys.exit(0)
 prompt = sys.stdin.read()
 tag = prompt.strip().split()[0] if prompt.strip() else "?"
 log = os.environ.get("FAKE_LOG")

@@ -39,6 +39,11 @@ def shell_call(cmd: str, justification: str = "run a command") -> dict[str, Any]
             "arguments": json.dumps(args)}
 
 
+def tool_use(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+    """Claude's Messages API: the model calls a tool (Bash, StructuredOutput, an MCP tool)."""
+    return {"type": "tool_use", "id": f"toolu_{next(_ids)}", "name": name, "input": tool_input}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -125,24 +130,40 @@ class FakeModel:
                 self.wfile.write(payload)
 
             def _anthropic(self, items: list[dict[str, Any]]) -> None:
-                """Claude Code's Messages API: the text of the scripted message items."""
+                """Claude Code's Messages API: the scripted message items as one text block,
+                then each tool_use item as a tool_use block (stop_reason tool_use)."""
                 text = " ".join(c["text"] for item in items if item.get("type") == "message"
-                                for c in item["content"]) or "done"
+                                for c in item["content"])
+                tools = [item for item in items if item.get("type") == "tool_use"]
+                if not text and not tools:
+                    text = "done"
                 mid = f"msg_{next(_ids)}"
                 usage = {"input_tokens": 10, "output_tokens": 5}
                 events = [
                     ("message_start", {"type": "message_start", "message": {
                         "id": mid, "type": "message", "role": "assistant", "model": "fake",
                         "content": [], "stop_reason": None, "stop_sequence": None,
-                        "usage": usage}}),
-                    ("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}}),
-                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                             "delta": {"type": "text_delta", "text": text}}),
-                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                        "usage": usage}})]
+                blocks: list[tuple[dict[str, Any], dict[str, Any]]] = []
+                if text:
+                    blocks.append(({"type": "text", "text": ""},
+                                   {"type": "text_delta", "text": text}))
+                for t in tools:
+                    blocks.append(({"type": "tool_use", "id": t["id"], "name": t["name"],
+                                    "input": {}},
+                                   {"type": "input_json_delta",
+                                    "partial_json": json.dumps(t["input"])}))
+                for index, (start, delta) in enumerate(blocks):
+                    events += [
+                        ("content_block_start", {"type": "content_block_start", "index": index,
+                                                 "content_block": start}),
+                        ("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                 "delta": delta}),
+                        ("content_block_stop", {"type": "content_block_stop", "index": index})]
+                events += [
                     ("message_delta", {"type": "message_delta", "delta": {
-                        "stop_reason": "end_turn", "stop_sequence": None},
-                        "usage": {"output_tokens": 5}}),
+                        "stop_reason": "tool_use" if tools else "end_turn",
+                        "stop_sequence": None}, "usage": {"output_tokens": 5}}),
                     ("message_stop", {"type": "message_stop"}),
                 ]
                 self._sse(events)

@@ -8,6 +8,7 @@ import pytest
 
 from codexd.client import ReceivedNotification
 from codexd.errors import ErrorCode, RpcError
+from codexd.runs.compat import TESTED
 from tests.fake_model import message, shell_call
 from tests.helpers.bridge import start_thread, start_turn, until, wait_pending, wait_ready
 
@@ -64,7 +65,7 @@ def test_passthrough_and_initialize_merge(bridge):
         gauges = c.call("daemon/metrics")["appServer"]
         assert gauges["state"] == "ready" and gauges["generation"] >= 1
         status = c.call("daemon/appServer/status")
-        assert status["version"] == "0.169.0"
+        assert status["version"] == TESTED["codex"][0]
         assert status["pid"] > 0 and status["generation"] >= 1
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import apsw
 
+from codexd.runs.compat import TESTED
 from tests.fake_model import FakeModel, message, write_codex_home
 from tests.helpers import eventually, require_cli
 from tests.helpers.bridge import wait_ready
@@ -66,7 +67,7 @@ def test_doctor_with_the_daemon_down_names_each_problem_and_its_fix(short_tmp: P
     assert checks["codex-home"]["status"] == "warn"
     assert "1 stale thread lock" in checks["codex-home"]["summary"]
     assert checks["appserver"]["status"] == "ok"
-    assert checks["appserver"]["details"]["version"] == "0.169.0"
+    assert checks["appserver"]["details"]["version"] == TESTED["codex"][0]
 
     # Fixed as told, those checks pass.
     os.chmod(d.state_dir, 0o700)

@@ -6,23 +6,31 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from codexd.errors import ErrorCode, RpcError
-from tests.fake_model import FakeModel, message, write_codex_home
+from codexd.runs.compat import TESTED
+from tests.fake_model import FakeModel, message, tool_use, write_codex_home
 from tests.helpers import require_cli
 from tests.helpers.daemon import make_daemon
-from tests.helpers.runs import events, wait_done
+from tests.helpers.runs import FAKE_CLI, events, wait_done
 
 CLAUDE_TOKEN = "sk-ant-api03-" + "Zq8" * 12
 
 
 class Env:
-    def __init__(self, base: Path, extra_config: str = "") -> None:
-        require_cli("codex")
+    def __init__(self, base: Path, extra_config: str = "", release: str = "current",
+                 env: dict[str, str] | None = None) -> None:
+        codex = require_cli("codex", release)
+        self.release = release
+        if release != "current":  # the previous pins, for both providers
+            extra_config = (f'codex_command = "{codex}"\n'
+                            f'claude_command = "{require_cli("claude", release)}"\n'
+                            + extra_config)
         self.base = base
         self.model = FakeModel().start()
         self.codex_home = write_codex_home(base / "codex-home", self.model.base_url)
@@ -31,7 +39,7 @@ class Env:
         (base / "home").mkdir()
         self.daemon = make_daemon(base, config=(
             f'[runs]\ncodex_home = "{self.codex_home}"\nsecret_store = "file"\n'
-            + extra_config), env={"HOME": str(base / "home")})
+            + extra_config), env={"HOME": str(base / "home"), **(env or {})})
 
     @property
     def claude_env(self) -> dict[str, str]:
@@ -43,13 +51,23 @@ class Env:
         self.model.stop()
 
 
-@pytest.fixture
-def env(short_tmp: Path):
-    e = Env(short_tmp)
+def _env(base: Path, release: str) -> Iterator[Env]:
+    e = Env(base, release=release)
     e.daemon.start()
     yield e
     e.close()
     print("--- daemon log (last 40 lines) ---\n" + "\n".join(e.daemon.log().splitlines()[-40:]))
+
+
+@pytest.fixture
+def env(short_tmp: Path) -> Iterator[Env]:
+    yield from _env(short_tmp, "current")
+
+
+@pytest.fixture(params=["current", "previous"])
+def each_release(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """The current pins and the previous ones (compat.TESTED): the version matrix."""
+    yield from _env(short_tmp, request.param)
 
 
 def texts(evs: list[dict[str, Any]]) -> list[str]:
@@ -67,7 +85,8 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_codex_run_completes_with_its_text_and_streams_events(env: Env):
+def test_a_codex_run_completes_with_its_text_and_streams_events(each_release: Env):
+    env = each_release
     env.model.script([message("codex says hi")])
     with env.daemon.client() as c:
         started = c.call("run/start", {"provider": "codex", "prompt": "say hi",
@@ -97,7 +116,8 @@ def test_a_codex_run_completes_with_its_text_and_streams_events(env: Env):
         assert m["runsFinished"] == {"codex": {"succeeded": 1}}
 
 
-def test_a_claude_run_completes_with_its_text(env: Env):
+def test_a_claude_run_completes_with_its_text(each_release: Env):
+    env = each_release
     env.model.script([message("claude says hi")])
     with env.daemon.client() as c:
         c.call("secret/set", {"provider": "claude", "token": CLAUDE_TOKEN})
@@ -115,7 +135,8 @@ def test_a_claude_run_completes_with_its_text(env: Env):
 
 
 @pytest.mark.parametrize("provider", ["codex", "claude"])
-def test_a_conversation_resumes_the_same_session(env: Env, provider: str):
+def test_a_conversation_resumes_the_same_session(each_release: Env, provider: str):
+    env = each_release
     env.model.script([message("first answer")], [message("second answer")])
     with env.daemon.client() as c:
         conv = c.call("conversation/create", {"provider": provider, "cwd": str(env.ws),
@@ -243,11 +264,31 @@ def test_export_in_both_formats(env: Env):
         assert "status: **succeeded**" in md
 
 
-def test_capabilities_detect_both_clis(env: Env):
+def test_capabilities_detect_both_clis(each_release: Env):
+    env = each_release
+    which = 0 if env.release == "current" else 1
     with env.daemon.client() as c:
         caps = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
-        assert caps["codex"]["status"] == "supported" and caps["codex"]["version"] == "0.169.0"
-        assert caps["claude"]["status"] == "supported" and caps["claude"]["version"] == "2.1.197"
+        for provider in ("codex", "claude"):
+            cap = caps[provider]
+            assert cap["status"] == "supported", cap
+            assert cap["version"] == TESTED[provider][which]
+            assert cap["testedVersions"] == list(TESTED[provider])
+            assert cap["reasons"] == [] and cap["missingOptions"] == []
+        # claude's prompting permission mode changed its name between the two pins.
+        assert ("manual" if which == 0 else "default") in caps["claude"]["permissionModes"]
+        # Probed once: the snapshot is kept for this binary (path, mtime, size).
+        again = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
+        assert again["codex"]["checkedAt"] == caps["codex"]["checkedAt"]
+        fresh = {p["provider"]: p for p in c.call("provider/capabilities",
+                                                   {"refresh": True})["providers"]}
+        assert fresh["codex"]["checkedAt"] >= caps["codex"]["checkedAt"]
+    # ... and survives a restart (capability_snapshots), still the same probe.
+    env.daemon.stop()
+    env.daemon.start()
+    with env.daemon.client() as c:
+        after = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
+        assert after["claude"]["checkedAt"] == fresh["claude"]["checkedAt"]
 
 
 def test_a_missing_cli_fails_fast(short_tmp: Path):
@@ -298,3 +339,84 @@ def test_runs_interrupted_by_kill_9_are_marked_interrupted(short_tmp: Path):
     finally:
         gate.set()
         e.close()
+
+
+def test_a_blocked_cli_is_refused_clearly_and_a_degraded_one_warns(short_tmp: Path):
+    e = Env(short_tmp, f'codex_command = "{FAKE_CLI}"\nclaude_command = "{FAKE_CLI}"\n',
+            env={"FAKE_VERSION": "0.50.0"})
+    e.daemon.start()
+    try:
+        with e.daemon.client() as c:
+            caps = {p["provider"]: p for p in c.call("provider/capabilities")["providers"]}
+            assert caps["codex"]["status"] == "blocked"
+            assert "0.50.0 is older than 0.100.0" in caps["codex"]["reason"]
+            with pytest.raises(RpcError) as refused:
+                c.call("run/start", {"provider": "codex", "prompt": "x", "cwd": str(e.ws)})
+            err = refused.value
+            assert err.code == ErrorCode.CLI_UNSUPPORTED
+            assert "npm install -g @openai/codex@" in err.message
+            assert err.data["version"] == "0.50.0" and err.data["reasons"]
+            assert c.call("run/list")["runs"] == []  # nothing was queued
+        doctor = json.loads(e.daemon.ctl("doctor", "--json", "--state-dir",
+                                         str(e.daemon.state_dir), timeout=90).stdout)
+        clis = next(x for x in doctor["checks"] if x["name"] == "clis")
+        assert clis["status"] == "warn" and "0.50.0 is older than" in clis["summary"]
+    finally:
+        e.close()
+
+
+def test_options_a_cli_lacks_are_dropped_with_a_compatibility_warning(short_tmp: Path):
+    e = Env(short_tmp, f'codex_command = "{FAKE_CLI}"\n',
+            env={"FAKE_NO_FLAGS": "--output-schema,--add-dir"})
+    e.daemon.start()
+    try:
+        with e.daemon.client() as c:
+            cap = next(p for p in c.call("provider/capabilities")["providers"]
+                       if p["provider"] == "codex")
+            assert cap["status"] == "degraded"
+            assert cap["missingOptions"] == ["--output-schema", "--add-dir"]
+            rid = c.call("run/start", {
+                "provider": "codex", "prompt": "hello", "cwd": str(e.ws),
+                "outputSchema": {"type": "string"}, "maxBudgetUsd": 2.5})["runId"]
+            run = wait_done(c, rid)
+            warned = {ev["data"]["option"]: ev["data"] for ev in events(c, rid)
+                      if ev["type"] == "run.compatibility_warning"}
+            assert set(warned) == {"outputSchema", "maxBudgetUsd"}
+            assert warned["outputSchema"]["reason"] == "this codex has no --output-schema"
+            assert "harness.maxTokens" in warned["maxBudgetUsd"]["reason"]
+            argv = next(ev for ev in events(c, rid) if ev["type"] == "run.started")["data"]["argv"]
+            assert "--output-schema" not in argv
+            # The schema is still checked after the run: the echo is no JSON string.
+            assert run["status"] == "failed" and run["reason"] == "structuredOutputInvalid"
+    finally:
+        e.close()
+
+
+def test_claude_gets_the_budget_and_schema_flags_and_codex_a_token_cap(env: Env):
+    env.model.script([message("over budget")])
+    with env.daemon.client() as c:
+        rid = c.call("run/start", {"provider": "codex", "prompt": "spend", "cwd": str(env.ws),
+                                   "harness": {"maxTokens": 10}})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "failed" and run["reason"] == "limitExceeded", run
+        assert "used 15 tokens, more than harness.maxTokens (10)" in run["error"]
+        limit = next(ev for ev in events(c, rid) if ev["type"] == "run.limit_exceeded")
+        assert limit["data"] == {"limit": "maxTokens", "max": 10, "used": 15}
+        c.call("secret/set", {"provider": "claude", "token": CLAUDE_TOKEN})
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}},
+                  "required": ["answer"]}
+        env.model.script([tool_use("StructuredOutput", {"answer": "forty-two"})],
+                         [message("returned it")])
+        rid = c.call("run/start", {"provider": "claude", "prompt": "json", "cwd": str(env.ws),
+                                   "env": env.claude_env, "maxBudgetUsd": 1.5,
+                                   "outputSchema": schema})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "succeeded", (run, events(c, rid)[-4:])
+        got = next(ev for ev in events(c, rid) if ev["type"] == "run.structured_output")
+        assert got["data"]["value"] == {"answer": "forty-two"}
+        # The schema and the budget reached the model through claude's own flags.
+        assert any("$1.5 remaining" in json.dumps(r) for r in env.model.requests)
+        argv = next(ev for ev in events(c, rid) if ev["type"] == "run.started")["data"]["argv"]
+        assert argv[argv.index("--max-budget-usd") + 1] == "1.5"
+        assert json.loads(argv[argv.index("--json-schema") + 1]) == schema
+        assert not [ev for ev in events(c, rid) if ev["type"] == "run.compatibility_warning"]

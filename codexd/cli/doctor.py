@@ -37,12 +37,12 @@ from codexd.paths import (
     lock_file_for,
 )
 from codexd.protocol.daemon import DAEMON_STATUS
-from codexd.runs import capabilities
+from codexd.runs import capabilities, compat
 
 Status = Literal["ok", "warn", "fail"]
 #: Free space below these (bytes) where the state lives: warn, fail.
 DISK_WARN, DISK_FAIL = 1 << 30, 100 << 20
-TESTED = {"codex": "0.169.0", "claude": "2.1.197"}
+TESTED = {p: versions[0] for p, versions in compat.TESTED.items()}
 
 
 @dataclass

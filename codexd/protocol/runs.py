@@ -46,6 +46,8 @@ class Harness(Params, frozen=True):
     disallowed_tools: list[Text] | None = None
     append_system_prompt: Annotated[str, msgspec.Meta(max_length=100_000,
                                                       pattern=NO_NUL)] | None = None
+    #: Cancel the run once its usage reports more tokens than this (input + output, all turns).
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
 
 
 class Options(Params, frozen=True):
@@ -60,6 +62,9 @@ class Options(Params, frozen=True):
     retry_backoff_ms: Backoff | None = None
     sandbox: Sandbox | None = None
     auto_approve: bool | None = None
+    #: A spending cap in US dollars: claude's --max-budget-usd; for codex, the cost its usage
+    #: events report (none do today: a run.compatibility_warning says so).
+    max_budget_usd: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
 
 
 class RunStartParams(Options, frozen=True, kw_only=True):
@@ -89,6 +94,7 @@ class RunRequest(Struct, frozen=True, omit_defaults=False):
     #: Values are shown as "[REDACTED]" outside the daemon.
     env: dict[str, str] = msgspec.field(default_factory=dict)
     harness: Harness | None = None
+    max_budget_usd: float | None = None
 
 
 class Run(Struct, frozen=True):
@@ -297,10 +303,20 @@ class ProfileDeleted(Struct, frozen=True, omit_defaults=False):
 class Capability(Struct, frozen=True, omit_defaults=False):
     provider: str
     status: Literal["supported", "degraded", "blocked"]
+    #: The reasons, joined ("" when supported).
     reason: str
     path: str | None
     version: str | None
     checked_at: int
+    #: Why it is degraded or blocked, one per line of the help it lacks.
+    reasons: list[str] = msgspec.field(default_factory=list)
+    #: The optional flags this binary lacks (a run asking for one gets a
+    #: run.compatibility_warning).
+    missing_options: list[str] = msgspec.field(default_factory=list)
+    #: claude's --permission-mode choices, as its help lists them.
+    permission_modes: list[str] = msgspec.field(default_factory=list)
+    #: The versions codexd's test suite runs against, newest first.
+    tested_versions: list[str] = msgspec.field(default_factory=list)
 
 
 class CapabilitiesParams(Params, frozen=True):

@@ -16,9 +16,8 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -27,16 +26,22 @@ import trio
 from codexd.appserver.process import group_alive, stop_process
 from codexd.config import RunsSection
 from codexd.protocol.runs import Run, RunRequest
-from codexd.runs import providers
+from codexd.runs import compat, providers
 
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
     from codexd.runs.eventlog import RunEventLog
     from codexd.runs.secrets import SecretStore
 
-#: The source tree (its .tools/npm holds the pinned CLIs in a development checkout).
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = providers.ROOT
 _NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
+
+
+def blocked_message(snap: compat.Snapshot) -> str:
+    package = _NPM[snap.provider]
+    return (f"{snap.path} cannot be used: {'; '.join(snap.reasons)}. Install a supported one "
+            f"(`npm install -g {package}@{compat.TESTED[snap.provider][0]}`) or point "
+            f"runs.{snap.provider}_command at one")
 
 
 @dataclass(slots=True)
@@ -57,8 +62,10 @@ class LocalExecutor:
     run's events, ``secrets`` holds provider tokens, ``children`` records each CLI process."""
 
     def __init__(self, config: Callable[[], RunsSection], *, log: RunEventLog,
-                 secrets: SecretStore, children: ChildRegistry) -> None:
+                 secrets: SecretStore, children: ChildRegistry,
+                 snapshot: Callable[[str, str], Awaitable[compat.Snapshot]]) -> None:
         self._config = config
+        self._snapshot = snapshot
         self._log = log
         self._secrets = secrets
         self._children = children
@@ -92,6 +99,17 @@ class LocalExecutor:
                    f"{_NPM[req.provider]}`")
             self._log.emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
             return Attempt("failed", reason="cliMissing", error=msg)
+        snap: compat.Snapshot | None
+        try:
+            snap = await self._snapshot(req.provider, exe)
+        except OSError:
+            snap = None  # gone between the lookup and now: spawning says so
+        if snap is not None and snap.status == "blocked":
+            msg = blocked_message(snap)
+            self._log.emit(run_id, "run.cli_blocked", {
+                "provider": req.provider, "path": snap.path, "version": snap.version,
+                "reasons": list(snap.reasons), "message": msg})
+            return Attempt("failed", reason="cliBlocked", error=msg)
         if not await trio.to_thread.run_sync(os.path.isdir, req.cwd):
             msg = f"cwd {req.cwd!r} does not exist"
             self._log.emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
@@ -109,13 +127,19 @@ class LocalExecutor:
             spec = providers.RunSpec(
                 provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
                 sandbox=req.sandbox, auto_approve=req.auto_approve,
-                output_schema_file=schema_file, resume_session=run.session_id,
+                output_schema_file=schema_file,
+                output_schema_json=json.dumps(req.output_schema) if req.output_schema
+                is not None and req.provider == "claude" else None,
+                resume_session=run.session_id,
                 allowed_tools=list(h.allowed_tools or []) if h else [],
                 disallowed_tools=list(h.disallowed_tools or []) if h else [],
-                append_system_prompt=h.append_system_prompt if h else None)
-            argv, warnings = providers.argv(exe, spec)
-            for w in warnings:
-                self._log.emit(run_id, "run.warning", {"message": w})
+                append_system_prompt=h.append_system_prompt if h else None,
+                max_budget_usd=req.max_budget_usd)
+            argv, drops = providers.argv(exe, spec, snap or providers.ALL)
+            for option, why in drops:
+                self._log.emit(run_id, "run.compatibility_warning", {
+                    "option": option, "reason": why, "provider": req.provider,
+                    "version": snap.version if snap else None})
             return await self._spawn(run, argv, self._env(req, token))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -137,6 +161,9 @@ class LocalExecutor:
         stats = {"stdoutLines": 0, "stderrLines": 0, "truncatedLines": 0}
         stderr_tail: list[str] = []
         max_lines = req.harness.max_tool_result_lines if req.harness else None
+        cap = req.harness.max_tokens if req.harness else None
+        used = [0]
+        over: list[str] = []
 
         async def feed() -> None:
             assert proc.stdin is not None
@@ -156,6 +183,13 @@ class LocalExecutor:
                 events = providers.parse_line(req.provider, line, out)
                 if out.usage is not usage:
                     self.on_usage(req.provider, out.usage)
+                    used[0] += usage_tokens(out.usage)
+                    if cap is not None and used[0] > cap and not over:
+                        over.append(f"the run used {used[0]} tokens, more than harness."
+                                    f"maxTokens ({cap}); it was stopped")
+                        self._log.emit(run_id, "run.limit_exceeded", {
+                            "limit": "maxTokens", "max": cap, "used": used[0]})
+                        nursery.cancel_scope.cancel()
                 for kind, data in events:
                     if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
                                                                            str):
@@ -172,10 +206,10 @@ class LocalExecutor:
 
         try:
             await self._children.add("run", run_id, proc.pid)
-            async with trio.open_nursery() as n:
-                n.start_soon(feed)
-                n.start_soon(stdout)
-                n.start_soon(stderr)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                nursery.start_soon(stdout)
+                nursery.start_soon(stderr)
                 await proc.wait()
         finally:
             with trio.CancelScope(shield=True):
@@ -198,6 +232,9 @@ class LocalExecutor:
                     "exitCode": code if code is not None and code >= 0 else None,
                     "signal": -code if code is not None and code < 0 else None})
         res = Attempt("failed", exit_code=code, outcome=out)
+        if over:
+            res.reason, res.error = "limitExceeded", over[0]
+            return res
         if code == 0 and out.failure is None:
             res.status = "succeeded"
             self._check_output(run, out, res)
@@ -217,7 +254,7 @@ class LocalExecutor:
             return
         text = out.result_text if out.result_text is not None else out.last_message
         try:
-            value = json.loads(text or "")
+            value = out.structured if out.has_structured else json.loads(text or "")
             jsonschema.validate(value, schema)
         except (ValueError, jsonschema.ValidationError) as exc:
             message = exc.message if isinstance(exc, jsonschema.ValidationError) else \
@@ -227,6 +264,18 @@ class LocalExecutor:
             res.error = f"the output does not match outputSchema: {message}"
             return
         self._log.emit(run.run_id, "run.structured_output", {"value": value})
+
+
+def usage_tokens(usage: Any) -> int:
+    """Input plus output tokens of one usage report (codex's turn, claude's message)."""
+    if not isinstance(usage, dict):
+        return 0
+    total = 0
+    for key in ("input_tokens", "output_tokens"):
+        value = usage.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            total += value
+    return total
 
 
 async def _lines(stream: trio.abc.ReceiveStream,

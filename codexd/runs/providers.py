@@ -17,7 +17,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+#: The source tree (its .tools/npm holds the pinned CLIs in a development checkout).
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 Provider = Literal["codex", "claude"]
 PROVIDERS: tuple[Provider, ...] = ("codex", "claude")
@@ -49,52 +52,93 @@ class RunSpec:
     sandbox: str | None = None
     auto_approve: bool = False
     output_schema_file: str | None = None
+    #: The schema itself (claude takes it inline).
+    output_schema_json: str | None = None
     resume_session: str | None = None
     allowed_tools: list[str] = field(default_factory=list)
     disallowed_tools: list[str] = field(default_factory=list)
     append_system_prompt: str | None = None
+    max_budget_usd: float | None = None
 
 
-def argv(exe: str, spec: RunSpec) -> tuple[list[str], list[str]]:
-    """(argv, warnings about options this provider cannot honour)."""
-    warnings: list[str] = []
+class Flags(Protocol):
+    """What a binary offers (a capability snapshot)."""
+
+    def has(self, flag: str) -> bool: ...
+
+
+class _All:
+    def has(self, flag: str) -> bool:
+        return True
+
+
+#: Every option: for callers that know no snapshot (the tests of this module).
+ALL = _All()
+#: (the run/start option, why it was dropped)
+Drop = tuple[str, str]
+
+
+def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[Drop]]:
+    """(argv, the options this binary cannot honour, each with the reason). An option is
+    passed only when the binary's help lists its flag."""
+    drops: list[Drop] = []
+
+    def opt(option: str, flag: str, values: list[str], why: str = "") -> list[str]:
+        if flags.has(flag):
+            return [flag, *values]
+        drops.append((option, why or f"this {spec.provider} has no {flag}"))
+        return []
+
     if spec.provider == "codex":
-        args = [exe, "exec", "--json", "--skip-git-repo-check", "-C", spec.cwd]
+        args = [exe, "exec", "--json", "--skip-git-repo-check", "--cd", spec.cwd]
         if spec.model:
-            args += ["-m", spec.model]
+            args += opt("model", "--model", [spec.model])
         if spec.sandbox:
-            args += ["-s", spec.sandbox]
+            args += opt("sandbox", "--sandbox", [spec.sandbox])
         if spec.auto_approve:
-            args += ["-c", 'approval_policy="never"']
+            args += opt("autoApprove", "--config", ['approval_policy="never"'])
         if spec.output_schema_file:
-            args += ["--output-schema", spec.output_schema_file]
+            args += opt("outputSchema", "--output-schema", [spec.output_schema_file])
         if spec.allowed_tools or spec.disallowed_tools:
-            warnings.append("codex exec has no tool allow/deny lists; harness.allowedTools and "
-                            "harness.disallowedTools were dropped")
+            drops.append(("harness.allowedTools", "codex exec has no tool allow/deny lists"))
         if spec.append_system_prompt:
-            args += ["-c", f"developer_instructions={json.dumps(spec.append_system_prompt)}"]
+            args += opt("harness.appendSystemPrompt", "--config",
+                        [f"developer_instructions={json.dumps(spec.append_system_prompt)}"])
+        if spec.max_budget_usd is not None:
+            drops.append(("maxBudgetUsd", "codex reports tokens, not cost: use "
+                          "harness.maxTokens to cap a codex run"))
         if spec.resume_session:
-            args += ["resume", spec.resume_session]
-        return [*args, "-"], warnings
-    args = [exe, "-p", "--output-format", "stream-json", "--verbose"]
+            if flags.has("resume"):
+                args += ["resume", spec.resume_session]
+            else:
+                drops.append(("resume", "this codex exec has no resume: a new session starts"))
+        return [*args, "-"], drops
+    args = [exe, "--print", "--output-format", "stream-json", "--verbose"]
     if spec.model:
-        args += ["--model", spec.model]
+        args += opt("model", "--model", [spec.model])
     if spec.resume_session:
-        args += ["--resume", spec.resume_session]
+        args += opt("resume", "--resume", [spec.resume_session],
+                    "this claude has no --resume: a new session starts")
     if spec.auto_approve:
-        args += ["--permission-mode", "acceptEdits"]
+        args += opt("autoApprove", "--permission-mode", ["acceptEdits"])
     if spec.sandbox:
-        warnings.append(f"claude has no sandbox modes; sandbox {spec.sandbox!r} was dropped")
+        drops.append(("sandbox", f"claude has no sandbox modes; sandbox {spec.sandbox!r} "
+                      "was not applied"))
     if spec.allowed_tools:
-        args += ["--allowedTools", ",".join(spec.allowed_tools)]
+        args += opt("harness.allowedTools", "--allowedTools", [",".join(spec.allowed_tools)])
     if spec.disallowed_tools:
-        args += ["--disallowedTools", ",".join(spec.disallowed_tools)]
+        args += opt("harness.disallowedTools", "--disallowedTools",
+                    [",".join(spec.disallowed_tools)])
     if spec.append_system_prompt:
-        args += ["--append-system-prompt", spec.append_system_prompt]
-    if spec.output_schema_file:
-        warnings.append("claude -p has no output schema option; the result is validated "
-                        "against outputSchema after the run")
-    return args, warnings
+        args += opt("harness.appendSystemPrompt", "--append-system-prompt",
+                    [spec.append_system_prompt])
+    if spec.output_schema_json:
+        args += opt("outputSchema", "--json-schema", [spec.output_schema_json],
+                    "this claude has no --json-schema: the result is checked against "
+                    "outputSchema after the run")
+    if spec.max_budget_usd is not None:
+        args += opt("maxBudgetUsd", "--max-budget-usd", [f"{spec.max_budget_usd:g}"])
+    return args, drops
 
 
 @dataclass(slots=True)
@@ -107,6 +151,9 @@ class Outcome:
     failure: str | None = None
     usage: dict[str, Any] | None = None
     saw_output: bool = False
+    #: claude --json-schema: the value its StructuredOutput tool returned (absent: MISSING).
+    structured: Any = None
+    has_structured: bool = False
 
 
 def parse_line(provider: str, line: str, out: Outcome) -> list[Event]:
@@ -180,6 +227,8 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
     if kind == "result":
         out.result_text = obj.get("result")
         out.usage = obj.get("usage")
+        if "structured_output" in obj:
+            out.structured, out.has_structured = obj["structured_output"], True
         if obj.get("is_error") or obj.get("subtype") != "success":
             out.failure = obj.get("result") or f"claude reported {obj.get('subtype')}"
         return [("run.progress", {"phase": "result", "durationMs": obj.get("duration_ms"),

@@ -34,10 +34,11 @@ from codexd.protocol.runs import (
     RunRequest,
     RunStartParams,
 )
-from codexd.runs import capabilities, providers
+from codexd.runs import providers
 from codexd.runs import queue as q
+from codexd.runs.capabilities import Catalog
 from codexd.runs.eventlog import RunEventLog, Subscriber
-from codexd.runs.executor import Attempt, LocalExecutor
+from codexd.runs.executor import Attempt, LocalExecutor, blocked_message
 from codexd.runs.secrets import SecretStore
 from codexd.store import runs as repo
 from codexd.subscriptions import Interest
@@ -85,11 +86,11 @@ class RunService:
         self.active: dict[str, _Active] = {}
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._caps: list[Capability] | None = None
+        self.catalog = Catalog(store)
         self.log = RunEventLog(store, faults, subscribers=subscribers,
                                secrets=self.secrets.known, now_ms=now_ms)
         self.executor = LocalExecutor(config, log=self.log, secrets=self.secrets,
-                                      children=children)
+                                      children=children, snapshot=self.catalog.snapshot)
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
 
@@ -210,7 +211,8 @@ class RunService:
             max_retries=pick("max_retries", 0), retry_backoff_ms=pick("retry_backoff_ms", 1000),
             sandbox=pick("sandbox", None), auto_approve=pick("auto_approve", False),
             profile=profile, output_schema=getattr(p, "output_schema", None),
-            env=dict(getattr(p, "env", None) or {}), harness=getattr(p, "harness", None))
+            env=dict(getattr(p, "env", None) or {}), harness=getattr(p, "harness", None),
+            max_budget_usd=pick("max_budget_usd", None))
         if req.auto_approve and req.sandbox == "danger-full-access":
             raise RpcError(ErrorCode.POLICY_DENIED, "autoApprove with the danger-full-access "
                            "sandbox is refused by policy: choose one", {"field": "autoApprove"})
@@ -238,6 +240,7 @@ class RunService:
         if conv is not None and req.provider != conv.provider:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
                            f"a {conv.provider} conversation", {"field": "provider"})
+        await self.refuse_blocked(req.provider)
         capacity = self.cfg.queue_capacity
         run_id = "run_" + secrets.token_hex(6)
 
@@ -457,12 +460,24 @@ class RunService:
     # ---------------------------------------------------------------------- capabilities
 
     async def capabilities(self, refresh: bool) -> list[Capability]:
-        if self._caps is not None and not refresh:
-            return self._caps
-        caps = []
-        for provider in providers.PROVIDERS:
-            configured = self.cfg.codex_command if provider == "codex" else \
-                self.cfg.claude_command
-            caps.append(await trio.to_thread.run_sync(capabilities.probe, provider, configured))
-        self._caps = caps
-        return caps
+        return [await self.catalog.capability(provider, self._configured(provider),
+                                              refresh=refresh)
+                for provider in providers.PROVIDERS]
+
+    def _configured(self, provider: str) -> str:
+        return self.cfg.codex_command if provider == "codex" else self.cfg.claude_command
+
+    async def refuse_blocked(self, provider: str) -> None:
+        """A clear error now, not a failed run later, for a CLI codexd cannot run."""
+        exe = await trio.to_thread.run_sync(providers.find_cli, provider,
+                                            self._configured(provider), providers.ROOT)
+        if exe is None:
+            return  # the run fails as cliMissing, with the install hint, when it starts
+        try:
+            snap = await self.catalog.snapshot(provider, exe)
+        except OSError:
+            return
+        if snap.status == "blocked":
+            raise RpcError(ErrorCode.CLI_UNSUPPORTED, blocked_message(snap),
+                           {"provider": provider, "path": snap.path, "version": snap.version,
+                            "reasons": list(snap.reasons)})

@@ -208,6 +208,20 @@ MIGRATIONS: list[str] = [
         created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8 -> 9: what each installed provider CLI offers, probed once per binary (path, mtime,
+    # size); the status is re-assessed from the flags at every load.
+    """
+    CREATE TABLE capability_snapshots (
+        path             TEXT PRIMARY KEY,
+        provider         TEXT NOT NULL,
+        mtime_ns         INTEGER NOT NULL,
+        size             INTEGER NOT NULL,
+        version          TEXT,
+        flags            TEXT NOT NULL,
+        permission_modes TEXT NOT NULL,
+        checked_at       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,16 +48,21 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def require_cli(name: str) -> str:
+def require_cli(name: str, release: str = "current") -> str:
     """The pinned agent CLI's path (the project-local one first, as the daemon finds it); skip
-    (with the reason and the fix) when it is not installed."""
+    (with the reason and the fix) when it is not installed. ``release="previous"``: the
+    previous pin, from .tools/npm-previous (the provider tests' version matrix)."""
     import shutil
 
     import pytest
 
-    local = Path(__file__).resolve().parents[2] / ".tools" / "npm" / "node_modules" / ".bin"
+    folder = "npm" if release == "current" else "npm-previous"
+    local = Path(__file__).resolve().parents[2] / ".tools" / folder / "node_modules" / ".bin"
     if (local / name).exists():
         return str(local / name)
+    if release != "current":
+        pytest.skip(f"the previous pinned `{name}` is not installed; `make test` installs it "
+                    "into .tools/npm-previous (npm needed)")
     found = shutil.which(name)
     if found is None:
         pytest.skip(f"the pinned `{name}` CLI is not installed; `make test` installs it into "
