@@ -199,6 +199,13 @@ class RunsSection(_Section, frozen=True):
     secret_store: Literal["keyring", "file", "auto"] = "auto"
     #: After an unclean stop, lanes with queued runs stay paused until resumed (pueue's rule).
     pause_after_unclean: bool = True
+    #: A run stopped at a usage limit: "resume" (re-queued, continued in its own session
+    #: after the reset) or "fail".
+    on_usage_limit: Literal["resume", "fail"] = "resume"
+    #: A run is resumed after a usage limit at most this many times.
+    max_limit_resumes: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
+    #: How long a lane pauses for a limit whose reset time the provider did not say.
+    limit_pause_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
 
 
 class WebSocketSection(_Section, frozen=True):

@@ -53,6 +53,7 @@ from codexd.protocol.automations import AUTOMATION_RUN_COMPLETED
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
 from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
 from codexd.retention import Retention
+from codexd.runs import limits
 from codexd.runs.service import RunService
 from codexd.sdnotify import Notifier
 from codexd.session import ClientSession
@@ -234,6 +235,9 @@ class Daemon:
             follows=lambda session, thread_id: self.events.threads.wants(session.id, thread_id),
             automation_thread=lambda thread_id: thread_id in self._codex_runner.watches)
         self.runs.log.on_final.append(self.notify.on_run_final)
+        self.runs.on_lane_resumed = self._lane_resumed
+        self.automations.scheduler.hold = self._automations_hold
+        self.runs.on_lanes_changed = self.automations.scheduler.wake
         self.approvals.on_closed = self.notify.on_approval_closed
         self.runs.log.on_final.append(
             lambda run, _kind, _data: self.metrics.count_run(run.request.provider, run.status))
@@ -282,6 +286,36 @@ class Daemon:
 
         self._services.start_soon(functools.partial(self.faults.run, kind, "", unit))
 
+    def _shares_codex_account(self) -> bool:
+        """Whether codex runs use the app-server's CODEX_HOME (and so its account)."""
+        runs_home = self.config.runs.codex_home or os.environ.get("CODEX_HOME", "")
+        mine = os.path.expanduser(runs_home) if runs_home else str(Path.home() / ".codex")
+        return mine == str(codex_home(self.config.appserver))
+
+    def _automations_hold(self) -> int | None:
+        """Automations are codex turns: while a usage limit pauses codex on their account,
+        they wait, and what came due meanwhile follows its missed_policy at the reset."""
+        until = self.runs.paused_until.get("codex")
+        return until if until is not None and self._shares_codex_account() else None
+
+    def _lane_resumed(self, provider: str, why: str) -> None:
+        self.notify.lane_resumed(provider, why)
+
+    def _account_limits(self, params: msgspec.Raw) -> None:
+        """The app-server says the account's usage limit is reached: codex runs share that
+        account when they share its CODEX_HOME, so their lane pauses until the reset."""
+        try:
+            snapshot = msgspec.json.decode(params).get("rateLimits")
+        except (msgspec.DecodeError, AttributeError):
+            return
+        reset = limits.exhausted_reset(snapshot) if isinstance(snapshot, dict) else None
+        if reset is None or reset <= time.time() * 1000:
+            return
+        if not self._shares_codex_account():
+            return
+        self.spawn(self.runs.limit_reached("codex", limits.Limit(
+            "the app-server reports this account's usage limit reached", reset, "appServer")))
+
     def _approval_pending(self, row: ApprovalRow) -> None:
         self.automations.on_approval(row)
         self.notify.on_approval_pending(row)
@@ -315,6 +349,8 @@ class Daemon:
             # codexd announces resolutions itself, with the ids its clients know.
             self.approvals.on_upstream_resolved(params, self.appserver.generation)
             return
+        if method == "account/rateLimits/updated" and params is not None:
+            self._account_limits(params)
         thread_id = None if method == "thread/started" else thread_refs(params)[0]
         self.turns.on_notification(method, params)
         self.notify.on_appserver(method, params)

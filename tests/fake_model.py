@@ -11,6 +11,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,12 +62,24 @@ class FakeModel:
         self.replies: deque[list[dict[str, Any]]] = deque()
         self.requests: list[dict[str, Any]] = []
         self.delay_event: threading.Event | None = None
+        #: Until this Unix time every request is refused with a usage-limit error.
+        self.limited_until: float = 0.0
+        #: How many requests the limit refused.
+        self.refused = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     def script(self, *replies: list[dict[str, Any]]) -> None:
         with self._lock:
             self.replies.extend(replies)
+
+    def limit(self, seconds: float) -> float:
+        """Refuse every request for ``seconds`` with each API's usage-limit answer (HTTP 429):
+        the Responses API's ``usage_limit_reached`` with Codex's ``x-codex-primary-*`` rate
+        limit headers, the Messages API's ``rate_limit_error`` with the subscription
+        (``anthropic-ratelimit-unified-*``) headers. Returns the reset (Unix seconds)."""
+        self.limited_until = float(int(time.time() + seconds))  # what the headers say, exactly
+        return self.limited_until
 
     def hold(self) -> threading.Event:
         """Make the next requests wait until the returned event is set (a turn in progress)."""
@@ -90,12 +103,18 @@ class FakeModel:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                anthropic = self.path.split("?")[0].endswith("/messages")
+                if time.time() < model.limited_until:
+                    with model._lock:
+                        model.refused += 1
+                    self._limited(anthropic, int(model.limited_until))
+                    return
                 with model._lock:
                     model.requests.append(body)
                     items = model.replies.popleft() if model.replies else [message("done")]
                 if model.delay_event is not None:
                     model.delay_event.wait(60)
-                if self.path.split("?")[0].endswith("/messages"):
+                if anthropic:
                     self._anthropic(items)
                     return
                 rid = f"resp_{next(_ids)}"
@@ -119,6 +138,35 @@ class FakeModel:
                                          "total_tokens": 15, "input_tokens_details": None,
                                          "output_tokens_details": None}}}))
                 self._sse(events)
+
+            def _limited(self, anthropic: bool, reset: int) -> None:
+                if anthropic:
+                    body = {"type": "error", "error": {
+                        "type": "rate_limit_error",
+                        "message": "This request would exceed your account's rate limit."}}
+                    headers = {"anthropic-ratelimit-unified-status": "rejected",
+                               "anthropic-ratelimit-unified-reset": str(reset),
+                               "anthropic-ratelimit-unified-5h-status": "rejected",
+                               "anthropic-ratelimit-unified-5h-reset": str(reset),
+                               "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                               "x-should-retry": "false"}
+                else:
+                    body = {"error": {"type": "usage_limit_reached",
+                                      "message": "The usage limit has been reached",
+                                      "plan_type": "plus", "resets_at": reset,
+                                      "resets_in_seconds": max(0, reset - int(time.time()))}}
+                    headers = {"x-codex-primary-used-percent": "100",
+                               "x-codex-primary-window-minutes": "300",
+                               "x-codex-primary-reset-at": str(reset)}
+                payload = json.dumps(body).encode()
+                self.send_response(429)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("retry-after", str(max(1, reset - int(time.time()))))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
 
             def _sse(self, events: list[tuple[str, dict[str, Any]]]) -> None:
                 payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"

@@ -425,7 +425,7 @@ def test_pause_and_resume_a_lane_by_hand(short_tmp: Path):
     try:
         with d.client() as c:
             lanes = c.call("queue/pause", {"provider": "claude", "reason": "maintenance"})
-            assert lanes == {"paused": {"claude": "maintenance"}}
+            assert lanes == {"paused": {"claude": "maintenance"}, "pausedUntil": {}}
             held = start(c, d, "held", provider="claude")
             free = start(c, d, "free")
             assert wait_done(c, free)["status"] == "succeeded"

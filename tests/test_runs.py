@@ -14,41 +14,8 @@ import pytest
 
 from codexd.errors import ErrorCode, RpcError
 from codexd.runs.compat import TESTED
-from tests.fake_model import FakeModel, message, tool_use, write_codex_home
-from tests.helpers import require_cli
-from tests.helpers.daemon import make_daemon
-from tests.helpers.runs import FAKE_CLI, events, wait_done
-
-CLAUDE_TOKEN = "sk-ant-api03-" + "Zq8" * 12
-
-
-class Env:
-    def __init__(self, base: Path, extra_config: str = "", release: str = "current",
-                 env: dict[str, str] | None = None) -> None:
-        codex = require_cli("codex", release)
-        self.release = release
-        if release != "current":  # the previous pins, for both providers
-            extra_config = (f'codex_command = "{codex}"\n'
-                            f'claude_command = "{require_cli("claude", release)}"\n'
-                            + extra_config)
-        self.base = base
-        self.model = FakeModel().start()
-        self.codex_home = write_codex_home(base / "codex-home", self.model.base_url)
-        self.ws = base / "ws"
-        self.ws.mkdir()
-        (base / "home").mkdir()
-        self.daemon = make_daemon(base, config=(
-            f'[runs]\ncodex_home = "{self.codex_home}"\nsecret_store = "file"\n'
-            + extra_config), env={"HOME": str(base / "home"), **(env or {})})
-
-    @property
-    def claude_env(self) -> dict[str, str]:
-        require_cli("claude")
-        return {"ANTHROPIC_BASE_URL": self.model.base_url[:-3]}
-
-    def close(self) -> None:
-        self.daemon.stop()
-        self.model.stop()
+from tests.fake_model import message, tool_use
+from tests.helpers.runs import CLAUDE_TOKEN, FAKE_CLI, Env, events, wait_done
 
 
 def _env(base: Path, release: str) -> Iterator[Env]:

@@ -157,6 +157,7 @@ def status(session: ClientSession, _params: NoParams) -> DaemonStatus:
         previous_run_unclean=d.previous_run_unclean,
         automations=d.automations.mode,
         startup=StartupTiming(**d.startup),
+        lanes_paused=dict(d.runs.paused), lanes_paused_until=dict(d.runs.paused_until),
     )
 
 

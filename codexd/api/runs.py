@@ -244,7 +244,7 @@ def queue_list(session: ClientSession, p: NoParams) -> QueueList:
                          next_attempt_at=w.not_before_ms) for i, w in enumerate(ordered)]
     return QueueList(running=running, queued=queued, capacity=cfg.queue_capacity,
                      max_concurrent=cfg.max_concurrent, max_per_provider=cfg.max_per_provider,
-                     paused=dict(svc.paused))
+                     paused=dict(svc.paused), paused_until=dict(svc.paused_until))
 
 
 # ------------------------------------------------------------------------ conversations
@@ -376,10 +376,12 @@ async def secret_has(session: ClientSession, p: SecretRef) -> SecretState:
 @handles(QUEUE_PAUSE)
 async def queue_pause(session: ClientSession, p: QueuePauseParams) -> QueueLanes:
     who = session.client_name or "a client"
-    paused = await _svc(session).pause(p.provider, p.reason or f"paused by {who}")
-    return QueueLanes(paused=paused)
+    svc = _svc(session)
+    paused = await svc.pause(p.provider, p.reason or f"paused by {who}")
+    return QueueLanes(paused=paused, paused_until=dict(svc.paused_until))
 
 
 @handles(QUEUE_RESUME)
 async def queue_resume(session: ClientSession, p: QueueResumeParams) -> QueueLanes:
-    return QueueLanes(paused=await _svc(session).resume(p.provider))
+    svc = _svc(session)
+    return QueueLanes(paused=await svc.resume(p.provider), paused_until=dict(svc.paused_until))

@@ -85,6 +85,8 @@ class AutomationRuns:
         self._nursery: trio.Nursery | None = None
         #: Runs executing now: run id → (automation id, its cancel scope).
         self.active: dict[int, tuple[str, trio.CancelScope]] = {}
+        #: The scheduler's last hold (a usage limit): what came due in it counts as missed.
+        self.last_hold: Callable[[], tuple[int, int] | None] = lambda: None
 
     @property
     def cfg(self) -> AutomationsSection:
@@ -110,11 +112,15 @@ class AutomationRuns:
         d = known.definition
         now = self._wall_ms()
         late = now - times[-1] > self.cfg.missed_after_seconds * 1000
+        hold = self.last_hold()
+        held = hold is not None and hold[0] - 1000 <= times[-1] <= hold[1]
         trigger, status, decision = "schedule", "queued", None
-        if len(times) > 1 or late:
+        if len(times) > 1 or late or held:
             n = len(times)
             first = iso_local(times[0], known.schedule.tz if known.schedule else UTC)
             what = f"{n} scheduled run{'s' if n > 1 else ''} missed (first due {first})"
+            if held:
+                what += " while the account's usage limit held automations"
             trigger = "missed"
             if d.missed_policy == "skip":
                 status, decision = "skipped", f"{what}; skipped (missed_policy = skip)"

@@ -44,6 +44,12 @@ class Scheduler:
         self.wakeups = 0
         #: How late (ms) the last fire began after its due time; None before the first.
         self.last_lag_ms: float | None = None
+        #: Until when (Unix ms) nothing may fire, or None: the account's usage limit. What
+        #: comes due meanwhile fires at the end, as missed (its missed_policy decides).
+        self.hold: Callable[[], int | None] = lambda: None
+        #: The last hold that ended: (first seen, its end), Unix ms.
+        self.last_hold: tuple[int, int] | None = None
+        self._held: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,6 +78,14 @@ class Scheduler:
         task_status.started()
         while True:
             now = self.wall_ms()
+            until = self.hold()
+            if until is not None and until > now:
+                self._held = (self._held[0] if self._held else now, until)
+                if self._heap and self._heap[0][0] <= now:
+                    await self._sleep(min((until - now) / 1000, self.clock_check_seconds))
+                    continue
+            elif self._held is not None:
+                self.last_hold, self._held = (self._held[0], now), None
             while self._heap and self._heap[0][0] <= now:
                 due, _, automation_id = heapq.heappop(self._heap)
                 entry = self._entries.get(automation_id)
@@ -92,7 +106,14 @@ class Scheduler:
                 delay = min((self._heap[0][0] - now) / 1000, self.clock_check_seconds)
             else:
                 delay = float("inf")
-            with trio.move_on_after(max(delay, 0.0)):
-                await self._wake.wait()
-            self._wake = trio.Event()
-            self.wakeups += 1
+            await self._sleep(delay)
+
+    def wake(self) -> None:
+        """Look again now (a hold ended early)."""
+        self._wake.set()
+
+    async def _sleep(self, delay: float) -> None:
+        with trio.move_on_after(max(delay, 0.0)):
+            await self._wake.wait()
+        self._wake = trio.Event()
+        self.wakeups += 1

@@ -93,6 +93,7 @@ class AutomationService:
                                    stopping=stopping, wall_ms=self.wall_ms)
         self.scheduler = Scheduler(wall_ms=self.wall_ms, fire=self.runs.fire,
                                    clock_check_seconds=cfg.clock_check_seconds)
+        self.runs.last_hold = lambda: self.scheduler.last_hold
         self._lock = trio.Lock()
         self._stat_cache: dict[Path, tuple[int, int]] = {}
         self._runs: trio.Nursery | None = None

@@ -116,6 +116,8 @@ def cmd_status(c: Client, a: argparse.Namespace) -> Any:
               + " (contained; see the daemon log, event unit_fault)")
     if st.automations != "active":
         print(f"automations {st.automations}")
+    for provider, reason in st.lanes_paused.items():
+        print(f"paused    {provider} runs: {reason}")
     if st.previous_run_unclean:
         print("note      the previous codexd did not stop cleanly (killed or crashed)")
     return None

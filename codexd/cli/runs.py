@@ -352,8 +352,13 @@ def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
     if a.json:
         return out
     for provider, reason in out.paused.items():
-        print(f"PAUSED {provider}: {reason} (`codexctl runs queue resume --provider {provider}`)",
-              file=sys.stderr)
+        if provider in out.paused_until:
+            wait = max(0, out.paused_until[provider] / 1000 - time.time())
+            print(f"PAUSED {provider}: {reason} (in {span(wait)}; `codexctl runs queue resume "
+                  f"--provider {provider}` to try now)", file=sys.stderr)
+        else:
+            print(f"PAUSED {provider}: {reason} (`codexctl runs queue resume --provider "
+                  f"{provider}`)", file=sys.stderr)
     rows = [["-", e.run_id, e.provider, "running", e.priority, "", span(e.waiting_ms / 1000)]
             for e in out.running]
     rows += [[e.position, e.run_id, e.provider, e.status, e.priority, e.effective_priority,

@@ -121,6 +121,10 @@ class DaemonStatus(Struct, frozen=True, omit_defaults=False):
     automations: str = "active"
     #: How long the start took, from exec (the first app-server ready only).
     startup: StartupTiming = msgspec.field(default_factory=StartupTiming)
+    #: Paused provider lanes: provider → why (queue/list has the details).
+    lanes_paused: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Lanes a usage limit paused: provider → when they resume by themselves (Unix ms).
+    lanes_paused_until: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class CheckResult(Struct, frozen=True):

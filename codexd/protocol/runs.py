@@ -116,6 +116,8 @@ class Run(Struct, frozen=True):
     next_attempt_at: int | None = None
     started_at: int | None = None
     finished_at: int | None = None
+    #: Times it stopped at a usage limit and was resumed after the reset (not retries).
+    limit_resumes: int = 0
 
 
 class RunStarted(Struct, frozen=True, omit_defaults=False):
@@ -208,6 +210,8 @@ class QueueList(Struct, frozen=True, omit_defaults=False):
     max_per_provider: int
     #: Paused lanes: provider → why. Their queued runs wait; running ones go on.
     paused: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Lanes a usage limit paused: provider → when they resume by themselves (Unix ms).
+    paused_until: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class QueuePauseParams(Params, frozen=True):
@@ -222,6 +226,7 @@ class QueueResumeParams(Params, frozen=True):
 
 class QueueLanes(Struct, frozen=True, omit_defaults=False):
     paused: dict[str, str]
+    paused_until: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------ conversations

@@ -11,6 +11,7 @@ decides what an :class:`Attempt` means for the run.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -26,7 +28,7 @@ import trio
 from codexd.appserver.process import group_alive, stop_process
 from codexd.config import RunsSection
 from codexd.protocol.runs import Run, RunRequest
-from codexd.runs import compat, providers
+from codexd.runs import compat, limits, providers
 
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from codexd.runs.secrets import SecretStore
 
 ROOT = providers.ROOT
+#: What a run stopped at a usage limit is resumed with, in its own session, after the reset.
+CONTINUE_AFTER_LIMIT = ("The usage limit that stopped you has reset. Continue the task from "
+                        "where you stopped.")
 _NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
 
 
@@ -55,6 +60,8 @@ class Attempt:
     retryable: bool = False
     resume_rejected: bool = False
     outcome: providers.Outcome = field(default_factory=providers.Outcome)
+    #: A usage or rate limit stopped it (reason "usageLimit").
+    limit: limits.Limit | None = None
 
 
 class LocalExecutor:
@@ -140,10 +147,16 @@ class LocalExecutor:
                 self._log.emit(run_id, "run.compatibility_warning", {
                     "option": option, "reason": why, "provider": req.provider,
                     "version": snap.version if snap else None})
-            return await self._spawn(run, argv, self._env(req, token))
+            prompt = req.prompt
+            if run.reason == "usageLimit" and run.session_id:
+                prompt = CONTINUE_AFTER_LIMIT  # the session holds the request already
+                self._log.emit(run_id, "run.progress", {
+                    "phase": "resumeAfterLimit", "sessionId": run.session_id})
+            return await self._spawn(run, argv, self._env(req, token), prompt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _spawn(self, run: Run, argv: list[str], env: dict[str, str]) -> Attempt:
+    async def _spawn(self, run: Run, argv: list[str], env: dict[str, str],
+                     prompt: str) -> Attempt:
         req, run_id = run.request, run.run_id
         t0 = time.monotonic()
         try:
@@ -168,7 +181,7 @@ class LocalExecutor:
         async def feed() -> None:
             assert proc.stdin is not None
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await proc.stdin.send_all(req.prompt.encode())
+                await proc.stdin.send_all(prompt.encode())
                 await proc.stdin.aclose()
 
         async def stdout() -> None:
@@ -235,6 +248,11 @@ class LocalExecutor:
         if over:
             res.reason, res.error = "limitExceeded", over[0]
             return res
+        limit = await self._usage_limit(run, env, out, stderr_tail)
+        if limit is not None:
+            res.reason, res.limit = "usageLimit", limit
+            res.error = self._log.redact(run_id, limit.message)
+            return res
         if code == 0 and out.failure is None:
             res.status = "succeeded"
             self._check_output(run, out, res)
@@ -247,6 +265,36 @@ class LocalExecutor:
         res.resume_rejected = bool(run.session_id) and providers.resume_rejected(
             req.provider, stderr_tail, out)
         return res
+
+    async def _usage_limit(self, run: Run, env: dict[str, str], out: providers.Outcome,
+                           stderr_tail: list[str]) -> limits.Limit | None:
+        """The usage or rate limit that stopped this attempt, with its reset time: claude's
+        rate_limit_event; codex's rollout (exact), else its message (to the minute)."""
+        now = dt.datetime.now().astimezone()
+        if run.request.provider == "claude":
+            if not out.limited:
+                return None
+            text = out.failure or out.result_text or "claude hit a usage limit"
+            if out.limit_reset:
+                return limits.Limit(text, out.limit_reset, "rateLimitEvent")
+            if out.session_id:
+                folder = env.get("CLAUDE_CONFIG_DIR") or str(
+                    Path(env.get("HOME") or Path.home()) / ".claude")
+                exact = await trio.to_thread.run_sync(_transcript_reset, folder, out.session_id)
+                if exact is not None:
+                    return limits.Limit(text, exact, "transcript")
+            reset = limits.from_claude_message(text, now)
+            return limits.Limit(text, reset, "message" if reset else "")
+        text = out.failure or (stderr_tail[-1] if stderr_tail else "")
+        found = limits.from_codex_message(text, now)
+        if found is None:
+            return None
+        if out.session_id:
+            home = env.get("CODEX_HOME") or str(Path.home() / ".codex")
+            exact = await trio.to_thread.run_sync(_rollout_reset, home, out.session_id)
+            if exact is not None:
+                return limits.Limit(found.message, exact, "rolloutRateLimits")
+        return found
 
     def _check_output(self, run: Run, out: providers.Outcome, res: Attempt) -> None:
         schema = run.request.output_schema
@@ -264,6 +312,34 @@ class LocalExecutor:
             res.error = f"the output does not match outputSchema: {message}"
             return
         self._log.emit(run.run_id, "run.structured_output", {"value": value})
+
+
+def _rollout_reset(codex_home: str, session_id: str) -> int | None:
+    """The exhausted window's reset from the session's rollout (its last 400 lines)."""
+    if not session_id.replace("-", "").isalnum():
+        return None
+    for path in sorted(Path(codex_home, "sessions").glob(f"*/*/*/rollout-*-{session_id}.jsonl"),
+                       reverse=True):
+        try:
+            with path.open(errors="replace") as f:
+                tail = f.readlines()[-400:]
+        except OSError:
+            continue
+        return limits.from_rollout(tail)
+    return None
+
+
+def _transcript_reset(config_dir: str, session_id: str) -> int | None:
+    """The usage limit's reset from a claude session transcript (projects/*/<session>.jsonl)."""
+    if not session_id.replace("-", "").isalnum():
+        return None
+    for path in Path(config_dir, "projects").glob(f"*/{session_id}.jsonl"):
+        try:
+            with path.open(errors="replace") as f:
+                return limits.from_transcript(f.readlines()[-200:])
+        except OSError:
+            continue
+    return None
 
 
 def usage_tokens(usage: Any) -> int:

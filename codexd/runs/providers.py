@@ -154,6 +154,10 @@ class Outcome:
     #: claude --json-schema: the value its StructuredOutput tool returned (absent: MISSING).
     structured: Any = None
     has_structured: bool = False
+    #: The provider said a usage or rate limit stopped the run (claude: its 429 result).
+    limited: bool = False
+    #: When that limit resets, if the output said (claude's rate_limit_event; Unix ms).
+    limit_reset: int | None = None
 
 
 def parse_line(provider: str, line: str, out: Outcome) -> list[Event]:
@@ -224,7 +228,16 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
                 events.append(("run.semantic", {"kind": sem, "tool": name,
                                                 "input": block.get("input")}))
         return events or [("run.progress", {"phase": "assistant"})]
+    if kind == "rate_limit_event":
+        info = obj.get("rate_limit_info") or {}
+        reset = info.get("resetsAt")
+        if info.get("status") == "rejected" and isinstance(reset, (int, float)):
+            out.limit_reset = int(reset * 1000)
+        return [("run.progress", {"phase": "rateLimit", "status": info.get("status"),
+                                  "resetsAt": reset, "limit": info.get("rateLimitType")})]
     if kind == "result":
+        if obj.get("api_error_status") == 429:
+            out.limited = True
         out.result_text = obj.get("result")
         out.usage = obj.get("usage")
         if "structured_output" in obj:

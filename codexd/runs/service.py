@@ -34,7 +34,7 @@ from codexd.protocol.runs import (
     RunRequest,
     RunStartParams,
 )
-from codexd.runs import providers
+from codexd.runs import limits, providers
 from codexd.runs import queue as q
 from codexd.runs.capabilities import Catalog
 from codexd.runs.eventlog import RunEventLog, Subscriber
@@ -93,6 +93,12 @@ class RunService:
                                       children=children, snapshot=self.catalog.snapshot)
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
+        #: Lanes a usage limit paused: provider → when they resume by themselves (Unix ms).
+        self.paused_until: dict[str, int] = {}
+        #: Called with (provider, why) when a lane resumes by itself (a notification).
+        self.on_lane_resumed: Callable[[str, str], None] = lambda _provider, _why: None
+        #: Called after any lane resumes, by hand too (the scheduler looks again).
+        self.on_lanes_changed: Callable[[], None] = lambda: None
 
     @property
     def events_written(self) -> int:
@@ -140,6 +146,7 @@ class RunService:
                           "`codexctl runs queue resume`")
                 for provider in sorted({r.request.provider for r in queued}):
                     repo.lane_pause(c, provider, reason, now_ms())
+            self.paused_until = repo.lanes_resume_at(c)
             return done, queued, repo.lanes_paused(c)
 
         log.info("secret_store", store=self.secrets.describe())
@@ -316,24 +323,55 @@ class RunService:
         providers_ = [provider] if provider else list(providers.PROVIDERS)
         at = now_ms()
 
-        def write(c: Any) -> dict[str, str]:
+        def write(c: Any) -> tuple[dict[str, str], dict[str, int]]:
             for p in providers_:
-                repo.lane_pause(c, p, reason, at)
-            return repo.lanes_paused(c)
+                repo.lane_pause(c, p, reason, at)  # by hand: until resumed by hand
+            return repo.lanes_paused(c), repo.lanes_resume_at(c)
 
-        self.paused = await self._store().write(write)
+        self.paused, self.paused_until = await self._store().write(write)
         log.info("queue_lane_paused", providers=providers_, reason=reason)
         return self.paused
 
     async def resume(self, provider: str | None) -> dict[str, str]:
-        def write(c: Any) -> dict[str, str]:
+        def write(c: Any) -> tuple[dict[str, str], dict[str, int]]:
             repo.lane_resume(c, provider)
-            return repo.lanes_paused(c)
+            return repo.lanes_paused(c), repo.lanes_resume_at(c)
 
-        self.paused = await self._store().write(write)
+        self.paused, self.paused_until = await self._store().write(write)
         log.info("queue_lane_resumed", provider=provider or "all")
         self._wake.set()
+        self.on_lanes_changed()
         return self.paused
+
+    async def limit_reached(self, provider: str, limit: limits.Limit) -> int:
+        """Pause ``provider``'s lane until the limit resets; returns when (Unix ms). A lane a
+        person paused stays paused by hand; a later reset extends the pause."""
+        reset = limit.reset_at or now_ms() + int(self.cfg.limit_pause_seconds * 1000)
+        if provider in self.paused and provider not in self.paused_until:
+            return reset
+        # A reset already past (clocks apart, a rounded time): wait a moment, not a hot loop.
+        reset = max(reset, self.paused_until.get(provider, 0), now_ms() + 2000)
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reset / 1000))
+        reason = (f"usage limit: resumes at {when}" if limit.reset_at else
+                  f"rate limited (no reset time given): resumes at {when}")
+        at = now_ms()
+
+        def write(c: Any) -> tuple[dict[str, str], dict[str, int]]:
+            repo.lane_pause(c, provider, reason, at, reset)
+            return repo.lanes_paused(c), repo.lanes_resume_at(c)
+
+        self.paused, self.paused_until = await self._store().write(write)
+        log.warning("queue_lane_paused", provider=provider, reason=reason, resume_at=reset,
+                    kind="usageLimit", source=limit.source or None)
+        self._wake.set()
+        return reset
+
+    async def _resume_due_lanes(self, now: int) -> None:
+        for provider, at in sorted(self.paused_until.items()):
+            if at <= now:
+                why = self.paused.get(provider, "usage limit")
+                await self.resume(provider)
+                self.on_lane_resumed(provider, f"the usage limit reset ({why})")
 
     async def _set(self, run_id: str, **fields: Any) -> Run | None:
         run: Run | None = await self._store().write(
@@ -345,6 +383,8 @@ class RunService:
     async def _queue_loop(self) -> None:
         while True:
             now = now_ms()
+            if self.paused_until:
+                await self._resume_due_lanes(now)
             running: dict[str, int] = {}
             for a in self.active.values():
                 running[a.run.request.provider] = running.get(a.run.request.provider, 0) + 1
@@ -360,6 +400,9 @@ class RunService:
                 self.active[w.run_id] = active
                 self._nursery.start_soon(self._execute, active)
             wake_at = q.next_wake_ms(eligible, now, self.cfg.aging_seconds)
+            if self.paused_until:
+                soonest = min(self.paused_until.values())
+                wake_at = soonest if wake_at is None else min(wake_at, soonest)
             timeout = (wake_at - now) / 1000 if wake_at else float("inf")
             with trio.move_on_after(max(timeout, 0)):
                 await self._wake.wait()
@@ -419,7 +462,10 @@ class RunService:
                 k: v for k, v in fields.items() if k != "session_id"})
             self._enqueue(await self.get(run_id))
             return
-        retries_left = run.attempt <= req.max_retries
+        if res.status == "failed" and res.limit is not None and \
+                await self._after_limit(active, res, fields):
+            return
+        retries_left = run.attempt - run.limit_resumes <= req.max_retries
         if res.status == "failed" and res.retryable and retries_left:
             delay = min(req.retry_backoff_ms * 2 ** (run.attempt - 1), 600_000)
             self.log.emit(run_id, "run.warning", {
@@ -456,6 +502,29 @@ class RunService:
         log.info("run_finished", run_id=run_id, status=res.status, reason=res.reason,
                  attempts=run.attempt, exit_code=res.exit_code,
                  duration_ms=(final.finished_at or 0) - (final.started_at or 0) if final else None)
+
+    async def _after_limit(self, active: _Active, res: Attempt, fields: dict[str, Any]) -> bool:
+        """Pause the lane; re-queue the run to continue after the reset (True) when
+        ``runs.on_usage_limit`` and ``runs.max_limit_resumes`` allow."""
+        run, limit = active.run, res.limit
+        assert limit is not None
+        reset = await self.limit_reached(run.request.provider, limit)
+        resumes = (self.cfg.on_usage_limit == "resume"
+                   and run.limit_resumes < self.cfg.max_limit_resumes)
+        self.log.emit(run.run_id, "run.usage_limited", {
+            "message": res.error, "resetAt": reset, "resetKnown": limit.reset_at is not None,
+            "source": limit.source or None, "resumes": resumes,
+            "sessionId": res.outcome.session_id})
+        if not resumes:
+            return False
+        await self.log.drain()
+        updated = await self._set(run.run_id, status="queued", next_attempt_at=reset,
+                                  error=res.error, reason="usageLimit",
+                                  limit_resumes=run.limit_resumes + 1, **fields)
+        if updated is not None:
+            self._enqueue(updated)
+        log.info("run_waits_for_limit", run_id=run.run_id, resume_at=reset)
+        return True
 
     # ---------------------------------------------------------------------- capabilities
 

@@ -222,6 +222,12 @@ MIGRATIONS: list[str] = [
         checked_at       INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 9 -> 10: a lane paused by a usage limit resumes by itself at resume_at; a run resumed
+    # after a limit counts it apart from its retries.
+    """
+    ALTER TABLE queue_lanes ADD COLUMN resume_at INTEGER;
+    ALTER TABLE runs ADD COLUMN limit_resumes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

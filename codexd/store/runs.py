@@ -22,14 +22,15 @@ def now_ms() -> int:
 
 _COLS = ("id, status, request, attempt, created_at, last_seq, conversation_id, session_id, "
          "rerun_of, exit_code, reason, error, result_text, next_attempt_at, started_at, "
-         "finished_at")
+         "finished_at, limit_resumes")
 
 
 def _run(r: Any) -> Run:
     return Run(run_id=r[0], status=r[1], request=_req_dec.decode(r[2]), attempt=r[3],
                created_at=r[4], last_seq=r[5], conversation_id=r[6], session_id=r[7],
                rerun_of=r[8], exit_code=r[9], reason=r[10], error=r[11], result_text=r[12],
-               next_attempt_at=r[13], started_at=r[14], finished_at=r[15])
+               next_attempt_at=r[13], started_at=r[14], finished_at=r[15],
+               limit_resumes=r[16])
 
 
 def insert(conn: apsw.Connection, run_id: str, req: RunRequest, *, conversation_id: str | None,
@@ -188,10 +189,13 @@ def profile_delete(conn: apsw.Connection, name: str) -> bool:
 # ---------------------------------------------------------------------------- queue lanes
 
 
-def lane_pause(conn: Any, provider: str, reason: str, at: int) -> None:
-    conn.execute("INSERT INTO queue_lanes (provider, paused_at, reason) VALUES (?, ?, ?) "
-                 "ON CONFLICT (provider) DO UPDATE SET reason = excluded.reason",
-                 (provider, at, reason))
+def lane_pause(conn: Any, provider: str, reason: str, at: int,
+               resume_at: int | None = None) -> None:
+    """Pause a lane; ``resume_at``: it resumes by itself then (a usage limit's reset)."""
+    conn.execute("INSERT INTO queue_lanes (provider, paused_at, reason, resume_at) "
+                 "VALUES (?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET "
+                 "reason = excluded.reason, resume_at = excluded.resume_at",
+                 (provider, at, reason, resume_at))
 
 
 def lane_resume(conn: Any, provider: str | None) -> None:
@@ -204,3 +208,9 @@ def lane_resume(conn: Any, provider: str | None) -> None:
 def lanes_paused(conn: Any) -> dict[str, str]:
     return {str(p): str(r) for p, r in
             conn.execute("SELECT provider, reason FROM queue_lanes ORDER BY provider")}
+
+
+def lanes_resume_at(conn: Any) -> dict[str, int]:
+    """Lanes that resume by themselves: provider → when (Unix ms)."""
+    return {str(p): int(t) for p, t in conn.execute(
+        "SELECT provider, resume_at FROM queue_lanes WHERE resume_at IS NOT NULL")}
