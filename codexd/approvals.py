@@ -11,6 +11,7 @@ When the app-server process they belong to ends, pending requests become expired
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -93,6 +94,21 @@ class _Live:
     params: msgspec.Raw
     deadline: float = math.inf
     sent_to: set[int] = field(default_factory=set)
+    #: Asked by codexd itself (request_local), not by the app-server.
+    local: bool = False
+
+
+#: The generation of approvals codexd asks for itself (app-server generations start at 1).
+LOCAL_GENERATION = 0
+_local_ids = itertools.count(1)
+
+
+@dataclass
+class _Waiter:
+    done: trio.Event = field(default_factory=trio.Event)
+    status: str = "resolved"
+    result: msgspec.Raw | None = None
+    error: ErrorObject | None = None
 
 
 class Peer(Protocol):
@@ -147,6 +163,8 @@ class ApprovalBook:
         self._on_pending = on_pending
         self._live: dict[int, _Live] = {}
         self._by_upstream: dict[tuple[int, str], int] = {}
+        #: Local approvals' waiters, by their upstream id.
+        self._local: dict[str, _Waiter] = {}
         self._timer_wake = trio.Event()
         #: Called with (row, status, by, reason) when a pending request closes, however it does.
         self.on_closed: Callable[[repo.ApprovalRow, str, str | None, str | None], None] = \
@@ -182,10 +200,58 @@ class ApprovalBook:
             self._deliver(live, session)
         self._on_pending(row)
 
+    async def request_local(
+            self, method: str, params: dict[str, Any], *,
+            on_stored: Callable[[repo.ApprovalRow], None] = lambda _row: None,
+    ) -> tuple[str, msgspec.Raw | None, ErrorObject | None, int]:
+        """An approval codexd itself asks for (a provider run's permission prompt): stored,
+        announced and answered like the app-server's (timeouts and default answers included),
+        its answer returned here. Returns (status, result, error, approval id). Cancelled
+        (the asker is gone), it is closed as expired."""
+        upstream = f"local:{next(_local_ids)}"
+        encoded = msgspec.json.encode(params)
+        row = await self._store().write(lambda c: repo.insert(
+            c, generation=LOCAL_GENERATION, upstream_id=upstream, method=method,
+            thread_id=None, turn_id=None, params=encoded.decode()))
+        waiter = _Waiter()
+        self._local[upstream] = waiter
+        live = _Live(row=row, upstream_id=upstream, params=msgspec.Raw(encoded), local=True)
+        timeout = self._config().timeout_seconds
+        if timeout > 0:
+            live.deadline = trio.current_time() + timeout
+            self._timer_wake.set()
+        self._live[row.id] = live
+        on_stored(row)
+        log.info("server_request_pending", approval_id=row.id, method=method, local=True)
+        for session in list(self._sessions()):
+            self._deliver(live, session)
+        self._on_pending(row)
+        try:
+            await waiter.done.wait()
+        finally:
+            self._local.pop(upstream, None)
+            if self._live.pop(row.id, None) is not None:  # nobody answered: the asker left
+                with trio.CancelScope(shield=True):
+                    await self._finish(live, "expired", None, "the run that asked ended")
+        return waiter.status, waiter.result, waiter.error, row.id
+
+    async def _answer_upstream(self, generation: int, upstream_id: Any,
+                               result: msgspec.Raw | None, error: ErrorObject | None) -> bool:
+        if generation != LOCAL_GENERATION:
+            return await self._respond(generation, upstream_id, result, error)
+        waiter = self._local.get(upstream_id)
+        if waiter is None:
+            return False
+        waiter.result, waiter.error = result, error
+        waiter.done.set()
+        return True
+
     def _deliver(self, live: _Live, session: Peer) -> None:
         if (session.id in live.sent_to or not session.server_requests or not session.ready
                 or not self._events.threads.wants(session.id, live.row.thread_id)):
             return
+        if live.local and getattr(getattr(session, "transport", None), "kind", "") == "appserver":
+            return  # a Codex TUI on the app-server wire knows only the app-server's requests
         live.sent_to.add(session.id)
         session.send(session.rpc.send_request_with_id(live.row.id, live.row.method, live.params))
 
@@ -231,7 +297,8 @@ class ApprovalBook:
                            {"approvalId": approval_id, "status": row.status,
                             "resolvedBy": row.resolved_by})
         self._forget(live)
-        delivered = await self._respond(live.row.generation, live.upstream_id, result, error)
+        delivered = await self._answer_upstream(live.row.generation, live.upstream_id, result,
+                                                error)
         status = "resolved" if delivered else "expired"
         reason = None if delivered else "the app-server process that asked is gone"
         stored = (bytes(result).decode() if result is not None
@@ -352,7 +419,10 @@ class ApprovalBook:
             error = ErrorObject(code=int(ErrorCode.INTERNAL_ERROR),
                                 message=f"no client answered within {timeout:g} s")
             reason = f"nobody answered within {timeout:g} s; answered with an error"
-        await self._respond(live.row.generation, live.upstream_id, result, error)
+        waiter = self._local.get(live.upstream_id) if live.local else None
+        if waiter is not None:
+            waiter.status = "timedOut"
+        await self._answer_upstream(live.row.generation, live.upstream_id, result, error)
         stored = bytes(result).decode() if result is not None else None
         await self._store().write(lambda c: repo.finish(
             c, live.row.id, status="timedOut", result=stored, resolved_by="codexd", reason=reason))

@@ -206,6 +206,9 @@ class RunsSection(_Section, frozen=True):
     max_limit_resumes: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
     #: How long a lane pauses for a limit whose reset time the provider did not say.
     limit_pause_seconds: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
+    #: claude's permission prompts: "codexd" (pending approvals in codexd's queue, answered
+    #: like Codex's), "deny" (nobody answers: denied at once), "off" (claude's own -p rules).
+    claude_approvals: Literal["codexd", "deny", "off"] = "codexd"
 
 
 class WebSocketSection(_Section, frozen=True):

@@ -230,6 +230,7 @@ class Daemon:
                                faults=self.faults, children=self.children,
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
         self.runs.executor.on_usage = self.metrics.count_usage
+        self.runs.executor.permission_socket = str(self.socket_path)
         self.notify = Notifications(
             lambda: self.config.notify, metrics=self.metrics, sessions=lambda: self.sessions,
             follows=lambda session, thread_id: self.events.threads.wants(session.id, thread_id),

@@ -109,6 +109,11 @@ class FakeModel:
                         model.refused += 1
                     self._limited(anthropic, int(model.limited_until))
                     return
+                if anthropic and not body.get("tools"):
+                    # Claude's side requests (a session title, with no tools offered) do not
+                    # take the scripted replies: those are for the agent's turns.
+                    self._anthropic([message("Session title")])
+                    return
                 with model._lock:
                     model.requests.append(body)
                     items = model.replies.popleft() if model.replies else [message("done")]

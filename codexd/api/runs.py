@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from codexd.protocol.runs import (
     RUN_EXPORT,
     RUN_GET,
     RUN_LIST,
+    RUN_PERMISSION,
     RUN_RERUN,
     RUN_START,
     RUN_SUBSCRIBE,
@@ -53,6 +55,8 @@ from codexd.protocol.runs import (
     Exported,
     ExportParams,
     Options,
+    PermissionAnswer,
+    PermissionParams,
     Profile,
     ProfileDeleted,
     ProfileList,
@@ -385,3 +389,54 @@ async def queue_pause(session: ClientSession, p: QueuePauseParams) -> QueueLanes
 async def queue_resume(session: ClientSession, p: QueueResumeParams) -> QueueLanes:
     svc = _svc(session)
     return QueueLanes(paused=await svc.resume(p.provider), paused_until=dict(svc.paused_until))
+
+
+#: The approval method of a provider run's permission prompt.
+PERMISSION_METHOD = "run/permission/requestApproval"  # in upstream.APPROVAL_DECISIONS too
+_ALLOW = frozenset({"accept", "acceptForSession", "approved", "allow"})
+
+
+@handles(RUN_PERMISSION, ordered=False)
+async def run_permission(session: ClientSession, p: PermissionParams) -> PermissionAnswer:
+    svc = _svc(session)
+    active = svc.active.get(p.run_id)
+    if active is None or active.run.request.provider != "claude":
+        raise RpcError(ErrorCode.NOT_FOUND, f"no running claude run {p.run_id!r} (only a run's "
+                       "own permission helper asks)", {"runId": p.run_id})
+    ctx = session.ctx
+    params = {"runId": p.run_id, "provider": "claude", "toolName": p.tool_name,
+              "input": p.input, "toolUseId": p.tool_use_id, "cwd": active.run.request.cwd}
+    svc.log.emit(p.run_id, "run.approval_requested", {"toolName": p.tool_name,
+                                                      "input": p.input})
+    async def inbox_note(approval_id: int) -> None:
+        await ctx.automations.runs.inbox(
+            kind="approvalWaiting", title=f"claude run {p.run_id} is waiting for approval",
+            body=f"{p.tool_name}: {_tool_detail(p.input)}\nAnswer it with `codexctl approvals "
+                 f"accept {approval_id}` or `codexctl approvals decline {approval_id}`.",
+            approval_id=approval_id, dedupe_key=f"approval:{approval_id}")
+
+    status, result, error, approval_id = await ctx.approvals.request_local(
+        PERMISSION_METHOD, params, on_stored=lambda row: ctx.spawn(inbox_note(row.id)))
+    decision = None
+    if result is not None:
+        with contextlib.suppress(msgspec.DecodeError, AttributeError):
+            decision = msgspec.json.decode(result).get("decision")
+    allowed = decision in _ALLOW
+    message = None if allowed else (
+        f"a person declined {p.tool_name} (approval {approval_id})" if status == "resolved"
+        else f"nobody answered approval {approval_id} in time; answered "
+             f"{decision or 'with an error'} by default" if status == "timedOut"
+        else f"approval {approval_id} could not be answered")
+    svc.log.emit(p.run_id, "run.approval_resolved", {
+        "approvalId": approval_id, "decision": decision, "status": status,
+        "behavior": "allow" if allowed else "deny",
+        "error": error.message if error is not None else None})
+    return PermissionAnswer(behavior="allow" if allowed else "deny", approval_id=approval_id,
+                            message=message)
+
+
+def _tool_detail(tool_input: dict[str, Any]) -> str:
+    for key in ("command", "file_path", "path", "url", "pattern"):
+        if isinstance(tool_input.get(key), str):
+            return str(tool_input[key])[:500]
+    return json.dumps(tool_input)[:500]

@@ -366,6 +366,28 @@ RUN_RERUN = method("run/rerun", RerunParams, RunStarted,
                    "Queue a new run with an earlier run's request (and overrides).")
 RUN_EVENTS = method("run/events", RunEventsParams, RunEvents,
                     "A run's stored events after a seq.")
+class PermissionParams(Params, frozen=True):
+    run_id: RunId
+    #: The tool the agent wants to use (claude's names: Bash, Edit, Write, mcp__…).
+    tool_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    #: Its input, as the agent gave it.
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    tool_use_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class PermissionAnswer(Struct, frozen=True, omit_defaults=False):
+    #: What goes back to the CLI: allow (with the input unchanged) or deny.
+    behavior: Literal["allow", "deny"]
+    approval_id: int
+    #: deny: why (said to the agent).
+    message: str | None = None
+
+
+RUN_PERMISSION = method(
+    "run/permission", PermissionParams, PermissionAnswer,
+    "A provider run's permission prompt (claude's --permission-prompt-tool, through codexd's "
+    "MCP helper): a pending approval like the app-server's; answers when someone does.",
+)
 RUN_EXPORT = method("run/export", ExportParams, Exported,
                     "A run and its events as JSON or Markdown.")
 RUN_SUBSCRIBE = method("run/subscribe", RunSubscribeParams, RunSubscribed,

@@ -35,4 +35,6 @@ APPROVAL_DECISIONS: dict[str, tuple[str, str]] = {
     FILE_CHANGE_APPROVAL: ("accept", "decline"),
     "applyPatchApproval": ("approved", "denied"),
     "execCommandApproval": ("approved", "denied"),
+    # codexd's own: a provider run's permission prompt (claude's --permission-prompt-tool).
+    "run/permission/requestApproval": ("accept", "decline"),
 }

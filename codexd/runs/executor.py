@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,7 @@ import trio
 from codexd.appserver.process import group_alive, stop_process
 from codexd.config import RunsSection
 from codexd.protocol.runs import Run, RunRequest
-from codexd.runs import compat, limits, providers
+from codexd.runs import compat, limits, permission_mcp, providers
 
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
@@ -76,6 +77,8 @@ class LocalExecutor:
         self._log = log
         self._secrets = secrets
         self._children = children
+        #: The daemon's socket, for the permission helper claude runs (None: no helper).
+        self.permission_socket: str | None = None
         #: Called with (provider, usage) for each usage report in a run's output.
         self.on_usage: Callable[[str, Any], None] = lambda _provider, _usage: None
 
@@ -130,6 +133,17 @@ class LocalExecutor:
                 json.dump(req.output_schema, f)
                 f.flush()
                 schema_file = f.name
+            mcp_config = None
+            mode = self.cfg.claude_approvals
+            if req.provider == "claude" and mode == "codexd" and self.permission_socket:
+                f = stack.enter_context(tempfile.NamedTemporaryFile(
+                    "w", suffix=".json", prefix="codexd-mcp-"))
+                json.dump({"mcpServers": {permission_mcp.SERVER: {
+                    "type": "stdio", "command": sys.executable,
+                    "args": ["-m", "codexd.runs.permission_mcp", "--socket",
+                             self.permission_socket, "--run", run_id]}}}, f)
+                f.flush()
+                mcp_config = f.name
             h = req.harness
             spec = providers.RunSpec(
                 provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
@@ -141,7 +155,9 @@ class LocalExecutor:
                 allowed_tools=list(h.allowed_tools or []) if h else [],
                 disallowed_tools=list(h.disallowed_tools or []) if h else [],
                 append_system_prompt=h.append_system_prompt if h else None,
-                max_budget_usd=req.max_budget_usd)
+                max_budget_usd=req.max_budget_usd, permission_mcp_config=mcp_config,
+                permission_prompt_tool=permission_mcp.PROMPT_TOOL if mcp_config else None,
+                deny_prompts=req.provider == "claude" and mode == "deny")
             argv, drops = providers.argv(exe, spec, snap or providers.ALL)
             for option, why in drops:
                 self._log.emit(run_id, "run.compatibility_warning", {

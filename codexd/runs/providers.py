@@ -59,6 +59,11 @@ class RunSpec:
     disallowed_tools: list[str] = field(default_factory=list)
     append_system_prompt: str | None = None
     max_budget_usd: float | None = None
+    #: claude: an --mcp-config file whose server answers --permission-prompt-tool.
+    permission_mcp_config: str | None = None
+    permission_prompt_tool: str | None = None
+    #: claude: nobody answers permission prompts (deny them at once).
+    deny_prompts: bool = False
 
 
 class Flags(Protocol):
@@ -138,6 +143,15 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
                     "outputSchema after the run")
     if spec.max_budget_usd is not None:
         args += opt("maxBudgetUsd", "--max-budget-usd", [f"{spec.max_budget_usd:g}"])
+    if spec.permission_mcp_config and spec.permission_prompt_tool:
+        if flags.has("--mcp-config") and flags.has("--permission-prompt-tool"):
+            args += ["--mcp-config", spec.permission_mcp_config,
+                     "--permission-prompt-tool", spec.permission_prompt_tool]
+        else:
+            drops.append(("runs.claude_approvals", "this claude has no --mcp-config: its "
+                          "permission prompts are not sent to codexd (they are denied)"))
+    if spec.deny_prompts and flags.has("--permission-prompts"):
+        args += ["--permission-prompts", "none"]
     return args, drops
 
 
