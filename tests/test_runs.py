@@ -387,3 +387,46 @@ def test_claude_gets_the_budget_and_schema_flags_and_codex_a_token_cap(env: Env)
         assert argv[argv.index("--max-budget-usd") + 1] == "1.5"
         assert json.loads(argv[argv.index("--json-schema") + 1]) == schema
         assert not [ev for ev in events(c, rid) if ev["type"] == "run.compatibility_warning"]
+
+
+def test_a_codex_run_takes_its_harness_mcp_config_and_profile(env: Env):
+    import sys
+
+    (env.codex_home / "fast.config.toml").write_text('model = "profile-model"\n')
+    extra = env.base / "extra"
+    extra.mkdir()
+    env.model.script([message("configured")])
+    with env.daemon.client() as c:
+        rid = c.call("run/start", {"provider": "codex", "prompt": "use the tools",
+                                   "cwd": str(env.ws), "harness": {
+            "mcp": {"helper": {"command": sys.executable,
+                               "args": ["-m", "codexd.runs.permission_mcp", "--socket",
+                                        "/nonexistent", "--run", "x"]}},
+            "config": {"model_reasoning_effort": "low"}, "addDirs": [str(extra)],
+            "codexProfile": "fast"}})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "succeeded", (run, events(c, rid)[-4:])
+        assert not [ev for ev in events(c, rid) if ev["type"] == "run.compatibility_warning"]
+        sent = env.model.requests[-1]
+        assert sent["model"] == "profile-model"  # the profile layered on the config
+        assert "approve" in json.dumps(sent.get("tools"))  # the run's MCP server's tool
+        with pytest.raises(RpcError) as bad:
+            c.call("run/start", {"provider": "codex", "prompt": "x", "cwd": str(env.ws),
+                                 "harness": {"addDirs": ["relative/dir"]}})
+        assert bad.value.data["field"] == "harness.addDirs"
+
+
+def test_a_silent_run_is_stopped_by_the_idle_timeout(short_tmp: Path):
+    e = Env(short_tmp, f'codex_command = "{FAKE_CLI}"\n',
+            env={"FAKE_WAIT": str(short_tmp / "never")})
+    e.daemon.start()
+    try:
+        with e.daemon.client() as c:
+            rid = c.call("run/start", {"provider": "codex", "prompt": "hang",
+                                       "cwd": str(e.ws),
+                                       "harness": {"idleTimeoutMs": 1000}})["runId"]
+            run = wait_done(c, rid, timeout=30)
+            assert run["status"] == "failed" and run["reason"] == "idleTimeout", run
+            assert "printed nothing for 1 s" in run["error"]
+    finally:
+        e.close()

@@ -35,6 +35,21 @@ Text = OsShort
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
+McpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ConfigKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                        pattern=r"^[A-Za-z0-9_.-]+$")]
+ConfigValue = str | int | float | bool | list[str]
+
+
+class McpServer(Params, frozen=True):
+    """A stdio MCP server: the command and its arguments and environment."""
+
+    command: OsPath
+    args: Annotated[list[OsArg], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list)
+    env: dict[EnvName, OsArg] = msgspec.field(default_factory=dict)
+
+
 class Harness(Params, frozen=True):
     """Per-run execution limits and tool rules (seed 003 "harness")."""
 
@@ -48,6 +63,24 @@ class Harness(Params, frozen=True):
                                                       pattern=NO_NUL)] | None = None
     #: Cancel the run once its usage reports more tokens than this (input + output, all turns).
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
+    #: Stop the run when it prints nothing for this long (ms); reason "idleTimeout".
+    idle_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=10_800_000)] | None = None
+    #: MCP servers for this run only: codex gets them as -c mcp_servers.<name>.…, claude in
+    #: its --mcp-config.
+    mcp: Annotated[dict[McpName, McpServer], msgspec.Meta(max_length=50)] | None = None
+    #: codex config overrides (-c key=value; values as TOML); claude: dropped with a warning.
+    config: Annotated[dict[ConfigKey, ConfigValue], msgspec.Meta(max_length=200)] | None = None
+    #: Images attached to the prompt (codex --image; absolute paths).
+    images: Annotated[list[OsPath], msgspec.Meta(max_length=20)] | None = None
+    #: More folders the agent may write in (--add-dir; absolute paths).
+    add_dirs: Annotated[list[OsPath], msgspec.Meta(max_length=20)] | None = None
+    #: A codex config profile (--profile).
+    codex_profile: Text | None = None
+    #: Continue this agent session (codex exec resume ID, claude --resume ID).
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                            pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+    #: Continue the CLI's most recent session in this cwd (exec resume --last, --continue).
+    continue_last: bool = False
 
 
 class Options(Params, frozen=True):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
+import msgspec
 import trio
 
 from codexd.appserver.process import group_alive, stop_process
@@ -133,31 +134,43 @@ class LocalExecutor:
                 json.dump(req.output_schema, f)
                 f.flush()
                 schema_file = f.name
+            h = req.harness
+            mcp = {name: msgspec.to_builtins(server) for name, server in (
+                h.mcp or {}).items()} if h else {}
             mcp_config = None
             mode = self.cfg.claude_approvals
-            if req.provider == "claude" and mode == "codexd" and self.permission_socket:
+            asks = req.provider == "claude" and mode == "codexd" and bool(self.permission_socket)
+            if req.provider == "claude" and (mcp or asks):
+                servers = {name: {"type": "stdio", **srv} for name, srv in mcp.items()}
+                if asks:
+                    servers[permission_mcp.SERVER] = {
+                        "type": "stdio", "command": sys.executable,
+                        "args": ["-m", "codexd.runs.permission_mcp", "--socket",
+                                 str(self.permission_socket), "--run", run_id]}
                 f = stack.enter_context(tempfile.NamedTemporaryFile(
                     "w", suffix=".json", prefix="codexd-mcp-"))
-                json.dump({"mcpServers": {permission_mcp.SERVER: {
-                    "type": "stdio", "command": sys.executable,
-                    "args": ["-m", "codexd.runs.permission_mcp", "--socket",
-                             self.permission_socket, "--run", run_id]}}}, f)
+                json.dump({"mcpServers": servers}, f)
                 f.flush()
                 mcp_config = f.name
-            h = req.harness
             spec = providers.RunSpec(
                 provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
                 sandbox=req.sandbox, auto_approve=req.auto_approve,
                 output_schema_file=schema_file,
                 output_schema_json=json.dumps(req.output_schema) if req.output_schema
                 is not None and req.provider == "claude" else None,
-                resume_session=run.session_id,
+                resume_session=run.session_id or (h.session_id if h else None),
                 allowed_tools=list(h.allowed_tools or []) if h else [],
                 disallowed_tools=list(h.disallowed_tools or []) if h else [],
                 append_system_prompt=h.append_system_prompt if h else None,
-                max_budget_usd=req.max_budget_usd, permission_mcp_config=mcp_config,
-                permission_prompt_tool=permission_mcp.PROMPT_TOOL if mcp_config else None,
-                deny_prompts=req.provider == "claude" and mode == "deny")
+                max_budget_usd=req.max_budget_usd, mcp_config_file=mcp_config,
+                permission_prompt_tool=permission_mcp.PROMPT_TOOL if asks else None,
+                deny_prompts=req.provider == "claude" and mode == "deny",
+                mcp=mcp if req.provider == "codex" else {},
+                config=dict(h.config or {}) if h else {},
+                images=list(h.images or []) if h else [],
+                add_dirs=list(h.add_dirs or []) if h else [],
+                codex_profile=h.codex_profile if h else None,
+                continue_last=bool(h and h.continue_last and not run.session_id))
             argv, drops = providers.argv(exe, spec, snap or providers.ALL)
             for option, why in drops:
                 self._log.emit(run_id, "run.compatibility_warning", {
@@ -191,8 +204,29 @@ class LocalExecutor:
         stderr_tail: list[str] = []
         max_lines = req.harness.max_tool_result_lines if req.harness else None
         cap = req.harness.max_tokens if req.harness else None
+        idle_ms = req.harness.idle_timeout_ms if req.harness else None
         used = [0]
         over: list[str] = []
+        heard = [trio.current_time()]
+        watching = trio.CancelScope()
+
+        async def idle_watch() -> None:
+            assert idle_ms is not None
+            limit = idle_ms / 1000
+            with watching:
+                await _idle(limit)
+
+        async def _idle(limit: float) -> None:
+            while True:
+                await trio.sleep_until(heard[0] + limit)
+                if trio.current_time() - heard[0] >= limit:
+                    over.append(f"the run printed nothing for {limit:g} s (harness."
+                                "idleTimeoutMs); it was stopped")
+                    self._log.emit(run_id, "run.limit_exceeded", {
+                        "limit": "idleTimeoutMs", "max": idle_ms,
+                        "used": int((trio.current_time() - heard[0]) * 1000)})
+                    nursery.cancel_scope.cancel()
+                    return
 
         async def feed() -> None:
             assert proc.stdin is not None
@@ -203,6 +237,7 @@ class LocalExecutor:
         async def stdout() -> None:
             assert proc.stdout is not None
             async for line, cut in _lines(proc.stdout, self.cfg.max_line_bytes):
+                heard[0] = trio.current_time()
                 stats["stdoutLines"] += 1
                 if cut:
                     stats["truncatedLines"] += 1
@@ -228,6 +263,7 @@ class LocalExecutor:
         async def stderr() -> None:
             assert proc.stderr is not None
             async for line, _cut in _lines(proc.stderr, self.cfg.max_line_bytes):
+                heard[0] = trio.current_time()
                 stats["stderrLines"] += 1
                 stderr_tail.append(line)
                 del stderr_tail[:-50]
@@ -239,7 +275,10 @@ class LocalExecutor:
                 nursery.start_soon(feed)
                 nursery.start_soon(stdout)
                 nursery.start_soon(stderr)
+                if idle_ms is not None:
+                    nursery.start_soon(idle_watch)
                 await proc.wait()
+                watching.cancel()  # the readers drain the pipes; the watch ends now
         finally:
             with trio.CancelScope(shield=True):
                 code: int | None
@@ -262,7 +301,8 @@ class LocalExecutor:
                     "signal": -code if code is not None and code < 0 else None})
         res = Attempt("failed", exit_code=code, outcome=out)
         if over:
-            res.reason, res.error = "limitExceeded", over[0]
+            res.reason = "idleTimeout" if "idleTimeoutMs" in over[0] else "limitExceeded"
+            res.error = over[0]
             return res
         limit = await self._usage_limit(run, env, out, stderr_tail)
         if limit is not None:

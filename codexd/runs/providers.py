@@ -59,9 +59,17 @@ class RunSpec:
     disallowed_tools: list[str] = field(default_factory=list)
     append_system_prompt: str | None = None
     max_budget_usd: float | None = None
-    #: claude: an --mcp-config file whose server answers --permission-prompt-tool.
-    permission_mcp_config: str | None = None
+    #: claude: the --mcp-config file (harness.mcp and codexd's permission helper).
+    mcp_config_file: str | None = None
+    #: claude: the helper's tool for --permission-prompt-tool.
     permission_prompt_tool: str | None = None
+    #: harness.mcp (codex takes them as config overrides).
+    mcp: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)
+    add_dirs: list[str] = field(default_factory=list)
+    codex_profile: str | None = None
+    continue_last: bool = False
     #: claude: nobody answers permission prompts (deny them at once).
     deny_prompts: bool = False
 
@@ -112,9 +120,23 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
         if spec.max_budget_usd is not None:
             drops.append(("maxBudgetUsd", "codex reports tokens, not cost: use "
                           "harness.maxTokens to cap a codex run"))
-        if spec.resume_session:
+        for name, server in spec.mcp.items():
+            for key in ("command", "args", "env"):
+                if server.get(key):
+                    args += opt("harness.mcp", "--config",
+                                [f"mcp_servers.{name}.{key}={toml_value(server[key])}"])
+        for key, value in spec.config.items():
+            args += opt("harness.config", "--config", [f"{key}={toml_value(value)}"])
+        for image in spec.images:
+            args += opt("harness.images", "--image", [image])
+        for folder in spec.add_dirs:
+            args += opt("harness.addDirs", "--add-dir", [folder])
+        if spec.codex_profile:
+            args += opt("harness.codexProfile", "--profile", [spec.codex_profile])
+        if spec.resume_session or spec.continue_last:
             if flags.has("resume"):
-                args += ["resume", spec.resume_session]
+                args += ["resume", spec.resume_session] if spec.resume_session else \
+                    ["resume", "--last"]
             else:
                 drops.append(("resume", "this codex exec has no resume: a new session starts"))
         return [*args, "-"], drops
@@ -124,6 +146,17 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
     if spec.resume_session:
         args += opt("resume", "--resume", [spec.resume_session],
                     "this claude has no --resume: a new session starts")
+    elif spec.continue_last:
+        args += opt("harness.continueLast", "--continue", [],
+                    "this claude has no --continue: a new session starts")
+    for folder in spec.add_dirs:
+        args += opt("harness.addDirs", "--add-dir", [folder])
+    if spec.config:
+        drops.append(("harness.config", "claude has no codex config; use its own settings"))
+    if spec.images:
+        drops.append(("harness.images", "claude -p takes no image files on its command line"))
+    if spec.codex_profile:
+        drops.append(("harness.codexProfile", "a codex profile means nothing to claude"))
     if spec.auto_approve:
         args += opt("autoApprove", "--permission-mode", ["acceptEdits"])
     if spec.sandbox:
@@ -143,16 +176,33 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
                     "outputSchema after the run")
     if spec.max_budget_usd is not None:
         args += opt("maxBudgetUsd", "--max-budget-usd", [f"{spec.max_budget_usd:g}"])
-    if spec.permission_mcp_config and spec.permission_prompt_tool:
-        if flags.has("--mcp-config") and flags.has("--permission-prompt-tool"):
-            args += ["--mcp-config", spec.permission_mcp_config,
-                     "--permission-prompt-tool", spec.permission_prompt_tool]
+    if spec.mcp_config_file:
+        if flags.has("--mcp-config"):
+            args += ["--mcp-config", spec.mcp_config_file]
+            if spec.permission_prompt_tool and flags.has("--permission-prompt-tool"):
+                args += ["--permission-prompt-tool", spec.permission_prompt_tool]
         else:
-            drops.append(("runs.claude_approvals", "this claude has no --mcp-config: its "
-                          "permission prompts are not sent to codexd (they are denied)"))
+            drops.append(("harness.mcp", "this claude has no --mcp-config: no MCP servers "
+                          "(and its permission prompts are not sent to codexd)"))
     if spec.deny_prompts and flags.has("--permission-prompts"):
         args += ["--permission-prompts", "none"]
     return args, drops
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML, for -c key=value (strings, numbers, booleans, lists, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {type(value).__name__}")
 
 
 @dataclass(slots=True)

@@ -220,6 +220,19 @@ class RunService:
             profile=profile, output_schema=getattr(p, "output_schema", None),
             env=dict(getattr(p, "env", None) or {}), harness=getattr(p, "harness", None),
             max_budget_usd=pick("max_budget_usd", None))
+        h = req.harness
+        if h is not None:
+            for name in ("images", "add_dirs"):
+                for path in getattr(h, name) or []:
+                    if not os.path.isabs(path):
+                        field = "harness." + ("images" if name == "images" else "addDirs")
+                        raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {field} "
+                                       f"entries must be absolute paths, not {path!r}",
+                                       {"field": field})
+            if h.session_id and h.continue_last:
+                raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: harness.sessionId "
+                               "and harness.continueLast exclude each other: name the session "
+                               "or take the last one", {"field": "harness.continueLast"})
         if req.auto_approve and req.sandbox == "danger-full-access":
             raise RpcError(ErrorCode.POLICY_DENIED, "autoApprove with the danger-full-access "
                            "sandbox is refused by policy: choose one", {"field": "autoApprove"})
@@ -244,6 +257,9 @@ class RunService:
         req = self._merge(p, *layers, profile_defaults, profile=p.profile)
         if confine is not None:
             confine(req.cwd)
+            for path in [*(req.harness.add_dirs or []), *(req.harness.images or [])] \
+                    if req.harness else []:
+                confine(path)
         if conv is not None and req.provider != conv.provider:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
                            f"a {conv.provider} conversation", {"field": "provider"})
