@@ -62,10 +62,15 @@ POLICIES = (
            f"SELECT count(*) FROM run_events WHERE run_id IN ({_OLD_RUNS})",
            f"DELETE FROM run_events WHERE (run_id, seq) IN (SELECT run_id, seq FROM run_events "
            f"WHERE run_id IN ({_OLD_RUNS}) LIMIT :limit)"),
+    Policy("run_artifacts", "artifacts of finished runs older than {runs_days} days",
+           f"SELECT count(*) FROM run_artifacts WHERE run_id IN ({_OLD_RUNS})",
+           f"DELETE FROM run_artifacts WHERE rowid IN (SELECT rowid FROM run_artifacts "
+           f"WHERE run_id IN ({_OLD_RUNS}) LIMIT :limit)"),
     Policy("runs", "finished runs older than {runs_days} days",
            f"SELECT count(*) FROM runs WHERE id IN ({_OLD_RUNS})",
            f"DELETE FROM runs WHERE id IN ({_OLD_RUNS} AND NOT EXISTS (SELECT 1 FROM run_events "
-           "e WHERE e.run_id = runs.id) LIMIT :limit)"),
+           "e WHERE e.run_id = runs.id) AND NOT EXISTS (SELECT 1 FROM run_artifacts a "
+           "WHERE a.run_id = runs.id) LIMIT :limit)"),
     Policy("inbox_items", "archived inbox items after {inbox_days} days (inboxRetentionDays)",
            "SELECT count(*) FROM inbox_items WHERE archived_at < :inbox_cutoff",
            "DELETE FROM inbox_items WHERE id IN (SELECT id FROM inbox_items "

@@ -38,7 +38,8 @@ OBSERVER_METHODS = frozenset({
     "approval/list",
     "terminal/list", "terminal/attach", "terminal/detach",  # attach: read-only unless operator
     "automation/list", "automation/get", "automation/runs", "automation/preview", "inbox/list",
-    "run/get", "run/list", "run/events", "run/export", "run/subscribe", "queue/list",
+    "run/get", "run/list", "run/events", "run/export", "run/artifacts", "run/subscribe",
+    "queue/list",
     "conversation/list", "conversation/get", "profile/list", "provider/capabilities",
     "secret/has", "token/ticket",  # a ticket carries at most the caller's own role
     # Reading inside workspace grants (what a review pane shows); writing is an operator's.

@@ -63,3 +63,27 @@ def test_a_flag_the_binary_lacks_is_dropped_with_its_reason():
     argv, drops = providers.argv("claude", claude, Lacking("--mcp-config"))
     assert "--mcp-config" not in argv and "--permission-prompt-tool" not in argv
     assert [o for o, _ in drops] == ["harness.mcp"]
+
+
+def test_every_codex_item_kind_keeps_its_content():
+    import json
+
+    out = providers.Outcome()
+
+    def line(kind: str, item: dict) -> list:
+        return providers.parse_line("codex", json.dumps({"type": kind, "item": item}), out)
+
+    assert line("item.completed", {"type": "reasoning", "text": "think"}) == [
+        ("run.semantic", {"kind": "reasoning", "text": "think"})]
+    [(_, mcp)] = line("item.completed", {"type": "mcp_tool_call", "server": "docs",
+                                         "tool": "search", "arguments": {"q": "x"},
+                                         "result": {"content": []}, "status": "completed"})
+    assert mcp["kind"] == "mcpToolCall" and mcp["server"] == "docs" and mcp["tool"] == "search"
+    assert line("item.completed", {"type": "web_search", "query": "trio nursery"}) == [
+        ("run.semantic", {"kind": "webSearch", "query": "trio nursery"})]
+    [(_, todo)] = line("item.updated", {"type": "todo_list", "items": [
+        {"text": "a", "completed": True}, {"text": "b", "completed": False}]})
+    assert todo["items"] == [{"text": "a", "completed": True}, {"text": "b", "completed": False}]
+    line("item.completed", {"type": "file_change", "changes": [{"path": "/w/x.py",
+                                                                 "kind": "update"}]})
+    assert out.changed == {"/w/x.py"} and out.todos == todo["items"]

@@ -36,6 +36,9 @@ def _plant(db: Path, automation_id: str) -> None:
             conn.executemany("INSERT INTO run_events (run_id, seq, type, data, at) VALUES "
                              "(?, ?, 'output', ?, ?)",
                              [(f"run{i:05d}", s, payload, at) for s in range(EVENTS_PER_RUN)])
+            conn.execute("INSERT INTO run_artifacts (run_id, kind, name, media_type, content, "
+                         "created_at) VALUES (?, 'message', 'final.md', 'text/markdown', 'x', ?)",
+                         (f"run{i:05d}", at))
         for i in range(500):  # 300 archived long ago, 100 archived lately, 100 never archived
             archived = now - 40 * DAY if i < 300 else now - 5 * DAY if i < 400 else None
             conn.execute("INSERT INTO inbox_items (kind, title, body, created_at, archived_at) "
@@ -61,8 +64,8 @@ def _counts(db: Path) -> dict[str, int]:
     conn = apsw.Connection(str(db))
     try:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-                for t in ("runs", "run_events", "inbox_items", "approvals", "automation_runs",
-                          "audit_log")}
+                for t in ("runs", "run_events", "run_artifacts", "inbox_items", "approvals",
+                          "automation_runs", "audit_log")}
     finally:
         conn.close()
 
@@ -88,7 +91,8 @@ def test_retention_deletes_what_the_policies_say_and_the_file_shrinks(short_tmp:
     assert dry.returncode == 0, dry.stderr
     plan = {t["name"]: t for t in json.loads(dry.stdout)["tables"]}
     assert {k: v["eligible"] for k, v in plan.items()} == {
-        "run_events": RUNS_OLD * EVENTS_PER_RUN, "runs": RUNS_OLD, "inbox_items": 300,
+        "run_events": RUNS_OLD * EVENTS_PER_RUN, "run_artifacts": RUNS_OLD, "runs": RUNS_OLD,
+        "inbox_items": 300,
         "approvals": 400, "automation_runs": 100, "audit_log": 200}
     assert all(t["deleted"] == 0 for t in plan.values())
     assert "30 days" in plan["runs"]["rule"] and "inboxRetentionDays" in plan["inbox_items"]["rule"]
@@ -126,8 +130,8 @@ def test_retention_deletes_what_the_policies_say_and_the_file_shrinks(short_tmp:
 
     after = _counts(db)
     assert after == {"runs": RUNS_NEW, "run_events": RUNS_NEW * EVENTS_PER_RUN,
-                     "inbox_items": 200, "approvals": 100, "automation_runs": 200,
-                     "audit_log": 10}
+                     "run_artifacts": RUNS_NEW, "inbox_items": 200, "approvals": 100,
+                     "automation_runs": 200, "audit_log": 10}
     # The pages came back to the file system: three quarters of the events went, and the file
     # is well under half of what it was.
     assert result["bytesAfter"] < result["bytesBefore"] * 0.5, result

@@ -381,6 +381,8 @@ def test_claude_gets_the_budget_and_schema_flags_and_codex_a_token_cap(env: Env)
         assert run["status"] == "succeeded", (run, events(c, rid)[-4:])
         got = next(ev for ev in events(c, rid) if ev["type"] == "run.structured_output")
         assert got["data"]["value"] == {"answer": "forty-two"}
+        kept = {a["kind"]: a for a in c.call("run/artifacts", {"runId": rid})["artifacts"]}
+        assert json.loads(kept["structuredOutput"]["content"]) == {"answer": "forty-two"}
         # The schema and the budget reached the model through claude's own flags.
         assert any("$1.5 remaining" in json.dumps(r) for r in env.model.requests)
         argv = next(ev for ev in events(c, rid) if ev["type"] == "run.started")["data"]["argv"]
@@ -430,3 +432,42 @@ def test_a_silent_run_is_stopped_by_the_idle_timeout(short_tmp: Path):
             assert "printed nothing for 1 s" in run["error"]
     finally:
         e.close()
+
+
+def test_artifacts_keep_what_a_run_produced(env: Env):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(env.ws)], check=True)
+    (env.ws / "README").write_text("old\n")
+    git = ["git", "-C", str(env.ws), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    notes = str(env.ws / "notes.txt")
+    env.model.script([tool_use("Write", {"file_path": notes, "content": "hello\n"}),
+                      tool_use("TodoWrite", {"todos": [
+                          {"content": "write notes", "status": "completed",
+                           "activeForm": "writing"}]})],
+                     [message("wrote the notes")])
+    with env.daemon.client() as c:
+        c.call("secret/set", {"provider": "claude", "token": CLAUDE_TOKEN})
+        rid = c.call("run/start", {"provider": "claude", "prompt": "write notes",
+                                   "cwd": str(env.ws), "env": env.claude_env,
+                                   "harness": {"allowedTools": ["Write", "TodoWrite"]}})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "succeeded", (run, events(c, rid)[-4:])
+        kinds = {ev["data"].get("kind") for ev in events(c, rid) if ev["type"] == "run.semantic"}
+        assert {"fileChange", "todoList", "agentMessage"} <= kinds
+        arts = {a["kind"]: a for a in c.call("run/artifacts", {"runId": rid})["artifacts"]}
+        assert arts["message"]["content"] == "wrote the notes"
+        assert json.loads(arts["files"]["content"]) == [notes]
+        assert "+hello" in arts["diff"]["content"] and "notes.txt" in arts["diff"]["content"]
+        assert arts["diff"]["mediaType"] == "text/x-diff"
+        assert json.loads(arts["todos"]["content"]) == [{"text": "write notes",
+                                                         "completed": True}]
+        doc = json.loads(c.call("run/export", {"runId": rid, "format": "json"})["content"])
+        assert {a["kind"] for a in doc["artifacts"]} == set(arts)
+        md = c.call("run/export", {"runId": rid, "format": "markdown"})["content"]
+        assert "## Changes" in md and "+hello" in md
+        with pytest.raises(RpcError) as missing:
+            c.call("run/artifacts", {"runId": "run_nope"})
+        assert missing.value.code == ErrorCode.NOT_FOUND

@@ -31,6 +31,7 @@ from codexd.protocol.runs import (
     QUEUE_LIST,
     QUEUE_PAUSE,
     QUEUE_RESUME,
+    RUN_ARTIFACTS,
     RUN_CANCEL,
     RUN_EVENTS,
     RUN_EXPORT,
@@ -69,6 +70,8 @@ from codexd.protocol.runs import (
     QueueResumeParams,
     RerunParams,
     Run,
+    RunArtifact,
+    RunArtifacts,
     RunEvents,
     RunEventsParams,
     RunList,
@@ -190,13 +193,15 @@ def subscribe(session: ClientSession, p: RunSubscribeParams) -> RunSubscribed:
 async def export(session: ClientSession, p: ExportParams) -> Exported:
     run = public(await _svc(session).get(p.run_id))
     evs = await session.ctx.store.read(lambda c: repo.events(c, p.run_id, 0, 1_000_000))
+    arts = await _artifacts(session, p.run_id)
     if p.format == "json":
         doc = {"run": msgspec.to_builtins(run),
                "events": [{"seq": e.seq, "type": e.type, "at": e.at,
-                           "data": json.loads(bytes(e.data))} for e in evs]}
+                           "data": json.loads(bytes(e.data))} for e in evs],
+               "artifacts": msgspec.to_builtins(arts)}
         content = json.dumps(doc, indent=2, ensure_ascii=False)
     else:
-        content = _markdown(run, evs)
+        content = _markdown(run, evs, arts)
     return Exported(run_id=run.run_id, format=p.format, content=content)
 
 
@@ -204,7 +209,19 @@ def _iso(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else "-"
 
 
-def _markdown(run: Run, evs: list[Any]) -> str:
+async def _artifacts(session: ClientSession, run_id: str) -> list[RunArtifact]:
+    rows = await session.ctx.store.read(lambda c: repo.artifacts(c, run_id))
+    return [RunArtifact(kind=k, name=n, media_type=m, content=c, created_at=t)
+            for k, n, m, c, t in rows]
+
+
+@handles(RUN_ARTIFACTS)
+async def run_artifacts(session: ClientSession, p: RunRef) -> RunArtifacts:
+    run = await _svc(session).get(p.run_id)  # NOT_FOUND for an unknown run
+    return RunArtifacts(run_id=run.run_id, artifacts=await _artifacts(session, run.run_id))
+
+
+def _markdown(run: Run, evs: list[Any], arts: list[RunArtifact]) -> str:
     r = run.request
     lines = [f"# Run {run.run_id}", "",
              f"- provider: {r.provider}" + (f" (model {r.model})" if r.model else ""),
@@ -228,6 +245,11 @@ def _markdown(run: Run, evs: list[Any]) -> str:
         elif e.type in ("run.warning", "run.failed", "run.canceled", "run.interrupted"):
             lines += [f"> {e.type}: {data.get('message') or data.get('by') or ''}", ""]
     lines += ["## Result", "", run.result_text or run.error or "(none)", ""]
+    for a in arts:
+        if a.kind == "diff":
+            lines += ["## Changes", "", "```diff", a.content.rstrip(), "```", ""]
+        elif a.kind == "structuredOutput":
+            lines += ["## Structured output", "", "```json", a.content, "```", ""]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from codexd.protocol.base import (
     NO_NUL,
     Count,
     EnvName,
+    Int64,
     NoParams,
     OsArg,
     OsPath,
@@ -38,7 +39,7 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 McpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ConfigKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
                                         pattern=r"^[A-Za-z0-9_.-]+$")]
-ConfigValue = str | int | float | bool | list[str]
+ConfigValue = str | Int64 | float | bool | list[str]
 
 
 class McpServer(Params, frozen=True):
@@ -204,6 +205,21 @@ class RunEvents(Struct, frozen=True, omit_defaults=False):
 class ExportParams(Params, frozen=True):
     run_id: RunId
     format: Literal["json", "markdown"] = "json"
+
+
+class RunArtifact(Struct, frozen=True, omit_defaults=False):
+    #: message (the final message), structuredOutput, files (the changed files), diff (their
+    #: diff against HEAD, new files included), todos (the agent's last todo list).
+    kind: str
+    name: str
+    media_type: str
+    content: str
+    created_at: int
+
+
+class RunArtifacts(Struct, frozen=True):
+    run_id: str
+    artifacts: list[RunArtifact]
 
 
 class Exported(Struct, frozen=True, omit_defaults=False):
@@ -421,6 +437,9 @@ RUN_PERMISSION = method(
     "A provider run's permission prompt (claude's --permission-prompt-tool, through codexd's "
     "MCP helper): a pending approval like the app-server's; answers when someone does.",
 )
+RUN_ARTIFACTS = method("run/artifacts", RunRef, RunArtifacts,
+                       "What a finished run produced: final message, structured output, "
+                       "changed files and their diff, todo list.")
 RUN_EXPORT = method("run/export", ExportParams, Exported,
                     "A run and its events as JSON or Markdown.")
 RUN_SUBSCRIBE = method("run/subscribe", RunSubscribeParams, RunSubscribed,

@@ -368,6 +368,7 @@ class LocalExecutor:
             res.error = f"the output does not match outputSchema: {message}"
             return
         self._log.emit(run.run_id, "run.structured_output", {"value": value})
+        out.structured, out.has_structured = value, True
 
 
 def _rollout_reset(codex_home: str, session_id: str) -> int | None:

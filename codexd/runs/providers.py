@@ -222,6 +222,10 @@ class Outcome:
     limited: bool = False
     #: When that limit resets, if the output said (claude's rate_limit_event; Unix ms).
     limit_reset: int | None = None
+    #: Files the run changed (codex file_change items, claude's edit tools).
+    changed: set[str] = field(default_factory=set)
+    #: The agent's latest todo list.
+    todos: list[dict[str, Any]] | None = None
 
 
 def parse_line(provider: str, line: str, out: Outcome) -> list[Event]:
@@ -254,9 +258,24 @@ def _codex(obj: dict[str, Any], out: Outcome) -> list[Event]:
     if kind in ("item.started", "item.updated", "item.completed"):
         item = obj.get("item") or {}
         itype = item.get("type")
+        if itype == "todo_list":  # updated as the agent ticks items off: every state counts
+            out.todos = [{"text": t.get("text"), "completed": bool(t.get("completed"))}
+                         for t in item.get("items") or [] if isinstance(t, dict)]
+            return [("run.semantic", {"kind": "todoList", "items": out.todos,
+                                      "status": kind.split(".")[1]})]
         if kind != "item.completed":
             return [("run.progress", {"phase": "item", "itemType": itype,
                                       "status": kind.split(".")[1]})]
+        if itype == "reasoning":
+            return [("run.semantic", {"kind": "reasoning", "text": item.get("text")})]
+        if itype == "mcp_tool_call":
+            return [("run.semantic", {"kind": "mcpToolCall", "server": item.get("server"),
+                                      "tool": item.get("tool"),
+                                      "arguments": item.get("arguments"),
+                                      "result": item.get("result"), "error": item.get("error"),
+                                      "status": item.get("status")})]
+        if itype == "web_search":
+            return [("run.semantic", {"kind": "webSearch", "query": item.get("query")})]
         if itype == "agent_message":
             out.last_message = item.get("text")
             return [("run.semantic", {"kind": "agentMessage", "text": out.last_message})]
@@ -265,7 +284,10 @@ def _codex(obj: dict[str, Any], out: Outcome) -> list[Event]:
                                       "exitCode": item.get("exit_code"),
                                       "output": item.get("aggregated_output")})]
         if itype == "file_change":
-            return [("run.semantic", {"kind": "fileChange", "changes": item.get("changes")})]
+            changes = item.get("changes") or []
+            out.changed.update(str(c.get("path")) for c in changes
+                               if isinstance(c, dict) and c.get("path"))
+            return [("run.semantic", {"kind": "fileChange", "changes": changes})]
         if itype == "error":
             return [("run.warning", {"message": item.get("message")})]
         return [("run.progress", {"phase": "item", "itemType": itype, "status": "completed"})]
@@ -285,12 +307,11 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
             if block.get("type") == "text":
                 out.last_message = block.get("text")
                 events.append(("run.semantic", {"kind": "agentMessage", "text": block["text"]}))
+            elif block.get("type") == "thinking":
+                events.append(("run.semantic", {"kind": "reasoning",
+                                                "text": block.get("thinking")}))
             elif block.get("type") == "tool_use":
-                name = block.get("name")
-                sem = "fileChange" if name in ("Edit", "Write", "MultiEdit", "NotebookEdit") \
-                    else "command" if name == "Bash" else "toolUse"
-                events.append(("run.semantic", {"kind": sem, "tool": name,
-                                                "input": block.get("input")}))
+                events.append(_claude_tool(block, out))
         return events or [("run.progress", {"phase": "assistant"})]
     if kind == "rate_limit_event":
         info = obj.get("rate_limit_info") or {}
@@ -311,6 +332,35 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
         return [("run.progress", {"phase": "result", "durationMs": obj.get("duration_ms"),
                                   "costUsd": obj.get("total_cost_usd")})]
     return [("run.progress", {"phase": str(kind)})]
+
+
+_EDITS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+
+
+def _claude_tool(block: dict[str, Any], out: Outcome) -> Event:
+    name = str(block.get("name") or "")
+    raw = block.get("input")
+    tool_input: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if name in _EDITS:
+        path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if path:
+            out.changed.add(str(path))
+        return ("run.semantic", {"kind": "fileChange", "tool": name, "input": tool_input})
+    if name == "Bash":
+        return ("run.semantic", {"kind": "command", "tool": name, "input": tool_input,
+                                 "command": tool_input.get("command")})
+    if name == "TodoWrite":
+        out.todos = [{"text": t.get("content"), "completed": t.get("status") == "completed"}
+                     for t in tool_input.get("todos") or [] if isinstance(t, dict)]
+        return ("run.semantic", {"kind": "todoList", "items": out.todos})
+    if name in ("WebSearch", "WebFetch"):
+        return ("run.semantic", {"kind": "webSearch", "tool": name,
+                                 "query": tool_input.get("query") or tool_input.get("url")})
+    if name.startswith("mcp__"):
+        _, server, tool = [*name.split("__", 2), "", ""][:3]
+        return ("run.semantic", {"kind": "mcpToolCall", "server": server, "tool": tool,
+                                 "arguments": tool_input})
+    return ("run.semantic", {"kind": "toolUse", "tool": name, "input": tool_input})
 
 
 def resume_rejected(provider: str, stderr_tail: list[str], out: Outcome) -> bool:

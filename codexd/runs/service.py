@@ -34,7 +34,7 @@ from codexd.protocol.runs import (
     RunRequest,
     RunStartParams,
 )
-from codexd.runs import limits, providers
+from codexd.runs import artifacts, limits, providers
 from codexd.runs import queue as q
 from codexd.runs.capabilities import Catalog
 from codexd.runs.eventlog import RunEventLog, Subscriber
@@ -507,6 +507,8 @@ class RunService:
         else:
             kind, data = "run.failed", {"reason": res.reason, "message": res.error,
                                         "exitCode": res.exit_code, "attempts": run.attempt}
+        if res.status in ("succeeded", "failed"):
+            await self._store_artifacts(run_id, req.cwd, text, out)
         final = await self.log.final(
             run_id, kind, data, status=res.status, reason=res.reason, error=res.error,
             result_text=self.log.redact(run_id, text) if text else None,
@@ -518,6 +520,18 @@ class RunService:
         log.info("run_finished", run_id=run_id, status=res.status, reason=res.reason,
                  attempts=run.attempt, exit_code=res.exit_code,
                  duration_ms=(final.finished_at or 0) - (final.started_at or 0) if final else None)
+
+    async def _store_artifacts(self, run_id: str, cwd: str, text: str | None,
+                               out: providers.Outcome) -> None:
+        """The run's artifacts, redacted; a failure to collect them is the run's fault only
+        as a warning (the run's result stands)."""
+        with self._faults.boundary("run", f"{run_id} artifacts"):
+            items = await trio.to_thread.run_sync(lambda: artifacts.collect(
+                text=text, structured=out.structured, has_structured=out.has_structured,
+                changed=out.changed, todos=out.todos, cwd=cwd))
+            clean = [(k, n, m, self.log.redact(run_id, c)) for k, n, m, c in items]
+            if clean:
+                await self._store().write(lambda c: repo.put_artifacts(c, run_id, clean))
 
     async def _after_limit(self, active: _Active, res: Attempt, fields: dict[str, Any]) -> bool:
         """Pause the lane; re-queue the run to continue after the reset (True) when

@@ -228,6 +228,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE queue_lanes ADD COLUMN resume_at INTEGER;
     ALTER TABLE runs ADD COLUMN limit_resumes INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10 -> 11: what a finished run produced (its final message, structured output, the diff
+    # of the files it changed), for run/artifacts and exports.
+    """
+    CREATE TABLE run_artifacts (
+        run_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        content    TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, kind, name)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

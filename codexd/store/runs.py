@@ -214,3 +214,22 @@ def lanes_resume_at(conn: Any) -> dict[str, int]:
     """Lanes that resume by themselves: provider → when (Unix ms)."""
     return {str(p): int(t) for p, t in conn.execute(
         "SELECT provider, resume_at FROM queue_lanes WHERE resume_at IS NOT NULL")}
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+
+def put_artifacts(conn: Any, run_id: str, items: list[tuple[str, str, str, str]]) -> None:
+    """(kind, name, media type, content) of a run's artifacts; an attempt's replace earlier."""
+    at = now_ms()
+    conn.execute("DELETE FROM run_artifacts WHERE run_id = ?", (run_id,))
+    for kind, name, media_type, content in items:
+        conn.execute("INSERT INTO run_artifacts (run_id, kind, name, media_type, content, "
+                     "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (run_id, kind, name, media_type, content, at))
+
+
+def artifacts(conn: Any, run_id: str) -> list[tuple[str, str, str, str, int]]:
+    return [(str(k), str(n), str(m), str(c), int(t)) for k, n, m, c, t in conn.execute(
+        "SELECT kind, name, media_type, content, created_at FROM run_artifacts "
+        "WHERE run_id = ? ORDER BY kind, name", (run_id,))]
