@@ -471,3 +471,35 @@ def test_artifacts_keep_what_a_run_produced(env: Env):
         with pytest.raises(RpcError) as missing:
             c.call("run/artifacts", {"runId": "run_nope"})
         assert missing.value.code == ErrorCode.NOT_FOUND
+
+
+def test_an_isolated_codex_home_with_the_login_copied(env: Env):
+    import stat
+
+    (env.codex_home / "auth.json").write_text('{"OPENAI_API_KEY": "sk-test-login"}')
+    os.chmod(env.codex_home / "auth.json", 0o600)
+    (env.codex_home / "history.jsonl").write_text("private\n")
+    provider = {"model": "mock-model", "model_provider": "mock",
+                "model_providers.mock.name": "mock",
+                "model_providers.mock.base_url": env.model.base_url,
+                "model_providers.mock.wire_api": "responses",
+                "model_providers.mock.request_max_retries": 0,
+                "model_providers.mock.stream_max_retries": 0,
+                "model_providers.mock.supports_websockets": False}
+    env.model.script([message("from my own home")])
+    with env.daemon.client() as c:
+        rid = c.call("run/start", {"provider": "codex", "prompt": "hi", "cwd": str(env.ws),
+                                   "harness": {"isolatedHome": True, "copyLogin": True,
+                                               "config": provider}})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "succeeded", (run, events(c, rid)[-4:])
+        home = next(ev["data"] for ev in events(c, rid)
+                    if ev["data"].get("phase") == "codexHome")
+    own = env.daemon.state_dir / "codex-homes" / home["name"]
+    assert home["copied"] == ["auth.json"] and home["name"] == rid
+    assert stat.S_IMODE(own.stat().st_mode) == 0o700
+    assert stat.S_IMODE((own / "auth.json").stat().st_mode) == 0o600
+    assert (own / "auth.json").read_text() == (env.codex_home / "auth.json").read_text()
+    assert not (own / "history.jsonl").exists()  # the login only, nothing else
+    assert list(own.glob("sessions/*/*/*/rollout-*.jsonl"))  # the session lives there
+    assert not list(env.codex_home.glob(f"sessions/*/*/*/rollout-*{run['sessionId']}.jsonl"))

@@ -82,6 +82,11 @@ class Harness(Params, frozen=True):
                                             pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
     #: Continue the CLI's most recent session in this cwd (exec resume --last, --continue).
     continue_last: bool = False
+    #: codex: a CODEX_HOME of this run's own (of its profile's, when it has one) under the
+    #: state dir, instead of the shared one: its own config, sessions and logs.
+    isolated_home: bool = False
+    #: With isolatedHome: copy the login (auth.json only) from the shared CODEX_HOME.
+    copy_login: bool = False
 
 
 class Options(Params, frozen=True):

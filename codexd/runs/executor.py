@@ -78,6 +78,8 @@ class LocalExecutor:
         self._log = log
         self._secrets = secrets
         self._children = children
+        #: Where isolated CODEX_HOMEs are made (harness.isolatedHome).
+        self.homes_dir: Path | None = None
         #: The daemon's socket, for the permission helper claude runs (None: no helper).
         self.permission_socket: str | None = None
         #: Called with (provider, usage) for each usage report in a run's output.
@@ -87,13 +89,18 @@ class LocalExecutor:
     def cfg(self) -> RunsSection:
         return self._config()
 
-    def _env(self, req: RunRequest, token: str | None) -> dict[str, str]:
+    def shared_codex_home(self) -> str:
+        return os.path.expanduser(self.cfg.codex_home or os.environ.get("CODEX_HOME", "")
+                                  or "~/.codex")
+
+    def _env(self, req: RunRequest, token: str | None,
+             home: str | None = None) -> dict[str, str]:
         drop = ("CODEXD_", "NOTIFY_SOCKET", "WATCHDOG_")
         env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
         for var in providers.TOKEN_ENV.values():
             env.pop(var, None)  # a token reaches only its own provider
-        if req.provider == "codex" and self.cfg.codex_home:
-            env["CODEX_HOME"] = os.path.expanduser(self.cfg.codex_home)
+        if req.provider == "codex" and (home or self.cfg.codex_home):
+            env["CODEX_HOME"] = home or os.path.expanduser(self.cfg.codex_home)
         env.update(req.env)
         if token:
             env[providers.TOKEN_ENV[req.provider]] = token
@@ -181,7 +188,21 @@ class LocalExecutor:
                 prompt = CONTINUE_AFTER_LIMIT  # the session holds the request already
                 self._log.emit(run_id, "run.progress", {
                     "phase": "resumeAfterLimit", "sessionId": run.session_id})
-            return await self._spawn(run, argv, self._env(req, token), prompt)
+            home = None
+            if h is not None and h.isolated_home:
+                if req.provider != "codex":
+                    self._log.emit(run_id, "run.compatibility_warning", {
+                        "option": "harness.isolatedHome", "provider": req.provider,
+                        "reason": "only codex runs get a CODEX_HOME of their own",
+                        "version": snap.version if snap else None})
+                elif self.homes_dir is not None:
+                    home = str(self.homes_dir / (f"profile-{req.profile}" if req.profile
+                                                else run_id))
+                    copied = await trio.to_thread.run_sync(
+                        isolated_home, home, self.shared_codex_home(), h.copy_login)
+                    self._log.emit(run_id, "run.progress", {
+                        "phase": "codexHome", "name": Path(home).name, "copied": copied})
+            return await self._spawn(run, argv, self._env(req, token, home), prompt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _spawn(self, run: Run, argv: list[str], env: dict[str, str],
@@ -369,6 +390,37 @@ class LocalExecutor:
             return
         self._log.emit(run.run_id, "run.structured_output", {"value": value})
         out.structured, out.has_structured = value, True
+
+
+#: What a login is made of in a CODEX_HOME (nothing else is copied: not config, not history).
+LOGIN_FILES = ("auth.json",)
+
+
+def isolated_home(home: str, shared: str, copy_login: bool) -> list[str]:
+    """Make ``home`` (0700, whatever the umask); with ``copy_login``, copy the shared home's
+    login files into it, 0600 or stricter. Returns the names copied."""
+    path = Path(home)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    os.chmod(path.parent, 0o700)
+    copied = []
+    for name in LOGIN_FILES if copy_login else ():
+        src = Path(shared) / name
+        try:
+            data = src.read_bytes()
+            mode = src.stat().st_mode & 0o600
+        except OSError:
+            continue
+        tmp = path / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, mode or 0o600)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path / name)
+        copied.append(name)
+    return copied
 
 
 def _rollout_reset(codex_home: str, session_id: str) -> int | None:

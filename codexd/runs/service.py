@@ -91,6 +91,7 @@ class RunService:
                                secrets=self.secrets.known, now_ms=now_ms)
         self.executor = LocalExecutor(config, log=self.log, secrets=self.secrets,
                                       children=children, snapshot=self.catalog.snapshot)
+        self.executor.homes_dir = state_dir / "codex-homes"
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
         #: Lanes a usage limit paused: provider → when they resume by themselves (Unix ms).
