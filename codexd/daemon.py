@@ -51,6 +51,7 @@ from codexd.paths import DB_NAME, WIRE_SOCKET_NAME, default_socket, default_stat
 from codexd.protocol.appserver import APPSERVER_STATE_CHANGED, AppServerStateChanged
 from codexd.protocol.automations import AUTOMATION_RUN_COMPLETED
 from codexd.protocol.daemon import SHUTTING_DOWN, ShuttingDown
+from codexd.protocol.runs import CONVERSATION_CHANGED, ConversationChanged
 from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
 from codexd.retention import Retention
 from codexd.runs import limits
@@ -237,6 +238,10 @@ class Daemon:
             automation_thread=lambda thread_id: thread_id in self._codex_runner.watches)
         self.runs.log.on_final.append(self.notify.on_run_final)
         self.runs.on_lane_resumed = self._lane_resumed
+        self.runs.on_conversation = lambda event, conv, run_id, by: self.publish(
+            CONVERSATION_CHANGED.name, ConversationChanged(
+                event=event, conversation=conv, run_id=run_id),  # type: ignore[arg-type]
+            exclude=by)
         self.automations.scheduler.hold = self._automations_hold
         self.runs.on_lanes_changed = self.automations.scheduler.wake
         self.approvals.on_closed = self.notify.on_approval_closed

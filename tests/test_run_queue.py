@@ -449,3 +449,40 @@ def test_env_values_given_to_a_run_are_redacted_from_its_output(short_tmp: Path)
     finally:
         d.stop()
     assert value not in d.log()
+
+
+def test_conversation_changes_reach_the_other_clients(short_tmp: Path):
+    d = fake_daemon(short_tmp).start()
+    try:
+        with d.client(client_name="writer") as c, d.client(client_name="sidebar") as watcher:
+            conv = c.call("conversation/create", {"provider": "codex",
+                                                  "cwd": str(d.base / "ws"), "title": "a"})
+            cid = conv["conversationId"]
+            sent = c.call("conversation/send", {"conversationId": cid, "prompt": "hello"})
+            wait_done(c, sent["runId"])
+            c.call("conversation/rename", {"conversationId": cid, "title": "b"})
+            c.call("conversation/archive", {"conversationId": cid})
+            seen = []
+            while len(seen) < 5:
+                note = watcher.next_notification(timeout=10)
+                if note.method == "conversation/changed":
+                    seen.append(note.params)
+            assert [n["event"] for n in seen] == ["created", "messageSent", "sessionUpdated",
+                                                  "renamed", "archived"]
+            assert seen[1]["runId"] == sent["runId"]
+            assert seen[2]["conversation"]["sessionId"] == "fake-thread-1"
+            assert seen[3]["conversation"]["title"] == "b" and seen[4]["conversation"]["archived"]
+            # The client that made a change is not told about it again; the session codexd
+            # learned from the run is news to it too.
+            c.call("daemon/status")
+            own = []
+            try:
+                while True:
+                    note = c.next_notification(timeout=0.5)
+                    if note.method == "conversation/changed":
+                        own.append(note.params["event"])
+            except TimeoutError:
+                pass
+            assert own == ["sessionUpdated"]
+    finally:
+        d.stop()

@@ -19,6 +19,7 @@ from codexd.errors import ErrorCode, RpcError
 from codexd.protocol.base import NoParams
 from codexd.protocol.runs import (
     CONVERSATION_ARCHIVE,
+    CONVERSATION_CHANGED,
     CONVERSATION_CREATE,
     CONVERSATION_GET,
     CONVERSATION_LIST,
@@ -47,6 +48,7 @@ from codexd.protocol.runs import (
     Capabilities,
     CapabilitiesParams,
     Conversation,
+    ConversationChanged,
     ConversationCreateParams,
     ConversationList,
     ConversationListParams,
@@ -293,8 +295,15 @@ async def conv_create(session: ClientSession, p: ConversationCreateParams) -> Co
     defaults = msgspec.structs.replace(defaults, provider=provider)
     conv_id = "conv_" + secrets.token_hex(6)
     title = p.title or f"{provider} conversation"
-    return await session.ctx.store.write(
+    conv: Conversation = await session.ctx.store.write(
         lambda c: repo.conv_insert(c, conv_id, provider, title, defaults))
+    _conv_changed(session, "created", conv)
+    return conv
+
+
+def _conv_changed(session: ClientSession, event: str, conv: Conversation) -> None:
+    session.ctx.publish(CONVERSATION_CHANGED.name, ConversationChanged(
+        event=event, conversation=conv), exclude=session)  # type: ignore[arg-type]
 
 
 @handles(CONVERSATION_LIST)
@@ -321,12 +330,16 @@ async def _conv_update(session: ClientSession, conv_id: str, **fields: Any) -> C
 
 @handles(CONVERSATION_RENAME)
 async def conv_rename(session: ClientSession, p: ConversationRenameParams) -> Conversation:
-    return await _conv_update(session, p.conversation_id, title=p.title)
+    conv = await _conv_update(session, p.conversation_id, title=p.title)
+    _conv_changed(session, "renamed", conv)
+    return conv
 
 
 @handles(CONVERSATION_ARCHIVE)
 async def conv_archive(session: ClientSession, p: ConversationRef) -> Conversation:
-    return await _conv_update(session, p.conversation_id, archived=1)
+    conv = await _conv_update(session, p.conversation_id, archived=1)
+    _conv_changed(session, "archived", conv)
+    return conv
 
 
 @handles(CONVERSATION_SEND)

@@ -479,5 +479,19 @@ SECRET_CLEAR = method("secret/clear", SecretRef, SecretState, "Forget a provider
 SECRET_HAS = method("secret/has", SecretRef, SecretState,
                     "Whether a provider token is stored (never the token).")
 
+ConversationEvent = Literal["created", "renamed", "archived", "sessionUpdated", "messageSent"]
+
+
+class ConversationChanged(Struct, frozen=True):
+    event: ConversationEvent
+    conversation: Conversation
+    #: messageSent: the run that carries the message.
+    run_id: str | None = None
+
+
+CONVERSATION_CHANGED = notification(
+    "conversation/changed", ConversationChanged,
+    "A conversation was created, renamed or archived, got a message (a run) or its agent "
+    "session; to every client but the one that did it.")
 RUN_EVENT = notification("run/event", RunEventNote,
                          "One event of a run, to clients subscribed to it (redacted).")

@@ -98,6 +98,9 @@ class RunService:
         self.paused_until: dict[str, int] = {}
         #: Called with (provider, why) when a lane resumes by itself (a notification).
         self.on_lane_resumed: Callable[[str, str], None] = lambda _provider, _why: None
+        #: Called with (event, conversation, run id, the client that did it) on a change.
+        self.on_conversation: Callable[[str, Conversation, str | None, Any], None] = \
+            lambda *_: None
         #: Called after any lane resumes, by hand too (the scheduler looks again).
         self.on_lanes_changed: Callable[[], None] = lambda: None
 
@@ -283,6 +286,8 @@ class RunService:
         self._enqueue(run)
         log.info("run_queued", run_id=run.run_id, provider=req.provider, priority=req.priority,
                  conversation_id=run.conversation_id)
+        if conv is not None:
+            self.on_conversation("messageSent", conv, run.run_id, session)
         return run
 
     async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Conversation:
@@ -516,8 +521,10 @@ class RunService:
             finished_at=now_ms(), **fields)
         if run.conversation_id and out.session_id:
             sid = out.session_id
-            await self._store().write(lambda c: repo.conv_update(
+            conv = await self._store().write(lambda c: repo.conv_update(
                 c, run.conversation_id or "", session_id=sid))
+            if conv is not None:
+                self.on_conversation("sessionUpdated", conv, None, None)
         log.info("run_finished", run_id=run_id, status=res.status, reason=res.reason,
                  attempts=run.attempt, exit_code=res.exit_code,
                  duration_ms=(final.finished_at or 0) - (final.started_at or 0) if final else None)
