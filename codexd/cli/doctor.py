@@ -218,8 +218,8 @@ def check_appserver(ctx: Context) -> Check:
     if version is None:
         return Check("appserver", "fail", f"`{argv[0]} --version` failed: {err}",
                      "reinstall codex (`npm install -g @openai/codex`) or fix appserver.command")
-    parsed = capabilities.parse_version(version)
-    minimum = capabilities.MIN_VERSION["codex"]
+    parsed = compat.parse_version(version)
+    minimum = compat.MIN_VERSION["codex"]
     details = {"command": argv, "version": version}
     if parsed is None or parsed < minimum:
         return Check("appserver", "warn", f"{argv[0]} is codex {version}, older than "

@@ -20,11 +20,6 @@ from codexd.store import capabilities as repo
 if TYPE_CHECKING:
     from codexd.store import Store
 
-#: Oldest versions codexd runs (older ones are blocked).
-MIN_VERSION = compat.MIN_VERSION
-parse_version = compat.parse_version
-
-
 def to_wire(snap: compat.Snapshot) -> Capability:
     return Capability(
         provider=snap.provider, status=snap.status, reason="; ".join(snap.reasons),
