@@ -209,6 +209,13 @@ class RunsSection(_Section, frozen=True):
     #: claude's permission prompts: "codexd" (pending approvals in codexd's queue, answered
     #: like Codex's), "deny" (nobody answers: denied at once), "off" (claude's own -p rules).
     claude_approvals: Literal["codexd", "deny", "off"] = "codexd"
+    #: Interactive codex sessions (session/start) run the TUI on codexd's app-server
+    #: (`codex --remote`, when its wire socket is served): the thread is shared with every
+    #: client and its approvals are codexd's. False: the TUI runs its own app-server.
+    session_codex_remote: bool = True
+    #: session/input: the pause between the text and its Enter (a TUI reads both arriving
+    #: together as a paste).
+    session_submit_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 400
 
 
 class WebSocketSection(_Section, frozen=True):

@@ -56,6 +56,7 @@ from codexd.protocol.workspace import WORKSPACE_CHANGED, Grant, WorkspaceChanged
 from codexd.retention import Retention
 from codexd.runs import limits
 from codexd.runs.service import RunService
+from codexd.runs.sessions import InteractiveSessions
 from codexd.sdnotify import Notifier
 from codexd.session import ClientSession
 from codexd.stats import Stats
@@ -232,6 +233,10 @@ class Daemon:
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
         self.runs.executor.on_usage = self.metrics.count_usage
         self.runs.executor.permission_socket = str(self.socket_path)
+        self.interactive = InteractiveSessions(
+            self.runs, self.terminals,
+            wire=lambda: self.wire_socket_path if self.config.appserver.enabled else None)
+        self.runs.interactive = self.interactive
         self.notify = Notifications(
             lambda: self.config.notify, metrics=self.metrics, sessions=lambda: self.sessions,
             follows=lambda session, thread_id: self.events.threads.wants(session.id, thread_id),
@@ -579,6 +584,7 @@ class Daemon:
             await services.start(self.automations.run)
             self._startup_mark("scheduler_loaded_ms")
             await services.start(self.runs.run)
+            await services.start(self.interactive.run)
             await services.start(self.watches.run)
             services.start_soon(self.faults.run, "retention", "", self.retention.run)
             async with trio.open_nursery() as clients:

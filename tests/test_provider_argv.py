@@ -87,3 +87,27 @@ def test_every_codex_item_kind_keeps_its_content():
     line("item.completed", {"type": "file_change", "changes": [{"path": "/w/x.py",
                                                                  "kind": "update"}]})
     assert out.changed == {"/w/x.py"} and out.todos == todo["items"]
+
+
+def test_an_interactive_session_runs_the_tui_with_what_it_takes():
+    spec = RunSpec(provider="codex", prompt="fix it", cwd="/w", model="gpt-x",
+                   resume_session="thr-1", add_dirs=["/d"], max_budget_usd=1.0)
+    argv, drops = providers.interactive_argv("codex", spec, remote="/run/app-server.sock",
+                                             unattended=("harness.timeoutMs",))
+    assert argv == ["codex", "resume", "--remote", "unix:///run/app-server.sock", "--cd", "/w",
+                    "--model", "gpt-x", "--add-dir", "/d", "thr-1", "fix it"]
+    assert {option for option, _ in drops} == {"harness.timeoutMs", "maxBudgetUsd"}
+    # A TUI without --remote runs on its own app-server, and says so.
+    argv, drops = providers.interactive_argv("codex", RunSpec(provider="codex", prompt="",
+                                                              cwd="/w"),
+                                             Lacking("tui:--remote"), remote="/s")
+    assert argv == ["codex", "--cd", "/w"] and dict(drops) == {
+        "remote": "this codex has no --remote"}
+    # claude: a new session gets the id codexd chose; a resumed one its own.
+    new = RunSpec(provider="claude", prompt="hi", cwd="/w", sandbox="read-only")
+    argv, drops = providers.interactive_argv("claude", new, new_session="u-1")
+    assert argv == ["claude", "--session-id", "u-1", "hi"]
+    assert [option for option, _ in drops] == ["sandbox"]
+    argv, _ = providers.interactive_argv("claude", RunSpec(
+        provider="claude", prompt="", cwd="/w", resume_session="u-1"), new_session=None)
+    assert argv == ["claude", "--resume", "u-1"]

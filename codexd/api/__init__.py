@@ -11,6 +11,7 @@ from codexd.api import (  # noqa: F401  (importing registers the handlers)
     git,
     notify,
     runs,
+    sessions,
     settings,
     terminal,
     tokens,

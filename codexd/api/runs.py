@@ -143,7 +143,7 @@ async def list_(session: ClientSession, p: RunListParams) -> RunList:
     before = _cursor(p.cursor)
     runs = await session.ctx.store.read(lambda c: repo.list_(
         c, status=p.status, provider=p.provider, conversation_id=p.conversation_id,
-        limit=p.limit + 1, before=before))
+        limit=p.limit + 1, before=before, mode=p.mode))
     more = len(runs) > p.limit
     runs = runs[:p.limit]
     cursor = None
@@ -161,7 +161,12 @@ async def cancel(session: ClientSession, p: RunRef) -> Run:
 
 @handles(RUN_RERUN)
 async def rerun(session: ClientSession, p: RerunParams) -> RunStarted:
-    old = (await _svc(session).get(p.run_id)).request
+    earlier_run = await _svc(session).get(p.run_id)
+    if earlier_run.mode == "interactive":
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"run {p.run_id} is an interactive session: "
+                       "continue it with `session/resume` (`codexctl session resume`)",
+                       {"field": "runId", "mode": "interactive"})
+    old = earlier_run.request
     fields = Options.__struct_fields__
     overrides = {f: getattr(p.overrides, f) for f in fields} if p.overrides else {}
     params = RunStartParams(prompt=old.prompt, output_schema=old.output_schema,

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from codexd import __version__
-from codexd.cli import agent, auto, git, ops, runs, service, term, tokens, workspace
+from codexd.cli import agent, auto, git, ops, runs, service, sessions, term, tokens, workspace
 from codexd.cli.exits import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -290,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     term.add_commands(add, sub, common)
     auto.add_commands(add, sub)
     runs.add_commands(add, sub)
+    sessions.add_commands(add, sub)
     tokens.add_commands(add, sub)
     tokens.add_audit_command(add)
     service.add_commands(add, sub)

@@ -244,7 +244,8 @@ def cmd_run(c: Client, a: argparse.Namespace) -> Any:
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> Any:
     out = c.request(RUN_LIST, RunListParams(limit=a.limit, status=a.status or None,
-                                            provider=a.provider or None))
+                                            provider=a.provider or None,
+                                            mode=a.mode or None))
     if a.json:
         return out
     rows = []
@@ -269,6 +270,7 @@ def cmd_show(c: Client, a: argparse.Namespace) -> Any:
                  ("reason", r.reason or "-"), ("cwd", req.cwd),
                  ("model", req.model or "-"), ("priority", req.priority),
                  ("attempts", r.attempt), ("session", r.session_id or "-"),
+                 ("mode", r.mode + (f" (terminal {r.terminal_id})" if r.terminal_id else "")),
                  ("created", _when(r.created_at)), ("finished", _when(r.finished_at)),
                  ("events", r.last_seq)):
         print(f"{k:<10} {v}")
@@ -467,6 +469,8 @@ def add_commands(add: Any, sub: Any) -> None:
     sp = add("ls", cmd_ls, "list runs, newest first", runs)
     sp.add_argument("--status")
     sp.add_argument("--provider")
+    sp.add_argument("--mode", choices=["exec", "interactive"],
+                    help="queued runs or interactive sessions (default: both)")
     sp.add_argument("--limit", type=int, default=20)
     add("show", cmd_show, "one run", runs).add_argument("id")
     sp = add("logs", cmd_logs, "a run's events (-f: follow until it ends)", runs)

@@ -24,6 +24,7 @@ from codexd.protocol.base import (
 
 ProviderName = Literal["codex", "claude"]
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
+RunMode = Literal["exec", "interactive"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "interrupted"]
 RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -134,6 +135,8 @@ class RunRequest(Struct, frozen=True, omit_defaults=False):
     env: dict[str, str] = msgspec.field(default_factory=dict)
     harness: Harness | None = None
     max_budget_usd: float | None = None
+    #: An interactive codex session: its TUI runs on codexd's app-server (`codex --remote`).
+    remote: bool | None = None
 
 
 class Run(Struct, frozen=True):
@@ -157,6 +160,11 @@ class Run(Struct, frozen=True):
     finished_at: int | None = None
     #: Times it stopped at a usage limit and was resumed after the reset (not retries).
     limit_resumes: int = 0
+    #: "exec" (a queued ``codex exec`` / ``claude -p`` run) or "interactive" (``session/start``:
+    #: the provider's own interactive CLI in a codexd terminal).
+    mode: RunMode = "exec"
+    #: interactive: the terminal it runs in (``terminal/attach`` it) while it is open.
+    terminal_id: str | None = None
 
 
 class RunStarted(Struct, frozen=True, omit_defaults=False):
@@ -170,6 +178,7 @@ class RunRef(Params, frozen=True):
 
 class RunListParams(Params, frozen=True):
     status: RunStatus | None = None
+    mode: RunMode | None = None
     provider: ProviderName | None = None
     conversation_id: RunId | None = None
     limit: Limit = 50

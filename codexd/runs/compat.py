@@ -185,6 +185,12 @@ def probe(provider: str, path: str) -> Snapshot:
         modes = modes or choices
         if i == 0:
             flags |= _subcommands(text)
+    if provider == "codex":
+        # The interactive CLI (session/start): its own options, prefixed "tui:".
+        hcode, text = _run([path, "--help"])
+        if hcode == 0:
+            found, _ = parse_help(text)
+            flags |= {"tui:" + f for f in found | _subcommands(text)}
     if version is not None:
         flags |= HIDDEN[provider]
     status, reasons, missing = assess(provider, version, flags, modes)

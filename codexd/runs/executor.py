@@ -41,11 +41,11 @@ ROOT = providers.ROOT
 #: What a run stopped at a usage limit is resumed with, in its own session, after the reset.
 CONTINUE_AFTER_LIMIT = ("The usage limit that stopped you has reset. Continue the task from "
                         "where you stopped.")
-_NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
+NPM = {"codex": "@openai/codex", "claude": "@anthropic-ai/claude-code"}
 
 
 def blocked_message(snap: compat.Snapshot) -> str:
-    package = _NPM[snap.provider]
+    package = NPM[snap.provider]
     return (f"{snap.path} cannot be used: {'; '.join(snap.reasons)}. Install a supported one "
             f"(`npm install -g {package}@{compat.TESTED[snap.provider][0]}`) or point "
             f"runs.{snap.provider}_command at one")
@@ -93,7 +93,7 @@ class LocalExecutor:
         return os.path.expanduser(self.cfg.codex_home or os.environ.get("CODEX_HOME", "")
                                   or "~/.codex")
 
-    def _env(self, req: RunRequest, token: str | None,
+    def env(self, req: RunRequest, token: str | None,
              home: str | None = None) -> dict[str, str]:
         drop = ("CODEXD_", "NOTIFY_SOCKET", "WATCHDOG_")
         env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
@@ -114,7 +114,7 @@ class LocalExecutor:
         if exe is None:
             msg = (f"the {req.provider} CLI was not found (runs.{req.provider}_command, PATH, "
                    f".tools/npm); install it, e.g. `npm install -g "
-                   f"{_NPM[req.provider]}`")
+                   f"{NPM[req.provider]}`")
             self._log.emit(run_id, "run.cli_missing", {"provider": req.provider, "message": msg})
             return Attempt("failed", reason="cliMissing", error=msg)
         snap: compat.Snapshot | None
@@ -202,7 +202,7 @@ class LocalExecutor:
                         isolated_home, home, self.shared_codex_home(), h.copy_login)
                     self._log.emit(run_id, "run.progress", {
                         "phase": "codexHome", "name": Path(home).name, "copied": copied})
-            return await self._spawn(run, argv, self._env(req, token, home), prompt)
+            return await self._spawn(run, argv, self.env(req, token, home), prompt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _spawn(self, run: Run, argv: list[str], env: dict[str, str],

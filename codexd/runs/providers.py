@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -91,6 +92,38 @@ ALL = _All()
 Drop = tuple[str, str]
 
 
+def codex_options(spec: RunSpec, opt: Callable[[str, str, list[str]], list[str]],
+                  drops: list[Drop]) -> list[str]:
+    """The options ``codex exec`` and the TUI share; ``opt(option, flag, values)`` gives the
+    flag with its values if the binary has it, else records the drop and gives nothing."""
+    args: list[str] = []
+    if spec.model:
+        args += opt("model", "--model", [spec.model])
+    if spec.sandbox:
+        args += opt("sandbox", "--sandbox", [spec.sandbox])
+    if spec.auto_approve:
+        args += opt("autoApprove", "--config", ['approval_policy="never"'])
+    if spec.allowed_tools or spec.disallowed_tools:
+        drops.append(("harness.allowedTools", "codex has no tool allow/deny lists"))
+    if spec.append_system_prompt:
+        args += opt("harness.appendSystemPrompt", "--config",
+                    [f"developer_instructions={json.dumps(spec.append_system_prompt)}"])
+    for name, server in spec.mcp.items():
+        for key in ("command", "args", "env"):
+            if server.get(key):
+                args += opt("harness.mcp", "--config",
+                            [f"mcp_servers.{name}.{key}={toml_value(server[key])}"])
+    for key, value in spec.config.items():
+        args += opt("harness.config", "--config", [f"{key}={toml_value(value)}"])
+    for image in spec.images:
+        args += opt("harness.images", "--image", [image])
+    for folder in spec.add_dirs:
+        args += opt("harness.addDirs", "--add-dir", [folder])
+    if spec.codex_profile:
+        args += opt("harness.codexProfile", "--profile", [spec.codex_profile])
+    return args
+
+
 def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[Drop]]:
     """(argv, the options this binary cannot honour, each with the reason). An option is
     passed only when the binary's help lists its flag."""
@@ -103,36 +136,13 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
         return []
 
     if spec.provider == "codex":
-        args = [exe, "exec", "--json", "--skip-git-repo-check", "--cd", spec.cwd]
-        if spec.model:
-            args += opt("model", "--model", [spec.model])
-        if spec.sandbox:
-            args += opt("sandbox", "--sandbox", [spec.sandbox])
-        if spec.auto_approve:
-            args += opt("autoApprove", "--config", ['approval_policy="never"'])
+        args = [exe, "exec", "--json", "--skip-git-repo-check", "--cd", spec.cwd,
+                *codex_options(spec, opt, drops)]
         if spec.output_schema_file:
             args += opt("outputSchema", "--output-schema", [spec.output_schema_file])
-        if spec.allowed_tools or spec.disallowed_tools:
-            drops.append(("harness.allowedTools", "codex exec has no tool allow/deny lists"))
-        if spec.append_system_prompt:
-            args += opt("harness.appendSystemPrompt", "--config",
-                        [f"developer_instructions={json.dumps(spec.append_system_prompt)}"])
         if spec.max_budget_usd is not None:
             drops.append(("maxBudgetUsd", "codex reports tokens, not cost: use "
                           "harness.maxTokens to cap a codex run"))
-        for name, server in spec.mcp.items():
-            for key in ("command", "args", "env"):
-                if server.get(key):
-                    args += opt("harness.mcp", "--config",
-                                [f"mcp_servers.{name}.{key}={toml_value(server[key])}"])
-        for key, value in spec.config.items():
-            args += opt("harness.config", "--config", [f"{key}={toml_value(value)}"])
-        for image in spec.images:
-            args += opt("harness.images", "--image", [image])
-        for folder in spec.add_dirs:
-            args += opt("harness.addDirs", "--add-dir", [folder])
-        if spec.codex_profile:
-            args += opt("harness.codexProfile", "--profile", [spec.codex_profile])
         if spec.resume_session or spec.continue_last:
             if flags.has("resume"):
                 args += ["resume", spec.resume_session] if spec.resume_session else \
@@ -186,6 +196,100 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
                           "(and its permission prompts are not sent to codexd)"))
     if spec.deny_prompts and flags.has("--permission-prompts"):
         args += ["--permission-prompts", "none"]
+    return args, drops
+
+
+#: Harness options an interactive CLI has no use for (they limit an unattended run).
+UNATTENDED = (("timeout_ms", "harness.timeoutMs"), ("max_tokens", "harness.maxTokens"),
+               ("idle_timeout_ms", "harness.idleTimeoutMs"),
+               ("max_tool_result_lines", "harness.maxToolResultLines"))
+
+
+def interactive_argv(exe: str, spec: RunSpec, flags: Flags = ALL, *, remote: str | None = None,
+                     new_session: str | None = None,
+                     unattended: tuple[str, ...] = ()) -> tuple[list[str], list[Drop]]:
+    """The provider's interactive CLI for ``session/start``: (argv, dropped options).
+
+    codex: ``codex [resume ID|--last] [--remote unix://WIRE] -C CWD [options] [PROMPT]``
+    (``flags`` names its top-level options ``tui:--flag``). claude: ``claude [--resume ID |
+    --continue | --session-id NEW] [options] [PROMPT]``. ``unattended`` names the harness
+    limits the request set, which an interactive session does not apply.
+    """
+    drops: list[Drop] = [(name, "an interactive session has no such limit: end it with "
+                          "session/end") for name in unattended]
+    if spec.max_budget_usd is not None:
+        drops.append(("maxBudgetUsd", "only a print-mode run takes a budget"))
+    if spec.provider == "codex":
+        def opt(option: str, flag: str, values: list[str]) -> list[str]:
+            if flags.has("tui:" + flag):
+                return [flag, *values]
+            drops.append((option, f"this codex has no {flag}"))
+            return []
+
+        args = [exe]
+        resume: list[str] = []
+        if spec.resume_session or spec.continue_last:
+            if flags.has("tui:resume"):
+                args.append("resume")
+                resume = [spec.resume_session] if spec.resume_session else ["--last"]
+            else:
+                drops.append(("resume", "this codex has no resume: a new session starts"))
+        if remote:
+            args += opt("remote", "--remote", [f"unix://{remote}"])
+        args += opt("cwd", "--cd", [spec.cwd])
+        args += codex_options(spec, opt, drops)
+        args += resume
+        if spec.prompt:
+            if resume == ["--last"]:
+                drops.append(("prompt", "`codex resume --last` takes no prompt on its command "
+                              "line: type it with session/input"))
+            else:
+                args.append(spec.prompt)
+        return args, drops
+
+    def copt(option: str, flag: str, values: list[str], why: str = "") -> list[str]:
+        if flags.has(flag):
+            return [flag, *values]
+        drops.append((option, why or f"this claude has no {flag}"))
+        return []
+
+    args = [exe]
+    if spec.resume_session:
+        args += copt("resume", "--resume", [spec.resume_session],
+                     "this claude has no --resume: a new session starts")
+    elif spec.continue_last:
+        args += copt("harness.continueLast", "--continue", [],
+                     "this claude has no --continue: a new session starts")
+    elif new_session:
+        args += copt("sessionId", "--session-id", [new_session],
+                     "this claude has no --session-id: the session is found only by "
+                     "--continue later")
+    if spec.model:
+        args += copt("model", "--model", [spec.model])
+    for folder in spec.add_dirs:
+        args += copt("harness.addDirs", "--add-dir", [folder])
+    if spec.auto_approve:
+        args += copt("autoApprove", "--permission-mode", ["acceptEdits"])
+    if spec.allowed_tools:
+        args += copt("harness.allowedTools", "--allowedTools", [",".join(spec.allowed_tools)])
+    if spec.disallowed_tools:
+        args += copt("harness.disallowedTools", "--disallowedTools",
+                     [",".join(spec.disallowed_tools)])
+    if spec.append_system_prompt:
+        args += copt("harness.appendSystemPrompt", "--append-system-prompt",
+                     [spec.append_system_prompt])
+    if spec.mcp_config_file:
+        args += copt("harness.mcp", "--mcp-config", [spec.mcp_config_file])
+    for option, present, why in (
+            ("sandbox", spec.sandbox, "claude has no sandbox modes"),
+            ("harness.images", spec.images, "claude takes no image files on its command line"),
+            ("harness.config", spec.config, "claude has no codex config; use its own settings"),
+            ("harness.codexProfile", spec.codex_profile, "a codex profile means nothing to "
+             "claude")):
+        if present:
+            drops.append((option, why))
+    if spec.prompt:
+        args.append(spec.prompt)
     return args, drops
 
 

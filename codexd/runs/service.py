@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
 import msgspec
@@ -54,6 +54,21 @@ _enc = msgspec.json.Encoder()
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class Interactive(Protocol):
+    """What the run service uses of the interactive sessions."""
+
+    @property
+    def live(self) -> Mapping[str, object]: ...
+
+    @property
+    def ephemeral(self) -> set[str]: ...
+
+    async def end(self, run_id: str, by: str, *, sig: str | None = None,
+                  cancel: bool = False) -> Run: ...
+
+    def thread_opened(self, peer_pid: int, thread_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -103,6 +118,11 @@ class RunService:
             lambda *_: None
         #: Called after any lane resumes, by hand too (the scheduler looks again).
         self.on_lanes_changed: Callable[[], None] = lambda: None
+        #: The interactive sessions (session/*), which run/cancel hands their runs to.
+        self.interactive: Interactive | None = None
+
+    def store(self) -> Store:
+        return self._store()
 
     @property
     def events_written(self) -> int:
@@ -195,7 +215,7 @@ class RunService:
                            {"profile": name})
         return prof.defaults
 
-    def _merge(self, p: Any, *layers: Options, profile: str | None) -> RunRequest:
+    def merge(self, p: Any, *layers: Options, profile: str | None) -> RunRequest:
         """Null-safe merge: the first non-null of the request, then each layer, then config."""
         def pick(name: str, default: Any) -> Any:
             for src in (p, *layers):
@@ -216,7 +236,8 @@ class RunService:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cwd {cwd!r} must be an "
                            "absolute path", {"field": "cwd"})
         req = RunRequest(
-            provider=provider, prompt=p.prompt, cwd=cwd, model=pick("model", None),
+            provider=provider, prompt=getattr(p, "prompt", None) or "", cwd=cwd,
+            model=pick("model", None),
             priority=pick("priority", 0), timeout_seconds=pick("timeout_seconds",
                                                                self.cfg.default_timeout_seconds),
             max_retries=pick("max_retries", 0), retry_backoff_ms=pick("retry_backoff_ms", 1000),
@@ -255,10 +276,10 @@ class RunService:
         conversation and rerun defaults) for a client confined to workspace grants."""
         conv = None
         if p.conversation_id is not None:
-            conv = await self._conversation_for_send(p.conversation_id, p.provider)
+            conv = await self.conversation_for_send(p.conversation_id, p.provider)
             layers = (*layers, conv.defaults or Options(provider=conv.provider))
         profile_defaults = await self.profile_defaults(p.profile)
-        req = self._merge(p, *layers, profile_defaults, profile=p.profile)
+        req = self.merge(p, *layers, profile_defaults, profile=p.profile)
         if confine is not None:
             confine(req.cwd)
             for path in [*(req.harness.add_dirs or []), *(req.harness.images or [])] \
@@ -290,7 +311,7 @@ class RunService:
             self.on_conversation("messageSent", conv, run.run_id, session)
         return run
 
-    async def _conversation_for_send(self, conv_id: str, provider: str | None) -> Conversation:
+    async def conversation_for_send(self, conv_id: str, provider: str | None) -> Conversation:
         conv = await self._store().read(lambda c: repo.conv_get(c, conv_id))
         if conv is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no conversation {conv_id!r}",
@@ -316,6 +337,8 @@ class RunService:
         return [(run_id, a.run.request.cwd) for run_id, a in self.active.items()]
 
     async def cancel(self, run_id: str, by: str) -> Run:
+        if self.interactive is not None and run_id in self.interactive.live:
+            return await self.interactive.end(run_id, by, cancel=True)
         for _ in range(100):
             run = await self.get(run_id)
             if run.status not in ("queued", "running"):
@@ -567,17 +590,17 @@ class RunService:
     # ---------------------------------------------------------------------- capabilities
 
     async def capabilities(self, refresh: bool) -> list[Capability]:
-        return [await self.catalog.capability(provider, self._configured(provider),
+        return [await self.catalog.capability(provider, self.configured(provider),
                                               refresh=refresh)
                 for provider in providers.PROVIDERS]
 
-    def _configured(self, provider: str) -> str:
+    def configured(self, provider: str) -> str:
         return self.cfg.codex_command if provider == "codex" else self.cfg.claude_command
 
     async def refuse_blocked(self, provider: str) -> None:
         """A clear error now, not a failed run later, for a CLI codexd cannot run."""
         exe = await trio.to_thread.run_sync(providers.find_cli, provider,
-                                            self._configured(provider), providers.ROOT)
+                                            self.configured(provider), providers.ROOT)
         if exe is None:
             return  # the run fails as cliMissing, with the install hint, when it starts
         try:

@@ -20,6 +20,7 @@ session with ``AppServer.notify``, in order with its requests.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from codexd.context import DaemonContext
     from codexd.errors import RpcError
     from codexd.rpc import RpcConnection
+    from codexd.transport.base import Transport
 
 
 class ClientSession(Protocol):
@@ -44,6 +46,8 @@ class ClientSession(Protocol):
     def ctx(self) -> DaemonContext: ...
     @property
     def rpc(self) -> RpcConnection: ...
+    @property
+    def transport(self) -> Transport: ...
 
     def send(self, data: bytes) -> None: ...
 
@@ -62,6 +66,7 @@ AUTO_SUBSCRIBE = frozenset({"thread/start", "thread/resume", "thread/fork", "thr
 class _ThreadResult(msgspec.Struct):
     class _T(msgspec.Struct):
         id: str
+        ephemeral: bool = False
 
     thread: _T | None = None
 
@@ -115,7 +120,35 @@ async def forward(session: ClientSession, req: Request, started: float,
         session.record(req.method, started, None)  # the pump thread answered already
     else:
         session.succeed(req, started, result)
+    thread_id = None
     if req.method in AUTO_SUBSCRIBE:
         thread_id = subscribed_thread(req.method, req.params, result)
         if thread_id:
             session.ctx.events.threads.add(session, [thread_id])
+    if req.method in SESSION_THREAD:
+        _session_thread(session, req, result, thread_id)
+
+
+#: Methods that tell which thread an interactive session's TUI works on: the one it resumes
+#: or forks, the one it starts a turn on (a thread/start alone is not resumable yet; an
+#: ephemeral one, the TUI's title generation, never is).
+SESSION_THREAD = frozenset({"thread/start", "thread/resume", "thread/fork", "turn/start"})
+
+
+def _session_thread(session: ClientSession, req: Request, result: msgspec.Raw,
+                    thread_id: str | None) -> None:
+    live = session.ctx.runs.interactive
+    peer = session.transport.peer
+    if live is None or not live.live or peer is None or not peer.pid:
+        return
+    if req.method == "thread/start":
+        with contextlib.suppress(msgspec.DecodeError):
+            found = msgspec.json.decode(result, type=_ThreadResult).thread
+            if found is not None and found.ephemeral:
+                live.ephemeral.add(found.id)
+        return
+    if thread_id is None and req.params is not None:
+        with contextlib.suppress(msgspec.DecodeError):
+            thread_id = msgspec.json.decode(req.params, type=_ThreadParams).threadId
+    if thread_id and thread_id not in live.ephemeral:
+        live.thread_opened(peer.pid, thread_id)  # a TUI of session/start

@@ -20,6 +20,8 @@ def get(conn: apsw.Connection, provider: str, path: str, mtime_ns: int,
         return None
     version, flags_json, modes_json, checked_at = row
     flags = frozenset(json.loads(str(flags_json)))
+    if provider == "codex" and not any(f.startswith("tui:") for f in flags):
+        return None  # probed before codexd knew the interactive CLI's options: probe again
     modes = tuple(json.loads(str(modes_json)))
     status, reasons, missing = compat.assess(provider, version if isinstance(version, str)
                                              else None, flags, modes)

@@ -241,6 +241,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, kind, name)
     );
     """,
+    # 11 -> 12: interactive provider sessions (session/start) are runs too: their mode, and
+    # the terminal they run in while open.
+    """
+    ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'exec';
+    ALTER TABLE runs ADD COLUMN terminal_id TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

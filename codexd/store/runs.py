@@ -22,7 +22,7 @@ def now_ms() -> int:
 
 _COLS = ("id, status, request, attempt, created_at, last_seq, conversation_id, session_id, "
          "rerun_of, exit_code, reason, error, result_text, next_attempt_at, started_at, "
-         "finished_at, limit_resumes")
+         "finished_at, limit_resumes, mode, terminal_id")
 
 
 def _run(r: Any) -> Run:
@@ -30,16 +30,17 @@ def _run(r: Any) -> Run:
                created_at=r[4], last_seq=r[5], conversation_id=r[6], session_id=r[7],
                rerun_of=r[8], exit_code=r[9], reason=r[10], error=r[11], result_text=r[12],
                next_attempt_at=r[13], started_at=r[14], finished_at=r[15],
-               limit_resumes=r[16])
+               limit_resumes=r[16], mode=r[17], terminal_id=r[18])
 
 
 def insert(conn: apsw.Connection, run_id: str, req: RunRequest, *, conversation_id: str | None,
-           rerun_of: str | None, session_id: str | None) -> Run:
+           rerun_of: str | None, session_id: str | None, mode: str = "exec") -> Run:
     r = conn.execute(
         f"INSERT INTO runs (id, provider, status, request, priority, conversation_id, rerun_of, "
-        f"session_id, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING {_COLS}",
+        f"session_id, created_at, mode) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) "
+        f"RETURNING {_COLS}",
         (run_id, req.provider, _enc.encode(req).decode(), req.priority, conversation_id,
-         rerun_of, session_id, now_ms())).fetchone()
+         rerun_of, session_id, now_ms(), mode)).fetchone()
     return _run(r)
 
 
@@ -62,11 +63,12 @@ def update(conn: apsw.Connection, run_id: str, **fields: Any) -> Run | None:
 
 
 def list_(conn: apsw.Connection, *, status: str | None, provider: str | None,
-          conversation_id: str | None, limit: int, before: tuple[int, str] | None) -> list[Run]:
+          conversation_id: str | None, limit: int, before: tuple[int, str] | None,
+          mode: str | None = None) -> list[Run]:
     where: list[str] = []
     args: list[Any] = []
     for col, value in (("status", status), ("provider", provider),
-                       ("conversation_id", conversation_id)):
+                       ("conversation_id", conversation_id), ("mode", mode)):
         if value is not None:
             where.append(f"{col} = ?")
             args.append(value)
