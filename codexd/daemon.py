@@ -223,7 +223,8 @@ class Daemon:
                                git_dir_of=self.git.git_dir_of)
         self.audit = AuditLog(lambda: self.store, lambda coro: self.spawn(coro, "audit"))
         self.retention = Retention(lambda: self.store, lambda: self.config.retention,
-                                   self._inbox_retention_days)
+                                   self._inbox_retention_days,
+                                   lambda: self.runs.executor.homes_dir)
         #: The WebSocket listener for frontends (None when websocket.listen is empty).
         self.frontends: FrontendListener | None = None
         #: Sockets passed by a service manager (socket activation); taken when run starts.

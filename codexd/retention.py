@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -135,8 +136,10 @@ class Retention:
     ``inbox_days`` the ``inboxRetentionDays`` setting."""
 
     def __init__(self, store: Callable[[], Store], config: Callable[[], RetentionSection],
-                 inbox_days: Callable[[], Awaitable[int]]) -> None:
+                 inbox_days: Callable[[], Awaitable[int]],
+                 homes: Callable[[], Path | None] = lambda: None) -> None:
         self._store = store
+        self._homes = homes
         self._config = config
         self._inbox_days = inbox_days
         self._lock = trio.Lock()  # one pass at a time (the timer's or a client's)
@@ -191,12 +194,51 @@ class Retention:
                 await self._vacuum(store)
         tables = [GcTable(name=p.name, rule=_rule(p, cfg, inbox_days), eligible=eligible[i],
                           deleted=deleted[i]) for i, p in enumerate(POLICIES)]
+        homes = self._homes()
+        if homes is not None:
+            tables.append(await self._prune_homes(store, homes, dry_run, params))
         result = GcResult(dry_run=dry_run, tables=tables, bytes_before=before,
                           bytes_after=_file_bytes(store.path),
                           duration_ms=round((time.monotonic() - started) * 1000, 1))
         if not dry_run:
             self.last = result
         return result
+
+    async def _prune_homes(self, store: Store, homes: Path, dry_run: bool,
+                           params: dict[str, object]) -> GcTable:
+        """The isolated CODEX_HOMEs (``codex-homes/run_*``) of runs no longer in the database
+        (a profile's, ``profile-*``, is shared by its runs and stays)."""
+        def listed() -> list[str]:
+            try:
+                return [e.name for e in os.scandir(homes)
+                        if e.name.startswith("run") and e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                return []
+
+        names = await trio.to_thread.run_sync(listed)
+
+        def kept(c: apsw.Connection) -> set[str]:
+            """The runs that stay (a dry run: those the pass would not delete)."""
+            if not names:
+                return set()
+            marks = ",".join(f":n{i}" for i in range(len(names)))
+            sql = f"SELECT id FROM runs WHERE id IN ({marks})"
+            if dry_run:
+                sql += f" AND id NOT IN ({_OLD_RUNS})"
+            return {row[0] for row in c.execute(sql, {**params, **{
+                f"n{i}": n for i, n in enumerate(names)}})}
+
+        orphans = [n for n in names if n not in await store.read(kept)]
+        deleted = 0
+        if not dry_run:
+            for name in orphans:
+                try:
+                    await trio.to_thread.run_sync(shutil.rmtree, homes / name)
+                    deleted += 1
+                except OSError as exc:
+                    log.warning("codex_home_prune_failed", name=name, error=str(exc))
+        return GcTable(name="codex_homes", rule="isolated CODEX_HOMEs of runs that are deleted",
+                       eligible=len(orphans), deleted=deleted)
 
     async def _vacuum(self, store: Store) -> None:
         """Give the freed pages back to the file system, a step at a time, then shrink the WAL."""

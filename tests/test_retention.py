@@ -85,6 +85,10 @@ def test_retention_deletes_what_the_policies_say_and_the_file_shrinks(short_tmp:
     _plant(db, automation_id)
     before = _counts(db)
     assert before["run_events"] == 200_000
+    homes = d.state_dir / "codex-homes"  # isolated CODEX_HOMEs: an old run's, a recent one's
+    for name in ("run00000", f"run{RUNS_OLD + 1:05d}", "profile-fast"):
+        (homes / name).mkdir(parents=True)
+        (homes / name / "auth.json").write_text("{}")
     d.start()
 
     dry = d.ctl("gc", "--dry-run", "--json")
@@ -93,7 +97,7 @@ def test_retention_deletes_what_the_policies_say_and_the_file_shrinks(short_tmp:
     assert {k: v["eligible"] for k, v in plan.items()} == {
         "run_events": RUNS_OLD * EVENTS_PER_RUN, "run_artifacts": RUNS_OLD, "runs": RUNS_OLD,
         "inbox_items": 300,
-        "approvals": 400, "automation_runs": 100, "audit_log": 200}
+        "approvals": 400, "automation_runs": 100, "audit_log": 200, "codex_homes": 1}
     assert all(t["deleted"] == 0 for t in plan.values())
     assert "30 days" in plan["runs"]["rule"] and "inboxRetentionDays" in plan["inbox_items"]["rule"]
     assert _counts(db) == before  # a dry run deletes nothing
@@ -124,6 +128,8 @@ def test_retention_deletes_what_the_policies_say_and_the_file_shrinks(short_tmp:
     assert {x["name"]: x["deleted"] for x in result["tables"]} == {
         k: v["eligible"] for k, v in plan.items()}
     assert failures == [] and answered[0] > 0
+    # The deleted run's CODEX_HOME went with it; a live run's and a profile's stay.
+    assert sorted(p.name for p in homes.iterdir()) == ["profile-fast", f"run{RUNS_OLD + 1:05d}"]
     human = d.ctl("gc")
     assert human.returncode == 0 and "deleted 0 rows" in human.stdout
     d.stop()

@@ -173,19 +173,19 @@ class InteractiveSessions:
                                                  new_session=new_session,
                                                  unattended=unattended)
         token = await trio.to_thread.run_sync(runs.secrets.get, req.provider)
+        run_id = "run_" + secrets.token_hex(6)
         home = None
         copied: list[str] = []
         executor = runs.executor
         if h is not None and h.isolated_home and req.provider == "codex" and \
                 executor.homes_dir is not None:
             home = str(executor.homes_dir / (f"profile-{req.profile}" if req.profile
-                                             else "session-" + secrets.token_hex(6)))
+                                             else run_id))
             copied = await trio.to_thread.run_sync(isolated_home, home,
                                                    executor.shared_codex_home(), h.copy_login)
         env = executor.env(req, token, home)
         if req.provider == "codex":
             req = msgspec.structs.replace(req, remote=remote is not None)
-        run_id = "run_" + secrets.token_hex(6)
         session_id = resume or new_session
         run = await runs.store().write(lambda c: repo.insert(
             c, run_id, req, conversation_id=conv.conversation_id if conv else None,
