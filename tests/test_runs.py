@@ -389,6 +389,19 @@ def test_claude_gets_the_budget_and_schema_flags_and_codex_a_token_cap(env: Env)
         assert argv[argv.index("--max-budget-usd") + 1] == "1.5"
         assert json.loads(argv[argv.index("--json-schema") + 1]) == schema
         assert not [ev for ev in events(c, rid) if ev["type"] == "run.compatibility_warning"]
+        # harness.maxTurns: claude's own --max-turns stops it after the first response.
+        glob = [tool_use("Glob", {"pattern": "*"})]
+        env.model.replies.clear()  # (the structured output ended its run a reply early)
+        env.model.script(glob, glob, glob, [message("never asked")])
+        asked = len(env.model.requests)
+        rid = c.call("run/start", {"provider": "claude", "prompt": "look", "cwd": str(env.ws),
+                                   "env": env.claude_env, "harness": {"maxTurns": 1}})["runId"]
+        run = wait_done(c, rid)
+        assert run["status"] == "failed" and run["reason"] == "limitExceeded", run
+        assert "harness.maxTurns (1)" in run["error"]
+        limit = next(ev for ev in events(c, rid) if ev["type"] == "run.limit_exceeded")
+        assert limit["data"]["limit"] == "maxTurns" and limit["data"]["max"] == 1
+        assert len(env.model.requests) - asked == 1, "claude asked past its turn limit"
 
 
 def test_a_codex_run_takes_its_harness_mcp_config_and_profile(env: Env):

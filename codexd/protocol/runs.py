@@ -65,6 +65,9 @@ class Harness(Params, frozen=True):
                                                       pattern=NO_NUL)] | None = None
     #: Cancel the run once its usage reports more tokens than this (input + output, all turns).
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
+    #: Stop the run once the agent starts more model responses than this (claude: its turns,
+    #: counted from its stream; codex exec reports no steps: dropped with a warning).
+    max_turns: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
     #: Stop the run when it prints nothing for this long (ms); reason "idleTimeout".
     idle_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=10_800_000)] | None = None
     #: MCP servers for this run only: codex gets them as -c mcp_servers.<name>.…, claude in

@@ -177,7 +177,8 @@ class LocalExecutor:
                 images=list(h.images or []) if h else [],
                 add_dirs=list(h.add_dirs or []) if h else [],
                 codex_profile=h.codex_profile if h else None,
-                continue_last=bool(h and h.continue_last and not run.session_id))
+                continue_last=bool(h and h.continue_last and not run.session_id),
+                max_turns=h.max_turns if h else None)
             argv, drops = providers.argv(exe, spec, snap or providers.ALL)
             for option, why in drops:
                 self._log.emit(run_id, "run.compatibility_warning", {
@@ -226,6 +227,7 @@ class LocalExecutor:
         max_lines = req.harness.max_tool_result_lines if req.harness else None
         cap = req.harness.max_tokens if req.harness else None
         idle_ms = req.harness.idle_timeout_ms if req.harness else None
+        max_turns = req.harness.max_turns if req.harness and req.provider == "claude" else None
         used = [0]
         over: list[str] = []
         heard = [trio.current_time()]
@@ -275,6 +277,12 @@ class LocalExecutor:
                         self._log.emit(run_id, "run.limit_exceeded", {
                             "limit": "maxTokens", "max": cap, "used": used[0]})
                         nursery.cancel_scope.cancel()
+                if max_turns is not None and out.turns > max_turns and not over:
+                    over.append(f"the agent started turn {out.turns}, more than harness."
+                                f"maxTurns ({max_turns}); it was stopped")
+                    self._log.emit(run_id, "run.limit_exceeded", {
+                        "limit": "maxTurns", "max": max_turns, "used": out.turns})
+                    nursery.cancel_scope.cancel()
                 for kind, data in events:
                     if max_lines and kind == "run.semantic" and isinstance(data.get("output"),
                                                                            str):
@@ -321,6 +329,10 @@ class LocalExecutor:
                     "exitCode": code if code is not None and code >= 0 else None,
                     "signal": -code if code is not None and code < 0 else None})
         res = Attempt("failed", exit_code=code, outcome=out)
+        if out.max_turns_hit and not over:  # claude stopped itself at --max-turns
+            over.append(f"the agent reached harness.maxTurns ({max_turns}); it was stopped")
+            self._log.emit(run_id, "run.limit_exceeded", {
+                "limit": "maxTurns", "max": max_turns, "used": out.turns})
         if over:
             res.reason = "idleTimeout" if "idleTimeoutMs" in over[0] else "limitExceeded"
             res.error = over[0]

@@ -73,6 +73,8 @@ class RunSpec:
     continue_last: bool = False
     #: claude: nobody answers permission prompts (deny them at once).
     deny_prompts: bool = False
+    #: harness.maxTurns (codexd counts claude's; codex exec reports no steps).
+    max_turns: int | None = None
 
 
 class Flags(Protocol):
@@ -143,6 +145,9 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
         if spec.max_budget_usd is not None:
             drops.append(("maxBudgetUsd", "codex reports tokens, not cost: use "
                           "harness.maxTokens to cap a codex run"))
+        if spec.max_turns is not None:
+            drops.append(("harness.maxTurns", "codex exec does not report its steps: use "
+                          "harness.maxTokens or timeoutMs to cap a codex run"))
         if spec.resume_session or spec.continue_last:
             if flags.has("resume"):
                 args += ["resume", spec.resume_session] if spec.resume_session else \
@@ -186,6 +191,10 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
                     "outputSchema after the run")
     if spec.max_budget_usd is not None:
         args += opt("maxBudgetUsd", "--max-budget-usd", [f"{spec.max_budget_usd:g}"])
+    if spec.max_turns is not None:
+        # Claude Code's CLI reference documents --max-turns for print mode; its --help does
+        # not list it, so it is passed as is (codexd also counts the turns: see the executor).
+        args += ["--max-turns", str(spec.max_turns)]
     if spec.mcp_config_file:
         if flags.has("--mcp-config"):
             args += ["--mcp-config", spec.mcp_config_file]
@@ -201,7 +210,7 @@ def argv(exe: str, spec: RunSpec, flags: Flags = ALL) -> tuple[list[str], list[D
 
 #: Harness options an interactive CLI has no use for (they limit an unattended run).
 UNATTENDED = (("timeout_ms", "harness.timeoutMs"), ("max_tokens", "harness.maxTokens"),
-               ("idle_timeout_ms", "harness.idleTimeoutMs"),
+               ("idle_timeout_ms", "harness.idleTimeoutMs"), ("max_turns", "harness.maxTurns"),
                ("max_tool_result_lines", "harness.maxToolResultLines"))
 
 
@@ -330,6 +339,11 @@ class Outcome:
     changed: set[str] = field(default_factory=set)
     #: The agent's latest todo list.
     todos: list[dict[str, Any]] | None = None
+    #: Model responses so far (claude: assistant messages, by id).
+    turns: int = 0
+    last_message_id: str | None = None
+    #: claude stopped at its --max-turns (result subtype error_max_turns).
+    max_turns_hit: bool = False
 
 
 def parse_line(provider: str, line: str, out: Outcome) -> list[Event]:
@@ -406,6 +420,10 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
         return [("run.progress", {"phase": obj.get("subtype") or "system",
                                   "sessionId": out.session_id, "model": obj.get("model")})]
     if kind == "assistant":
+        message_id = (obj.get("message") or {}).get("id")
+        if message_id is None or message_id != out.last_message_id:
+            out.turns += 1  # a message's blocks come as lines of their own, one id
+            out.last_message_id = message_id
         events: list[Event] = []
         for block in (obj.get("message") or {}).get("content") or []:
             if block.get("type") == "text":
@@ -431,6 +449,10 @@ def _claude(obj: dict[str, Any], out: Outcome) -> list[Event]:
         out.usage = obj.get("usage")
         if "structured_output" in obj:
             out.structured, out.has_structured = obj["structured_output"], True
+        if obj.get("subtype") == "error_max_turns":
+            out.max_turns_hit = True
+            if isinstance(obj.get("num_turns"), int):
+                out.turns = obj["num_turns"]
         if obj.get("is_error") or obj.get("subtype") != "success":
             out.failure = obj.get("result") or f"claude reported {obj.get('subtype')}"
         return [("run.progress", {"phase": "result", "durationMs": obj.get("duration_ms"),
