@@ -323,6 +323,9 @@ def test_a_blocked_cli_is_refused_clearly_and_a_degraded_one_warns(short_tmp: Pa
             assert err.code == ErrorCode.CLI_UNSUPPORTED
             assert "npm install -g @openai/codex@" in err.message
             assert err.data["version"] == "0.50.0" and err.data["reasons"]
+            with pytest.raises(RpcError) as refused:  # an interactive session too
+                c.call("session/start", {"provider": "codex", "cwd": str(e.ws)})
+            assert refused.value.code == ErrorCode.CLI_UNSUPPORTED
             assert c.call("run/list")["runs"] == []  # nothing was queued
         doctor = json.loads(e.daemon.ctl("doctor", "--json", "--state-dir",
                                          str(e.daemon.state_dir), timeout=90).stdout)

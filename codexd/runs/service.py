@@ -37,6 +37,7 @@ from codexd.protocol.runs import (
 from codexd.runs import artifacts, limits, providers
 from codexd.runs import queue as q
 from codexd.runs.capabilities import Catalog
+from codexd.runs.compat import Snapshot
 from codexd.runs.eventlog import RunEventLog, Subscriber
 from codexd.runs.executor import Attempt, LocalExecutor, blocked_message
 from codexd.runs.secrets import SecretStore
@@ -597,17 +598,24 @@ class RunService:
     def configured(self, provider: str) -> str:
         return self.cfg.codex_command if provider == "codex" else self.cfg.claude_command
 
-    async def refuse_blocked(self, provider: str) -> None:
-        """A clear error now, not a failed run later, for a CLI codexd cannot run."""
+    async def installed_cli(self, provider: str) -> tuple[str | None, Snapshot | None]:
+        """The provider's CLI and what it offers: (None, None) when it is not installed, a
+        None snapshot when it could not be run; CLI_UNSUPPORTED for a blocked one."""
         exe = await trio.to_thread.run_sync(providers.find_cli, provider,
                                             self.configured(provider), providers.ROOT)
         if exe is None:
-            return  # the run fails as cliMissing, with the install hint, when it starts
+            return None, None
         try:
             snap = await self.catalog.snapshot(provider, exe)
         except OSError:
-            return
+            return exe, None
         if snap.status == "blocked":
             raise RpcError(ErrorCode.CLI_UNSUPPORTED, blocked_message(snap),
                            {"provider": provider, "path": snap.path, "version": snap.version,
                             "reasons": list(snap.reasons)})
+        return exe, snap
+
+    async def refuse_blocked(self, provider: str) -> None:
+        """A clear error now, not a failed run later, for a CLI codexd cannot run (a missing
+        one fails the run as cliMissing, with the install hint, when it starts)."""
+        await self.installed_cli(provider)

@@ -47,7 +47,7 @@ from codexd.protocol.sessions import (
 )
 from codexd.protocol.terminal import CreateParams
 from codexd.runs import providers
-from codexd.runs.executor import NPM, blocked_message, isolated_home
+from codexd.runs.executor import NPM, isolated_home
 from codexd.store import runs as repo
 
 if TYPE_CHECKING:
@@ -262,22 +262,14 @@ class InteractiveSessions:
         return await self.start(params, session=session, confine=confine, resume_of=earlier)
 
     async def _cli(self, provider: str) -> tuple[str, Any]:
-        runs = self._runs
-        exe = await trio.to_thread.run_sync(providers.find_cli, provider,
-                                            runs.configured(provider), providers.ROOT)
+        exe, snap = await self._runs.installed_cli(provider)
         if exe is None:
             raise RpcError(ErrorCode.TOOL_MISSING, f"the {provider} CLI was not found "
                            f"(runs.{provider}_command, PATH, .tools/npm); install it, e.g. "
                            f"`npm install -g {NPM[provider]}`", {"provider": provider})
-        try:
-            snap = await runs.catalog.snapshot(provider, exe)
-        except OSError as exc:
-            raise RpcError(ErrorCode.SPAWN_FAILED, f"cannot run {exe}: {exc}",
-                           {"provider": provider}) from None
-        if snap.status == "blocked":
-            raise RpcError(ErrorCode.CLI_UNSUPPORTED, blocked_message(snap),
-                           {"provider": provider, "path": snap.path, "version": snap.version,
-                            "reasons": list(snap.reasons)})
+        if snap is None:
+            raise RpcError(ErrorCode.SPAWN_FAILED, f"cannot run {exe} (it did not answer "
+                           "--version); check it runs by hand", {"provider": provider})
         return exe, snap
 
     # ------------------------------------------------------------------ input and end
