@@ -176,6 +176,50 @@ class AutomationsSection(_Section, frozen=True):
     clock_check_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 60.0
 
 
+class ExecutorSection(_Section, frozen=True):
+    #: Where queued runs execute: "local" (this machine) or "temporal" (``codexd worker``
+    #: processes on any machine, through a Temporal cluster). Per run or profile: executor.
+    kind: Literal["local", "temporal"] = "local"
+    #: The Temporal frontend (host:port).
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    #: The task queue codexd's workers poll.
+    task_queue: str = "codexd-runs"
+    #: TLS to the Temporal frontend (implied by tls_ca, tls_cert or an API key).
+    tls: bool = False
+    #: PEM files: the server's root CA; a client certificate and key for mTLS.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: The name the server's certificate is checked against, when not the address's host.
+    tls_server_name: str = ""
+    #: The environment variable holding an API key (Temporal Cloud); empty = none.
+    api_key_env: str = ""
+    #: Connecting (and run/start's check) gives up after this long with a clear error.
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    #: A worker that has not heartbeated for this long is lost: its attempt is retried on
+    #: another worker.
+    heartbeat_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 10.0
+    #: Attempts lost with their worker that are retried, beyond max_retries.
+    max_worker_losses: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
+
+
+class WorkerSection(_Section, frozen=True):
+    """``codexd worker`` (the runs of ``[runs.executor]``'s task queue, on this machine)."""
+
+    #: Shown in run records and the Temporal UI; empty = host name and pid.
+    name: str = ""
+    #: Attempts this worker runs at once.
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
+    #: host:port the user's codexd reads a run's events from (port 0 = any free one).
+    listen: str = "127.0.0.1:0"
+    #: The URL daemons use for it (behind NAT or a proxy); empty = from listen.
+    advertise: str = ""
+    #: PEM certificate and key: serve wss:// (required for a non-loopback listen).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
 class RunsSection(_Section, frozen=True):
     #: Provider runs in progress at once, and per provider.
     max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
@@ -216,6 +260,8 @@ class RunsSection(_Section, frozen=True):
     #: session/input: the pause between the text and its Enter (a TUI reads both arriving
     #: together as a paste).
     session_submit_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 400
+    #: Where runs execute ([runs.executor]; docs/operations.md, "Running a fleet").
+    executor: ExecutorSection = msgspec.field(default_factory=ExecutorSection)
 
 
 class WebSocketSection(_Section, frozen=True):
@@ -329,6 +375,7 @@ class Config(_Section, frozen=True):
     workspaces: WorkspacesSection = msgspec.field(default_factory=WorkspacesSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     notify: NotifySection = msgspec.field(default_factory=NotifySection)
+    worker: WorkerSection = msgspec.field(default_factory=WorkerSection)
 
 
 #: Keys whose change needs a restart; SIGHUP logs a warning and keeps the running value.
@@ -475,9 +522,21 @@ def reload_changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
     return [k for k in changed if k not in NOT_RELOADABLE], restart
 
 
+#: Tables inside a section that are sections of their own (``[runs.executor]``).
+NESTED = frozenset({"runs.executor"})
+
+
 def _flatten(d: dict[str, dict[str, object]]) -> dict[str, object]:
     """``{section: {key: value}}`` → ``{"section.key": value}`` (values may be tables)."""
-    return {f"{section}.{key}": value for section, keys in d.items() for key, value in keys.items()}
+    out: dict[str, object] = {}
+    for section, keys in d.items():
+        for key, value in keys.items():
+            name = f"{section}.{key}"
+            if name in NESTED and isinstance(value, dict):
+                out.update({f"{name}.{k}": v for k, v in value.items()})
+            else:
+                out[name] = value
+    return out
 
 
 #: Config keys whose value is a secret: shown as "[REDACTED]" wherever a config is printed.

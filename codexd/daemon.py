@@ -234,6 +234,7 @@ class Daemon:
                                subscribers=lambda: self.sessions, state_dir=self.state_dir)
         self.runs.executor.on_usage = self.metrics.count_usage
         self.runs.executor.permission_socket = str(self.socket_path)
+        self.runs.remote.ask_permission = self._remote_permission
         self.interactive = InteractiveSessions(
             self.runs, self.terminals,
             wire=lambda: self.wire_socket_path if self.config.appserver.enabled else None)
@@ -309,6 +310,16 @@ class Daemon:
         they wait, and what came due meanwhile follows its missed_policy at the reset."""
         until = self.runs.paused_until.get("codex")
         return until if until is not None and self._shares_codex_account() else None
+
+    async def _remote_permission(self, run_id: str, tool_name: str, tool_input: dict[str, Any],
+                                 tool_use_id: str | None) -> dict[str, Any]:
+        """A remote claude run's prompt (from its worker): a pending approval like a local
+        one's; the answer goes back to the worker."""
+        from codexd.api.runs import ask_permission
+
+        answer = await ask_permission(self, run_id, tool_name, tool_input, tool_use_id)
+        return {"behavior": answer.behavior, "message": answer.message,
+                "approvalId": answer.approval_id}
 
     def _lane_resumed(self, provider: str, why: str) -> None:
         self.notify.lane_resumed(provider, why)

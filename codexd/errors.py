@@ -56,6 +56,8 @@ class ErrorCode(IntEnum):
     #: The installed provider CLI cannot be run (too old, or lacking what codexd reads);
     #: data.reasons says why.
     CLI_UNSUPPORTED = -32072
+    #: The run's executor cannot be reached (the Temporal server); nothing was queued.
+    EXECUTOR_UNAVAILABLE = -32073
     STORE_BUSY = -32020
     STORE_ERROR = -32021
 

@@ -31,3 +31,12 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None,
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def private_dir(path: str | Path) -> Path:
+    """``path`` (and missing parents) as a folder only its owner can enter: 0700, whatever the
+    umask, and tightened when it already existed."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(p, 0o700)
+    return p

@@ -8,7 +8,9 @@ time), FAKE_PRINT_ENV (print that variable's value as a plain line), FAKE_TOKEN_
 CODEX_API_KEY there), FAKE_REJECT_RESUME (fail like a CLI that does not know the session),
 FAKE_LONG_LINE (print a line this long), FAKE_MESSAGE (the agent message to print),
 FAKE_VERSION (what --version prints; default a version both providers' checks accept),
-FAKE_NO_FLAGS (comma-separated flags --help leaves out).
+FAKE_NO_FLAGS (comma-separated flags --help leaves out), FAKE_WORKER (added to FAKE_LOG lines).
+Words of the prompt like ``lines=20 every=0.1`` print that many reasoning items, that far
+apart, before the answer (the fleet tests, whose runs cannot carry env).
 `--help` lists the flags codexd looks for in both CLIs' help, as they print them.
 """
 
@@ -48,7 +50,7 @@ log = os.environ.get("FAKE_LOG")
 def note(what: str) -> None:
     if log:
         with open(log, "a") as f:
-            f.write(f"{what} {tag} {time.time():.6f}\n")
+            f.write(f"{what} {tag} {time.time():.6f} {os.environ.get('FAKE_WORKER', '')}\n")
 
 
 if os.environ.get("FAKE_REJECT_RESUME") and "resume" in sys.argv:
@@ -70,6 +72,21 @@ if os.environ.get("FAKE_PRINT_ENV"):
 wait = os.environ.get("FAKE_WAIT")
 while wait and not os.path.exists(wait):
     time.sleep(0.01)
+opts = dict(w.split("=", 1) for w in prompt.split() if "=" in w)
+if opts.get("spawn"):  # a grandchild, to show a cancel kills the whole tree
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "600"])
+    with open(opts["spawn"], "w") as f:
+        f.write(f"{os.getpid()} {child.pid}\n")
+for i in range(int(opts.get("lines", 0))):
+    if "--print" in sys.argv:  # as claude: its stream-json
+        print(json.dumps({"type": "assistant", "message": {"id": f"m{i}", "content": [
+            {"type": "thinking", "thinking": f"step {i} of {tag}"}]}}), flush=True)
+    else:
+        print(json.dumps({"type": "item.completed", "item": {
+            "id": f"r{i}", "type": "reasoning", "text": f"step {i} of {tag}"}}), flush=True)
+    time.sleep(float(opts.get("every", 0.05)))
 if os.environ.get("FAKE_LONG_LINE"):
     print("x" * int(os.environ["FAKE_LONG_LINE"]), flush=True)
 text = os.environ.get("FAKE_MESSAGE", f"echo: {prompt}")

@@ -203,7 +203,7 @@ async def export(session: ClientSession, p: ExportParams) -> Exported:
     arts = await _artifacts(session, p.run_id)
     if p.format == "json":
         doc = {"run": msgspec.to_builtins(run),
-               "events": [{"seq": e.seq, "type": e.type, "at": e.at,
+               "events": [{"seq": e.seq, "type": e.type, "at": e.at, "attempt": e.attempt,
                            "data": json.loads(bytes(e.data))} for e in evs],
                "artifacts": msgspec.to_builtins(arts)}
         content = json.dumps(doc, indent=2, ensure_ascii=False)
@@ -443,15 +443,26 @@ async def run_permission(session: ClientSession, p: PermissionParams) -> Permiss
     if active is None or active.run.request.provider != "claude":
         raise RpcError(ErrorCode.NOT_FOUND, f"no running claude run {p.run_id!r} (only a run's "
                        "own permission helper asks)", {"runId": p.run_id})
-    ctx = session.ctx
-    params = {"runId": p.run_id, "provider": "claude", "toolName": p.tool_name,
-              "input": p.input, "toolUseId": p.tool_use_id, "cwd": active.run.request.cwd}
-    svc.log.emit(p.run_id, "run.approval_requested", {"toolName": p.tool_name,
-                                                      "input": p.input})
+    return await ask_permission(session.ctx, p.run_id, p.tool_name, p.input, p.tool_use_id)
+
+
+async def ask_permission(ctx: Any, run_id: str, tool_name: str, tool_input: dict[str, Any],
+                         tool_use_id: str | None) -> PermissionAnswer:
+    """A claude run's permission prompt as a pending approval (in the inbox too); its answer
+    in the form the permission helper returns to claude. A remote run's prompts come here
+    through its worker's stream."""
+    svc: RunService = ctx.runs
+    active = svc.active.get(run_id)
+    params = {"runId": run_id, "provider": "claude", "toolName": tool_name,
+              "input": tool_input, "toolUseId": tool_use_id,
+              "cwd": active.run.request.cwd if active else None}
+    svc.log.emit(run_id, "run.approval_requested", {"toolName": tool_name,
+                                                   "input": tool_input})
+
     async def inbox_note(approval_id: int) -> None:
         await ctx.automations.runs.inbox(
-            kind="approvalWaiting", title=f"claude run {p.run_id} is waiting for approval",
-            body=f"{p.tool_name}: {_tool_detail(p.input)}\nAnswer it with `codexctl approvals "
+            kind="approvalWaiting", title=f"claude run {run_id} is waiting for approval",
+            body=f"{tool_name}: {_tool_detail(tool_input)}\nAnswer it with `codexctl approvals "
                  f"accept {approval_id}` or `codexctl approvals decline {approval_id}`.",
             approval_id=approval_id, dedupe_key=f"approval:{approval_id}")
 
@@ -463,11 +474,11 @@ async def run_permission(session: ClientSession, p: PermissionParams) -> Permiss
             decision = msgspec.json.decode(result).get("decision")
     allowed = decision in _ALLOW
     message = None if allowed else (
-        f"a person declined {p.tool_name} (approval {approval_id})" if status == "resolved"
+        f"a person declined {tool_name} (approval {approval_id})" if status == "resolved"
         else f"nobody answered approval {approval_id} in time; answered "
              f"{decision or 'with an error'} by default" if status == "timedOut"
         else f"approval {approval_id} could not be answered")
-    svc.log.emit(p.run_id, "run.approval_resolved", {
+    svc.log.emit(run_id, "run.approval_resolved", {
         "approvalId": approval_id, "decision": decision, "status": status,
         "behavior": "allow" if allowed else "deny",
         "error": error.message if error is not None else None})

@@ -39,6 +39,24 @@ def _parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the effective configuration and paths")
     common(cfg)
     cfg.add_argument("--json", action="store_true", help="machine-readable output")
+    wk = sub.add_parser("worker", help="run provider runs from the Temporal task queue "
+                        "([runs.executor]) on this machine, in the foreground")
+    wk.add_argument("--state-dir", metavar="DIR",
+                    help="the worker's state folder (default: the daemon's, /worker)")
+    wk.add_argument("--config", metavar="FILE", help="config file (must exist if given)")
+    wk.add_argument("--address", help="the Temporal frontend, host:port "
+                    "(runs.executor.address)")
+    wk.add_argument("--namespace", help="the Temporal namespace (runs.executor.namespace)")
+    wk.add_argument("--task-queue", help="the task queue to poll (runs.executor.task_queue)")
+    wk.add_argument("--max-concurrent", type=int, metavar="N",
+                    help="attempts at once (worker.max_concurrent)")
+    wk.add_argument("--listen", metavar="HOST:PORT",
+                    help="where daemons read run events from (worker.listen)")
+    wk.add_argument("--advertise", metavar="URL", help="the URL daemons use (worker.advertise)")
+    wk.add_argument("--name", help="this worker's name (worker.name)")
+    wk.add_argument("--log-format", choices=["auto", "json", "console"])
+    wk.add_argument("--log-level", type=str.lower,
+                    choices=["debug", "info", "warning", "error", "critical"])
     sch = sub.add_parser("schema", help="write the protocol's JSON Schema and index")
     sch.add_argument("--out", metavar="DIR", default="docs/schema",
                      help="folder to write into (default docs/schema)")
@@ -79,10 +97,39 @@ def _load(args: argparse.Namespace) -> tuple[config.Config, Path]:
     config_file = Path(args.config).expanduser() if args.config else default_config_file()
     cfg = config.load(config_file, required=bool(args.config))
     cfg = config.with_overrides(
-        cfg, socket=args.socket, state_dir=args.state_dir,
-        log_format=args.log_format, log_level=args.log_level,
+        cfg, socket=getattr(args, "socket", None), state_dir=None if args.command == "worker"
+        else args.state_dir, log_format=args.log_format, log_level=args.log_level,
     )
     return cfg, config_file
+
+
+def _cmd_worker(cfg: config.Config, args: argparse.Namespace) -> int:
+
+    from codexd.fleet.connect import Unreachable
+    from codexd.fleet.worker import FleetWorker, WorkerSettings
+
+    ex = msgspec.structs.replace(cfg.runs.executor, **{k: v for k, v in (
+        ("address", args.address), ("namespace", args.namespace),
+        ("task_queue", args.task_queue)) if v is not None})
+    wk = msgspec.structs.replace(cfg.worker, **{k: v for k, v in (
+        ("max_concurrent", args.max_concurrent), ("listen", args.listen),
+        ("advertise", args.advertise), ("name", args.name)) if v is not None})
+    if wk.max_concurrent < 1:
+        print("codexd worker: --max-concurrent must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    host = wk.listen.rpartition(":")[0].strip("[]")
+    if host and not config.is_loopback(host) and not wk.tls_cert:
+        print(f"codexd worker: worker.listen {wk.listen} is not a loopback address: set "
+              "worker.tls_cert and worker.tls_key (daemons read run events from it)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    state_dir = Path(args.state_dir).expanduser() if args.state_dir else \
+        Path(cfg.daemon.state_dir or default_state_dir()) / "worker"
+    logs.configure(cfg.log.format, cfg.log.level)
+    logs.capture_stray_tracebacks()
+    worker = FleetWorker(WorkerSettings(executor=ex, worker=wk, runs=cfg.runs,
+                                        state_dir=state_dir))
+    return _run_trio(worker.run, "worker", (Unreachable, CodexdError))
 
 
 def _cmd_config(cfg: config.Config, config_file: Path, as_json: bool) -> int:
@@ -137,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "config":
         return _cmd_config(cfg, config_file, args.json)
+    if args.command == "worker":
+        return _cmd_worker(cfg, args)
 
     import trio
 
@@ -157,23 +206,32 @@ def main(argv: list[str] | None = None) -> int:
             if announce:
                 _announce(daemon.socket_path, args.socket)
 
+    return _run_trio(serve, "daemon", (CodexdError,))
+
+
+def _run_trio(main: Any, what: str, expected: tuple[type[BaseException], ...]) -> int:
+    """``trio.run(main)`` with the exit code: an expected failure is one log line and a
+    message; a bug in a core loop one structured event (never a raw traceback on stderr)."""
+    import trio
+
+    name, prog = ("codexd", "codexd") if what == "daemon" else ("codexd.worker",
+                                                                "codexd worker")
     try:
-        trio.run(serve)
+        trio.run(main)
     except KeyboardInterrupt:
         return 130
     except BaseException as group:
         cause = _unwrap(group)
-        if isinstance(cause, CodexdError):
-            logs.get_logger("codexd").error("daemon_failed", error=str(cause))
-            print(f"codexd: {cause}", file=sys.stderr)
+        if isinstance(cause, expected):
+            logs.get_logger(name).error(f"{what}_failed", error=str(cause))
+            print(f"{prog}: {cause}", file=sys.stderr)
             return EXIT_ERROR
         if isinstance(cause, KeyboardInterrupt):
             return 130
-        # A bug in a core loop: one structured event (never a raw traceback on stderr).
         import traceback
 
-        logs.get_logger("codexd").critical(
-            "daemon_crashed", error=f"{type(cause).__name__}: {cause}",
+        logs.get_logger(name).critical(
+            f"{what}_crashed", error=f"{type(cause).__name__}: {cause}",
             traceback="".join(traceback.format_exception(group)))
         return EXIT_CRASHED
     return EXIT_OK

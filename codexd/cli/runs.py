@@ -233,7 +233,8 @@ def cmd_run(c: Client, a: argparse.Namespace) -> Any:
         prompt=prompt, cwd=_cwd(a.cwd), provider=provider,
         model=a.model, profile=a.profile, priority=a.priority, timeout_seconds=a.timeout_s,
         max_retries=a.retries, sandbox=a.sandbox, conversation_id=a.conversation,
-        auto_approve=True if a.auto_approve else None, env=_env(a.env) or None))
+        auto_approve=True if a.auto_approve else None, env=_env(a.env) or None,
+        executor=a.executor))
     if not a.wait:
         if a.json:
             return out
@@ -270,6 +271,8 @@ def cmd_show(c: Client, a: argparse.Namespace) -> Any:
                  ("reason", r.reason or "-"), ("cwd", req.cwd),
                  ("model", req.model or "-"), ("priority", req.priority),
                  ("attempts", r.attempt), ("session", r.session_id or "-"),
+                 ("executor", (req.executor or "local") + (f" (worker {r.worker})"
+                                                          if r.worker else "")),
                  ("mode", r.mode + (f" (terminal {r.terminal_id})" if r.terminal_id else "")),
                  ("created", _when(r.created_at)), ("finished", _when(r.finished_at)),
                  ("events", r.last_seq)):
@@ -458,6 +461,8 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
     sp.add_argument("--auto-approve", action="store_true")
     sp.add_argument("--conversation", metavar="ID", help="continue a conversation")
+    sp.add_argument("--executor", choices=["local", "temporal"],
+                    help="run here or on the fleet (default: runs.executor.kind)")
     sp.add_argument("--env", action="append", metavar="NAME=VALUE",
                     help="set a variable for the run (repeatable; shown redacted)")
     sp.add_argument("prompt_words", nargs="*", metavar="PROMPT",

@@ -25,6 +25,7 @@ from codexd.protocol.base import (
 ProviderName = Literal["codex", "claude"]
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
 RunMode = Literal["exec", "interactive"]
+Executor = Literal["local", "temporal"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "interrupted"]
 RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -108,6 +109,9 @@ class Options(Params, frozen=True):
     #: A spending cap in US dollars: claude's --max-budget-usd; for codex, the cost its usage
     #: events report (none do today: a run.compatibility_warning says so).
     max_budget_usd: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
+    #: Where it runs: "local" (this machine) or "temporal" (a codexd worker on the fleet);
+    #: null = runs.executor.kind.
+    executor: Executor | None = None
 
 
 class RunStartParams(Options, frozen=True, kw_only=True):
@@ -140,6 +144,8 @@ class RunRequest(Struct, frozen=True, omit_defaults=False):
     max_budget_usd: float | None = None
     #: An interactive codex session: its TUI runs on codexd's app-server (`codex --remote`).
     remote: bool | None = None
+    #: "local" or "temporal" (null in runs stored before executors: local).
+    executor: Executor | None = None
 
 
 class Run(Struct, frozen=True):
@@ -168,6 +174,8 @@ class Run(Struct, frozen=True):
     mode: RunMode = "exec"
     #: interactive: the terminal it runs in (``terminal/attach`` it) while it is open.
     terminal_id: str | None = None
+    #: The temporal executor: the worker that ran (or runs) its latest attempt.
+    worker: str | None = None
 
 
 class RunStarted(Struct, frozen=True, omit_defaults=False):
@@ -211,6 +219,8 @@ class RunEvent(Struct, frozen=True, omit_defaults=False):
     type: str
     data: msgspec.Raw
     at: int
+    #: The attempt it belongs to (null: between attempts, e.g. queued or canceled).
+    attempt: int | None = None
 
 
 class RunEvents(Struct, frozen=True, omit_defaults=False):
@@ -420,6 +430,7 @@ class RunEventNote(Struct, frozen=True, omit_defaults=False):
     type: str
     data: Any
     at: int
+    attempt: int | None = None
 
 
 RUN_START = method("run/start", RunStartParams, RunStarted,

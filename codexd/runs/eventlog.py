@@ -30,7 +30,7 @@ _enc = msgspec.json.Encoder()
 #: Shorter env values ("1", "yes", a path segment) would redact ordinary words.
 MIN_ENV_SECRET = 6
 
-Row = tuple[str, int, str, str, int]  # run id, seq, type, redacted JSON data, at (ms)
+Row = repo.EventRow  # run id, seq, type, redacted JSON data, at (ms), attempt
 
 
 class Subscriber(Protocol):
@@ -54,6 +54,10 @@ class RunEventLog:
         #: The runs each session follows (``run/subscribe``, ``initialize``'s runIds/allRuns).
         self.subscriptions: Interest[Subscriber] = Interest()
         self._seq: dict[str, int] = {}
+        #: The attempt each run is in (its events carry it).
+        self._attempt: dict[str, int] = {}
+        #: Remote runs: how far their events were read, stored with the next batch.
+        self._cursors: dict[str, tuple[int, int, int]] = {}
         self._env_secrets: dict[str, list[str]] = {}
         self._pending: list[Row] = []
         self._pending_wake = trio.Event()
@@ -69,6 +73,8 @@ class RunEventLog:
     def track(self, run: Run) -> None:
         """Number from the run's last stored seq; redact the env values it was given."""
         self._seq[run.run_id] = run.last_seq
+        if run.attempt:
+            self._attempt[run.run_id] = run.attempt
         values = [v for v in run.request.env.values() if len(v) >= MIN_ENV_SECRET]
         if values:
             self._env_secrets[run.run_id] = values
@@ -83,15 +89,33 @@ class RunEventLog:
     def redact(self, run_id: str, text: str) -> str:
         return redact(text, self.known(run_id))
 
-    def row(self, run_id: str, kind: str, data: dict[str, Any]) -> Row:
+    def set_attempt(self, run_id: str, attempt: int | None) -> None:
+        """The events emitted from now on belong to ``attempt`` (None: to none)."""
+        if attempt:
+            self._attempt[run_id] = attempt
+        else:
+            self._attempt.pop(run_id, None)
+
+    def row(self, run_id: str, kind: str, data: dict[str, Any], *, at: int | None = None,
+            attempt: int | None = None) -> Row:
         """The run's next event as a ``run_events`` row: numbered and redacted."""
         seq = self._seq.get(run_id, 0) + 1
         self._seq[run_id] = seq
-        return run_id, seq, kind, self.redact(run_id, _enc.encode(data).decode()), self._now_ms()
+        return (run_id, seq, kind, self.redact(run_id, _enc.encode(data).decode()),
+                at if at is not None else self._now_ms(),
+                attempt if attempt is not None else self._attempt.get(run_id))
 
-    def emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        """Queue an event (never waits)."""
-        self._pending.append(self.row(run_id, kind, data))
+    def cursor(self, run_id: str, attempt: int, received: int, notes: int) -> None:
+        """A remote run's events were read this far: stored with the events emitted so far,
+        in the same transaction (a restart reads on from exactly there)."""
+        self._cursors[run_id] = (attempt, received, notes)
+        self._pending_wake.set()
+
+    def emit(self, run_id: str, kind: str, data: dict[str, Any], *, at: int | None = None,
+             attempt: int | None = None) -> None:
+        """Queue an event (never waits); ``at`` and ``attempt`` default to now and the run's
+        current attempt (a worker's events bring their own)."""
+        self._pending.append(self.row(run_id, kind, data, at=at, attempt=attempt))
         self._queued += 1
         self._pending_wake.set()
 
@@ -110,6 +134,7 @@ class RunEventLog:
         self.events_written += 1
         self._publish([row])
         self._seq.pop(run_id, None)
+        self._attempt.pop(run_id, None)
         self._env_secrets.pop(run_id, None)
         if run is not None:
             for hook in self.on_final:
@@ -146,11 +171,12 @@ class RunEventLog:
 
     async def _write_pending(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
+        cursors, self._cursors = self._cursors, {}
+        if not batch and not cursors:
             return
         # A batch that cannot be stored (full disk) is still sent; the fault is counted.
         with self._faults.boundary("run", f"events write ({len(batch)} events)"):
-            await self._store().write(functools.partial(_add_events, batch))
+            await self._store().write(functools.partial(_add_events, batch, cursors))
         self.events_written += len(batch)
         self._publish(batch)
         self._written += len(batch)
@@ -162,7 +188,7 @@ class RunEventLog:
         sessions = [s for s in self._subscribers() if subs.any(s.id)]
         if not sessions:
             return
-        for run_id, seq, kind, text, at in batch:
+        for run_id, seq, kind, text, at, attempt in batch:
             data = None
             for s in sessions:
                 if subs.wants(s.id, run_id):
@@ -170,9 +196,12 @@ class RunEventLog:
                         data = _enc.encode({"jsonrpc": "2.0", "method": RUN_EVENT.name,
                                             "params": RunEventNote(
                                                 run_id=run_id, seq=seq, type=kind,
-                                                data=msgspec.Raw(text.encode()), at=at)}) + b"\n"
+                                                data=msgspec.Raw(text.encode()), at=at,
+                                                attempt=attempt)}) + b"\n"
                     s.notify(data)
 
 
-def _add_events(batch: list[Row], conn: Any) -> None:
+def _add_events(batch: list[Row], cursors: dict[str, tuple[int, int, int]], conn: Any) -> None:
     repo.add_events(conn, batch)
+    for run_id, (attempt, received, notes) in cursors.items():
+        repo.remote_cursor(conn, run_id, attempt, received, notes)

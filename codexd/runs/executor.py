@@ -11,6 +11,7 @@ decides what an :class:`Attempt` means for the run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
 import msgspec
@@ -34,8 +35,17 @@ from codexd.runs import compat, limits, permission_mcp, providers
 
 if TYPE_CHECKING:
     from codexd.children import ChildRegistry
-    from codexd.runs.eventlog import RunEventLog
     from codexd.runs.secrets import SecretStore
+
+
+class EventSink(Protocol):
+    """Where an attempt's events go: the daemon's :class:`~codexd.runs.eventlog.RunEventLog`
+    for a local run, a worker's :class:`~codexd.fleet.stream.AttemptStream` for a remote
+    one. Both number and redact them."""
+
+    def emit(self, run_id: str, kind: str, data: dict[str, Any]) -> None: ...
+
+    def redact(self, run_id: str, text: str) -> str: ...
 
 ROOT = providers.ROOT
 #: What a run stopped at a usage limit is resumed with, in its own session, after the reset.
@@ -64,13 +74,15 @@ class Attempt:
     outcome: providers.Outcome = field(default_factory=providers.Outcome)
     #: A usage or rate limit stopped it (reason "usageLimit").
     limit: limits.Limit | None = None
+    #: Collected where the run ran (a worker), redacted: stored as they are.
+    artifacts: list[tuple[str, str, str, str]] | None = None
 
 
 class LocalExecutor:
     """Collaborators: ``config`` returns the current ``[runs]`` section, ``log`` takes the
     run's events, ``secrets`` holds provider tokens, ``children`` records each CLI process."""
 
-    def __init__(self, config: Callable[[], RunsSection], *, log: RunEventLog,
+    def __init__(self, config: Callable[[], RunsSection], *, log: EventSink,
                  secrets: SecretStore, children: ChildRegistry,
                  snapshot: Callable[[str, str], Awaitable[compat.Snapshot]]) -> None:
         self._config = config
@@ -84,10 +96,19 @@ class LocalExecutor:
         self.permission_socket: str | None = None
         #: Called with (provider, usage) for each usage report in a run's output.
         self.on_usage: Callable[[str, Any], None] = lambda _provider, _usage: None
+        #: A worker: a provider's token variable in this process's environment reaches that
+        #: provider's runs when no token is stored (a daemon passes only stored tokens).
+        self.inherit_tokens = False
 
     @property
     def cfg(self) -> RunsSection:
         return self._config()
+
+    def with_log(self, log: EventSink) -> LocalExecutor:
+        """The same executor, its events going to ``log`` (a worker's attempt stream)."""
+        other = copy.copy(self)
+        other._log = log
+        return other
 
     def shared_codex_home(self) -> str:
         return os.path.expanduser(self.cfg.codex_home or os.environ.get("CODEX_HOME", "")
@@ -133,6 +154,8 @@ class LocalExecutor:
             self._log.emit(run_id, "run.cwd_missing", {"cwd": req.cwd, "message": msg})
             return Attempt("failed", reason="cwdMissing", error=msg)
         token = await trio.to_thread.run_sync(self._secrets.get, req.provider)
+        if token is None and self.inherit_tokens:
+            token = os.environ.get(providers.TOKEN_ENV[req.provider]) or None
         with contextlib.ExitStack() as stack:
             schema_file = None
             if req.output_schema is not None and req.provider == "codex":

@@ -26,6 +26,8 @@ import trio
 
 from codexd.config import RunsSection
 from codexd.errors import ErrorCode, RpcError
+from codexd.fleet.remote import ExecutorUnavailable, RemoteRuns
+from codexd.fleet.types import RunState
 from codexd.protocol.runs import (
     Capability,
     Conversation,
@@ -108,6 +110,12 @@ class RunService:
         self.executor = LocalExecutor(config, log=self.log, secrets=self.secrets,
                                       children=children, snapshot=self.catalog.snapshot)
         self.executor.homes_dir = state_dir / "codex-homes"
+        #: The temporal executor (its client connects on first use).
+        self.remote = RemoteRuns(lambda: config().executor, log=self.log, store=store)
+        #: Remote runs a previous daemon life dispatched: followed again at start.
+        self._reattach: list[Run] = []
+        #: Remote runs waiting for the Temporal server (warned once each).
+        self._unavailable: set[str] = set()
         #: Paused lanes: provider → why (persisted in queue_lanes).
         self.paused: dict[str, str] = {}
         #: Lanes a usage limit paused: provider → when they resume by themselves (Unix ms).
@@ -150,8 +158,12 @@ class RunService:
         """
         killed = {s.unit_id: s.pid for s in survivors if s.kind == "run"}
 
-        def load(c: Any) -> tuple[list[Run], list[Run], dict[str, str]]:
-            stale = repo.by_status(c, ("running",))
+        def load(c: Any) -> tuple[list[Run], list[Run], dict[str, str], list[Run]]:
+            # Runs dispatched to the fleet go on there: followed again, not interrupted.
+            remote = [r for r in repo.by_status(c, ("running", "queued"))
+                      if r.request.executor == "temporal" and repo.remote_get(c, r.run_id)]
+            followed = {r.run_id for r in remote}
+            stale = [r for r in repo.by_status(c, ("running",)) if r.run_id not in followed]
             done = []
             for run in stale:
                 seq = run.last_seq + 1
@@ -160,19 +172,19 @@ class RunService:
                     message += (f" (its CLI, pid {killed[run.run_id]}, was still running and "
                                 "was killed with its process group)")
                 repo.add_events(c, [(run.run_id, seq, "run.interrupted", _enc.encode(
-                    {"message": message}).decode(), now_ms())])
+                    {"message": message}).decode(), now_ms(), run.attempt or None)])
                 updated = repo.update(c, run.run_id, status="interrupted", reason="daemonStopped",
                                       error=message, finished_at=now_ms())
                 if updated:
                     done.append(updated)
-            queued = repo.by_status(c, ("queued",))
+            queued = [r for r in repo.by_status(c, ("queued",)) if r.run_id not in followed]
             if unclean and self.cfg.pause_after_unclean:
                 reason = ("codexd did not stop cleanly; check the interrupted runs, then "
                           "`codexctl runs queue resume`")
                 for provider in sorted({r.request.provider for r in queued}):
                     repo.lane_pause(c, provider, reason, now_ms())
             self.paused_until = repo.lanes_resume_at(c)
-            return done, queued, repo.lanes_paused(c)
+            return done, queued, repo.lanes_paused(c), remote
 
         log.info("secret_store", store=self.secrets.describe())
         for provider in providers.PROVIDERS:
@@ -181,15 +193,16 @@ class RunService:
                 await trio.to_thread.run_sync(self.secrets.get, provider)
             except Exception as exc:
                 log.error("secret_read_failed", provider=provider, error=type(exc).__name__)
-        interrupted, queued, self.paused = await self._store().write(load)
+        interrupted, queued, self.paused, self._reattach = await self._store().write(load)
         for run in interrupted:
             log.warning("run_interrupted", run_id=run.run_id, provider=run.request.provider)
         for lane, reason in self.paused.items():
             log.warning("queue_lane_paused", provider=lane, reason=reason)
         for run in queued:
             self._enqueue(run)
-        if interrupted or queued:
-            log.info("runs_loaded", queued=len(queued), interrupted=len(interrupted))
+        if interrupted or queued or self._reattach:
+            log.info("runs_loaded", queued=len(queued), interrupted=len(interrupted),
+                     remote=len(self._reattach))
 
     def _enqueue(self, run: Run) -> None:
         self.waiting[run.run_id] = q.Waiting(run.run_id, run.request.provider,
@@ -199,11 +212,20 @@ class RunService:
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self.log.run)
-            nursery.start_soon(self._queue_loop)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self.log.run)
+                nursery.start_soon(self._queue_loop)
+                for run in self._reattach:
+                    self.log.track(run)
+                    active = _Active(run=run)
+                    self.active[run.run_id] = active
+                    nursery.start_soon(self._execute_remote, active, True)
+                self._reattach = []
+                task_status.started()
+        finally:
+            self.remote.close()
 
     # ----------------------------------------------------------------------- requests
 
@@ -245,7 +267,8 @@ class RunService:
             sandbox=pick("sandbox", None), auto_approve=pick("auto_approve", False),
             profile=profile, output_schema=getattr(p, "output_schema", None),
             env=dict(getattr(p, "env", None) or {}), harness=getattr(p, "harness", None),
-            max_budget_usd=pick("max_budget_usd", None))
+            max_budget_usd=pick("max_budget_usd", None),
+            executor=pick("executor", self.cfg.executor.kind))
         h = req.harness
         if h is not None:
             for name in ("images", "add_dirs"):
@@ -289,7 +312,10 @@ class RunService:
         if conv is not None and req.provider != conv.provider:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"conversation {conv.conversation_id} is "
                            f"a {conv.provider} conversation", {"field": "provider"})
-        await self.refuse_blocked(req.provider)
+        if req.executor == "temporal":
+            await self.check_remote(req)
+        else:
+            await self.refuse_blocked(req.provider)
         capacity = self.cfg.queue_capacity
         run_id = "run_" + secrets.token_hex(6)
 
@@ -351,6 +377,16 @@ class RunService:
             # just ended): look again in a moment.
             await trio.sleep(0.01)
         active = self.active.get(run_id)
+        if active is not None and active.run.request.executor == "temporal":
+            active.canceled_by = by
+            try:
+                await self.remote.cancel(run_id, by)
+            except ExecutorUnavailable as exc:
+                raise RpcError(ErrorCode.EXECUTOR_UNAVAILABLE, f"cannot cancel run {run_id} "
+                               f"now: {exc}", {"runId": run_id}) from None
+            with trio.move_on_after(self.cfg.cancel_grace_seconds + 30):
+                await active.done.wait()
+            return await self.get(run_id)
         if active is not None:
             active.canceled_by = by
             active.scope.cancel()
@@ -444,7 +480,10 @@ class RunService:
                 assert self._nursery is not None
                 active = _Active(run=w.payload)
                 self.active[w.run_id] = active
-                self._nursery.start_soon(self._execute, active)
+                if w.payload.request.executor == "temporal":
+                    self._nursery.start_soon(self._execute_remote, active, False)
+                else:
+                    self._nursery.start_soon(self._execute, active)
             wake_at = q.next_wake_ms(eligible, now, self.cfg.aging_seconds)
             if self.paused_until:
                 soonest = min(self.paused_until.values())
@@ -467,6 +506,7 @@ class RunService:
                                   started_at=run.started_at or started,
                                   next_attempt_at=None) or run
             active.run = run
+            self.log.set_attempt(run_id, run.attempt)
             timeout = (req.harness.timeout_ms / 1000 if req.harness and req.harness.timeout_ms
                        else req.timeout_seconds)
             with active.scope:
@@ -487,12 +527,92 @@ class RunService:
                     result = Attempt("interrupted", reason="daemonStopped",
                                       error="codexd stopped during this run")
                 await self._settle(active, result)
-                # Only our own entry: a retry may already have been picked up again, and that
-                # execution is the run's now.
-                if self.active.get(run_id) is active:
-                    del self.active[run_id]
-                active.done.set()
-                self._wake.set()
+                self._release(active)
+
+    def _release(self, active: _Active) -> None:
+        """The run's execution is over. Only our own entry goes: a retry may already have
+        been picked up again, and that execution is the run's now."""
+        if self.active.get(active.run.run_id) is active:
+            del self.active[active.run.run_id]
+        active.done.set()
+        self._wake.set()
+
+    async def _execute_remote(self, active: _Active, reattach: bool) -> None:
+        """A run on the fleet: its workflow holds attempts, retries and worker losses; this
+        follows it, stores its events and settles the run as a local one is settled."""
+        run = active.run
+        run_id, req = run.run_id, run.request
+        result: Attempt | None = None
+        stopping = False
+
+        async def on_state(state: RunState) -> None:
+            current = active.run
+            if state.phase != "running" or (state.attempt == current.attempt
+                                             and current.status == "running"
+                                             and state.worker == current.worker):
+                return
+            fields: dict[str, Any] = {"attempt": state.attempt, "worker": state.worker,
+                                      "started_at": current.started_at or now_ms(),
+                                      "next_attempt_at": None}
+            if current.status != "running":
+                fields["status"] = "running"
+            active.run = await self._set(run_id, **fields) or current
+            self.log.set_attempt(run_id, state.attempt)
+            self.log.emit(run_id, "run.attempt_started", {
+                "attempt": state.attempt, "worker": state.worker, "executor": "temporal"})
+
+        try:
+            timeout = (req.harness.timeout_ms / 1000 if req.harness and req.harness.timeout_ms
+                       else req.timeout_seconds)
+            result = await self.remote.execute(run, attempt_timeout=timeout, reattach=reattach,
+                                               on_state=on_state)
+            await self._store().write(lambda c: repo.remote_drop(c, run_id))
+        except ExecutorUnavailable as exc:
+            await self._wait_for_executor(active, str(exc))
+            return
+        except trio.Cancelled:
+            stopping = True  # the daemon is stopping: the run goes on, followed at start
+            raise
+        except Exception as exc:
+            message = self._faults.record("run", run_id, exc)
+            result = Attempt("failed", reason="internal", error=f"internal error: {message}")
+        finally:
+            with trio.CancelScope(shield=True):
+                if result is not None and not stopping:
+                    self._unavailable.discard(run_id)
+                    await self._settle(active, result)
+                self._release(active)
+
+    async def _wait_for_executor(self, active: _Active, why: str) -> None:
+        """The Temporal server is away at dispatch: the run goes back to the queue (it says
+        so once) and is tried again in a while; local runs are not held up."""
+        run_id = active.run.run_id
+        if run_id not in self._unavailable:
+            self._unavailable.add(run_id)
+            self.log.emit(run_id, "run.warning", {
+                "message": f"waiting for the Temporal server: {why}", "reason":
+                "executorUnavailable"})
+            log.warning("run_waits_for_temporal", run_id=run_id, error=why)
+        updated = await self._set(run_id, next_attempt_at=now_ms() + int(
+            self.cfg.executor.connect_timeout_seconds * 2000),
+            reason="executorUnavailable", error=why)
+        if updated is not None:
+            self._enqueue(updated)
+
+    async def check_remote(self, req: RunRequest) -> None:
+        """run/start with the temporal executor: a clear error now, never a hang, when the
+        server cannot be reached or the run cannot go there."""
+        if req.env:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "invalid params: env cannot be sent to "
+                           "the temporal executor (its values would be stored in Temporal's "
+                           "history); set them in the worker's environment, or run locally",
+                           {"field": "env"})
+        try:
+            await self.remote.client()
+        except ExecutorUnavailable as exc:
+            raise RpcError(ErrorCode.EXECUTOR_UNAVAILABLE, f"{exc}; nothing was queued",
+                           {"executor": "temporal",
+                            "address": self.cfg.executor.address}) from None
 
     async def _settle(self, active: _Active, res: Attempt) -> None:
         run, req, out = active.run, active.run.request, res.outcome
@@ -537,7 +657,11 @@ class RunService:
         else:
             kind, data = "run.failed", {"reason": res.reason, "message": res.error,
                                         "exitCode": res.exit_code, "attempts": run.attempt}
-        if res.status in ("succeeded", "failed"):
+        if res.artifacts is not None:
+            items = [(k, n, m, self.log.redact(run_id, c)) for k, n, m, c in res.artifacts]
+            if items:
+                await self._store().write(lambda c: repo.put_artifacts(c, run_id, items))
+        elif res.status in ("succeeded", "failed"):
             await self._store_artifacts(run_id, req.cwd, text, out)
         final = await self.log.final(
             run_id, kind, data, status=res.status, reason=res.reason, error=res.error,

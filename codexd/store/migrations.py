@@ -247,6 +247,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'exec';
     ALTER TABLE runs ADD COLUMN terminal_id TEXT;
     """,
+    # 12 -> 13: runs on a fleet (the temporal executor): the attempt each event belongs to,
+    # the worker of a run's latest attempt, and per dispatched run its workflow, the token its
+    # events are read with, and how far they were read (attempt, event, workflow notes).
+    """
+    ALTER TABLE run_events ADD COLUMN attempt INTEGER;
+    ALTER TABLE runs ADD COLUMN worker TEXT;
+    CREATE TABLE run_remote (
+        run_id      TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        workflow_id TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        attempt     INTEGER NOT NULL DEFAULT 0,
+        received    INTEGER NOT NULL DEFAULT 0,
+        notes       INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

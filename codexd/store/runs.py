@@ -22,7 +22,7 @@ def now_ms() -> int:
 
 _COLS = ("id, status, request, attempt, created_at, last_seq, conversation_id, session_id, "
          "rerun_of, exit_code, reason, error, result_text, next_attempt_at, started_at, "
-         "finished_at, limit_resumes, mode, terminal_id")
+         "finished_at, limit_resumes, mode, terminal_id, worker")
 
 
 def _run(r: Any) -> Run:
@@ -30,7 +30,7 @@ def _run(r: Any) -> Run:
                created_at=r[4], last_seq=r[5], conversation_id=r[6], session_id=r[7],
                rerun_of=r[8], exit_code=r[9], reason=r[10], error=r[11], result_text=r[12],
                next_attempt_at=r[13], started_at=r[14], finished_at=r[15],
-               limit_resumes=r[16], mode=r[17], terminal_id=r[18])
+               limit_resumes=r[16], mode=r[17], terminal_id=r[18], worker=r[19])
 
 
 def insert(conn: apsw.Connection, run_id: str, req: RunRequest, *, conversation_id: str | None,
@@ -93,9 +93,13 @@ def count_queued(conn: apsw.Connection) -> int:
     return int(r[0]) if r else 0
 
 
-def add_events(conn: apsw.Connection, rows: list[tuple[str, int, str, str, int]]) -> None:
-    conn.executemany("INSERT INTO run_events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
-                     rows)
+#: run id, seq, type, redacted JSON data, at (ms), attempt (None: not during an attempt)
+EventRow = tuple[str, int, str, str, int, int | None]
+
+
+def add_events(conn: apsw.Connection, rows: list[EventRow]) -> None:
+    conn.executemany("INSERT INTO run_events (run_id, seq, type, data, at, attempt) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
     last: dict[str, int] = {}
     for run_id, seq, *_ in rows:
         last[run_id] = max(seq, last.get(run_id, 0))
@@ -104,9 +108,42 @@ def add_events(conn: apsw.Connection, rows: list[tuple[str, int, str, str, int]]
 
 
 def events(conn: apsw.Connection, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
-    return [RunEvent(run_id=run_id, seq=r[0], type=r[1], data=msgspec.Raw(r[2].encode()), at=r[3])
-            for r in conn.execute("SELECT seq, type, data, at FROM run_events WHERE run_id = ? "
-                                  "AND seq > ? ORDER BY seq LIMIT ?", (run_id, after_seq, limit))]
+    return [RunEvent(run_id=run_id, seq=r[0], type=r[1], data=msgspec.Raw(r[2].encode()), at=r[3],
+                     attempt=r[4])
+            for r in conn.execute("SELECT seq, type, data, at, attempt FROM run_events WHERE "
+                                  "run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                  (run_id, after_seq, limit))]
+
+
+# ------------------------------------------------------------------- runs on a fleet
+
+Remote = tuple[str, str, int, int, int]  # workflow id, token, attempt, received, notes
+
+
+def remote_put(conn: apsw.Connection, run_id: str, workflow_id: str, token: str) -> Remote:
+    """A new dispatch of the run: its workflow and token; nothing read yet."""
+    conn.execute("INSERT INTO run_remote (run_id, workflow_id, token, created_at) VALUES "
+                 "(?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET workflow_id = excluded."
+                 "workflow_id, token = excluded.token, attempt = 0, received = 0, notes = 0, "
+                 "created_at = excluded.created_at", (run_id, workflow_id, token, now_ms()))
+    return workflow_id, token, 0, 0, 0
+
+
+def remote_get(conn: apsw.Connection, run_id: str) -> Remote | None:
+    r = conn.execute("SELECT workflow_id, token, attempt, received, notes FROM run_remote "
+                     "WHERE run_id = ?", (run_id,)).fetchone()
+    return (r[0], r[1], r[2], r[3], r[4]) if r else None
+
+
+def remote_drop(conn: apsw.Connection, run_id: str) -> None:
+    """The dispatch is over (its workflow is done)."""
+    conn.execute("DELETE FROM run_remote WHERE run_id = ?", (run_id,))
+
+
+def remote_cursor(conn: apsw.Connection, run_id: str, attempt: int, received: int,
+                  notes: int) -> None:
+    conn.execute("UPDATE run_remote SET attempt = ?, received = ?, notes = ? WHERE run_id = ?",
+                 (attempt, received, notes, run_id))
 
 
 # ------------------------------------------------------------------------ conversations
