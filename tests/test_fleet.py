@@ -262,9 +262,28 @@ def test_a_killed_worker_and_a_killed_daemon_lose_nothing(fleet: Fleet):
         started = [e["data"]["attempt"] for e in evs if e["type"] == "run.started"]
         assert started == [1, 2]
 
+        # SIGTERM: the worker stops cleanly and hands its attempt back; the other takes it.
+        victim.start()
+        rid = start(c, fleet, "handed lines=30 every=0.1")
+        run = eventually(running_with_events, 30, what="the run to be under way")
+        leaving = fleet.workers[run["worker"]]
+        t0 = time.monotonic()
+        leaving.stop()
+        assert leaving.proc is not None and leaving.proc.returncode == 0, leaving.log()
+        assert time.monotonic() - t0 < 15
+        done = wait_done(c, rid, 90)
+        assert done["status"] == "succeeded" and done["attempt"] == 2, done
+        assert done["worker"] != leaving.name
+        evs = events(c, rid)
+        assert_numbered(evs)
+        lost = next(e for e in evs if e["type"] == "run.attempt_lost")
+        assert "handed the attempt back" in lost["data"]["message"]
+        assert "run.cli_exit" in [e["type"] for e in evs if e["attempt"] == 1]
+        assert steps(evs, 2) == [f"step {i} of handed" for i in range(30)]
+
         # kill -9 of the daemon while runs are out on the fleet: after a restart each is
         # still tracked, completes, and has every event once.
-        victim.start()
+        leaving.start()
         rids = [start(c, fleet, f"survivor{i} lines=25 every=0.1") for i in range(2)]
 
         def both_under_way() -> bool:
@@ -288,11 +307,19 @@ def test_a_killed_worker_and_a_killed_daemon_lose_nothing(fleet: Fleet):
 
 
 def test_cancel_kills_the_tree_on_the_worker(fleet: Fleet):
-    fleet.worker("w1")
-    d = fleet.daemon()
+    d = fleet.daemon(executor="worker_wait_warning_seconds = 1\n")
     pids = fleet.base / "pids"
     with d.client() as c:
         rid = start(c, fleet, f"doomed lines=600 every=0.1 spawn={pids}")
+        # No worker yet: the run waits for one, and says so.
+        warning = eventually(lambda: next((e for e in events(c, rid) if e["type"] ==
+                                           "run.warning"), None), 20, what="the warning")
+        assert warning["data"]["reason"] == "noWorker"
+        assert fleet.queue in warning["data"]["message"]
+        entry = c.call("queue/list")["running"][0]
+        assert entry["runId"] == rid and entry["status"] == "queued"
+        assert entry["executor"] == "temporal" and entry.get("worker") is None
+        fleet.worker("w1")
         eventually(lambda: pids.exists() and pids.read_text().strip(), 30,
                    what="the CLI and its child to start")
         cli, child = (int(p) for p in pids.read_text().split())
@@ -309,6 +336,8 @@ def test_cancel_kills_the_tree_on_the_worker(fleet: Fleet):
         kinds = [e["type"] for e in events(c, rid)]
         assert kinds[-1] == "run.canceled" and "run.cli_exit" in kinds
         print(f"remote cancel took {took:.2f} s")
+    executor = doctor_check(d)
+    assert executor["status"] == "ok" and executor["details"]["workers"] == ["w1"], executor
 
 
 def test_an_absent_server_is_a_clear_error_and_local_runs_go_on(short_tmp: Path,
@@ -334,8 +363,18 @@ def test_an_absent_server_is_a_clear_error_and_local_runs_go_on(short_tmp: Path,
             assert wait_done(c, rid)["status"] == "succeeded"
             out = d.ctl("run", "--executor", "local", "--json", "--cwd", str(f.ws), "hi")
             assert out.returncode == 0, out.stderr
+        executor = doctor_check(d)
+        assert executor["status"] == "fail", executor
+        assert "Temporal server at 127.0.0.1:" in executor["summary"]
+        assert "-32073" in executor["fix"] and "runs.executor.address" in executor["fix"]
     finally:
         f.close()
+
+
+def doctor_check(d: DaemonProc) -> dict[str, Any]:
+    out = d.ctl("doctor", "--json", "--state-dir", str(d.state_dir), timeout=90)
+    assert out.stdout, out.stderr
+    return next(c for c in json.loads(out.stdout)["checks"] if c["name"] == "executor")
 
 
 def _alive(pid: int) -> bool:

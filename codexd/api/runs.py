@@ -265,10 +265,12 @@ def queue_list(session: ClientSession, p: NoParams) -> QueueList:
     svc = _svc(session)
     cfg = svc.cfg
     now = now_ms()
-    running = [QueueEntry(run_id=a.run.run_id, provider=a.run.request.provider, status="running",
+    running = [QueueEntry(run_id=a.run.run_id, provider=a.run.request.provider,
+                          status="queued" if a.run.status == "queued" else "running",
                           priority=a.run.request.priority,
                           effective_priority=a.run.request.priority, position=None,
-                          waiting_ms=0) for a in svc.active.values()]
+                          waiting_ms=0, executor=a.run.request.executor,
+                          worker=a.run.worker) for a in svc.active.values()]
     ordered = q.order(list(svc.waiting.values()), now, cfg.aging_seconds)
     queued = [QueueEntry(run_id=w.run_id, provider=w.provider, status="queued",
                          priority=w.priority,

@@ -273,6 +273,48 @@ def check_secret_store(ctx: Context) -> Check:
     return Check("secret-store", "ok", store.describe())
 
 
+def check_executor(ctx: Context) -> Check:
+    """Where runs execute; for the temporal executor, whether the server answers and which
+    workers poll the task queue."""
+    ex = ctx.cfg.runs.executor
+    if ex.kind == "local":
+        return Check("executor", "ok", "runs execute on this machine (runs.executor.kind = "
+                     "\"local\")")
+    import asyncio
+
+    from codexd.fleet import connect
+
+    async def pollers() -> list[str]:
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+        client = await connect.client(ex, identity="codexctl-doctor")
+        resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=ex.namespace, task_queue=TaskQueue(name=ex.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY))
+        return sorted({p.identity for p in resp.pollers})
+
+    where = f"Temporal at {ex.address} (namespace {ex.namespace})"
+    try:
+        workers = asyncio.run(pollers())
+    except connect.Unreachable as exc:
+        return Check("executor", "fail", str(exc),
+                     "start the Temporal server, or fix runs.executor.address and its TLS "
+                     "settings; until then run/start with the temporal executor answers "
+                     "-32073 (local runs are unaffected)")
+    if not workers:
+        return Check("executor", "warn", f"{where} answers, but no worker has polled task "
+                     f"queue {ex.task_queue!r} lately: dispatched runs will wait",
+                     f"start `codexd worker --address {ex.address} --task-queue "
+                     f"{ex.task_queue}` on a machine with the CLIs (docs/operations.md, "
+                     "\"Running a fleet\")")
+    return Check("executor", "ok", f"{where}: {len(workers)} worker(s) polling "
+                 f"{ex.task_queue!r} lately: {', '.join(workers)}",
+                 details={"workers": workers, "address": ex.address,
+                          "taskQueue": ex.task_queue})
+
+
 # -- CODEX_HOME: other app-servers and the thread writer locks
 
 
@@ -520,7 +562,7 @@ def check_sandbox(_ctx: Context) -> Check:
 
 CHECKS: list[Callable[[Context], Check]] = [
     check_daemon, check_permissions, check_appserver, check_clis, check_secret_store,
-    check_codex_home, check_service, check_disk, check_database, check_sandbox,
+    check_executor, check_codex_home, check_service, check_disk, check_database, check_sandbox,
 ]
 
 

@@ -364,11 +364,17 @@ def cmd_queue(c: Client, a: argparse.Namespace) -> Any:
         else:
             print(f"PAUSED {provider}: {reason} (`codexctl runs queue resume --provider "
                   f"{provider}`)", file=sys.stderr)
-    rows = [["-", e.run_id, e.provider, "running", e.priority, "", span(e.waiting_ms / 1000)]
-            for e in out.running]
+    def where(e: Any) -> str:
+        if e.executor != "temporal":
+            return "here"
+        return e.worker or ("waiting for a worker" if e.status == "queued" else "fleet")
+
+    rows = [["-", e.run_id, e.provider, "running", e.priority, "", span(e.waiting_ms / 1000),
+             where(e)] for e in out.running]
     rows += [[e.position, e.run_id, e.provider, e.status, e.priority, e.effective_priority,
-              span(e.waiting_ms / 1000)] for e in out.queued]
-    table(["#", "RUN", "PROVIDER", "STATUS", "PRIORITY>", "EFFECTIVE>", "WAITING"], rows)
+              span(e.waiting_ms / 1000), ""] for e in out.queued]
+    table(["#", "RUN", "PROVIDER", "STATUS", "PRIORITY>", "EFFECTIVE>", "WAITING", "WHERE"],
+          rows)
     print(f"{len(out.queued)}/{out.capacity} queued, {len(out.running)}/"
           f"{out.max_concurrent} running (max_per_provider = {out.max_per_provider})",
           file=sys.stderr)

@@ -86,20 +86,27 @@ class AsyncioThread:
         cancels the asyncio task and waits (shielded) for it to finish."""
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
+        abandoned = False
 
-        async def wrapper() -> T:
-            return await fn(*args)
+        async def wrapper() -> T | None:
+            try:
+                return await fn(*args)
+            except BaseException:
+                if abandoned:  # nobody waits for it: its error is not news
+                    return None
+                raise
 
         fut = self.submit(wrapper())
         fut.add_done_callback(lambda _f: _wake(token, done))
         try:
             await done.wait()
         except trio.Cancelled:
+            abandoned = True
             fut.cancel()
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await done.wait()
             raise
-        return fut.result()
+        return fut.result()  # type: ignore[return-value]
 
 
 def _wake(token: trio.lowlevel.TrioToken, event: trio.Event) -> None:

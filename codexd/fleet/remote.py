@@ -13,6 +13,7 @@ no event twice, none lost while the worker still holds them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -81,6 +82,9 @@ class _Follow:
     answers: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     asking: set[tuple[int, int]] = field(default_factory=set)
     changed: trio.Event = field(default_factory=trio.Event)
+    #: The workflow's phase and attempt as last seen, and since when (trio time).
+    phase: tuple[str, int] = ("", 0)
+    phase_since: float = 0.0
 
     def wake(self) -> None:
         self.changed.set()
@@ -169,6 +173,7 @@ class RemoteRuns:
         warned = False
         reading: dict[int, trio.CancelScope] = {}
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_for_a_worker, f)
             while True:
                 try:
                     state = await self.thread.call(_wait, handle, seen)
@@ -183,6 +188,8 @@ class RemoteRuns:
                     await trio.sleep(1.0)
                     continue
                 seen = state.version
+                if (state.phase, state.attempt) != f.phase:
+                    f.phase, f.phase_since = (state.phase, state.attempt), trio.current_time()
                 for note in state.notes[f.notes:]:
                     self._log.emit(f.run_id, note.kind, note.data, attempt=note.attempt)
                     f.notes += 1
@@ -215,6 +222,28 @@ class RemoteRuns:
                                    f"{res.events} read)"})
             nursery.cancel_scope.cancel()
         return state
+
+    async def _watch_for_a_worker(self, f: _Follow) -> None:
+        """Say so (once per attempt) when no worker takes a dispatched attempt. Until a
+        worker runs the workflow itself, no state comes at all: that is waiting too."""
+        warned = -1
+        since = trio.current_time()
+        while True:
+            await trio.sleep(1.0)
+            limit = self.cfg.worker_wait_warning_seconds
+            phase, attempt = f.phase
+            if f.phase_since > since:
+                since = f.phase_since
+            if limit and phase in ("", "queued") and attempt != warned and \
+                    trio.current_time() - since >= limit:
+                warned = attempt
+                cfg = self.cfg
+                self._log.emit(f.run_id, "run.warning", {
+                    "reason": "noWorker", "attempt": attempt or None, "message":
+                    f"no worker has taken this run for {limit:g} s; is a `codexd worker` "
+                    f"polling task queue {cfg.task_queue!r} of {cfg.address} (namespace "
+                    f"{cfg.namespace})? The run waits for one"})
+                log.warning("run_waits_for_worker", run_id=f.run_id, task_queue=cfg.task_queue)
 
     async def _read(self, f: _Follow, attempt: int, endpoint: str,
                     scope: trio.CancelScope) -> None:
@@ -359,6 +388,9 @@ async def _wait(handle: WorkflowHandle[Any, Any], seen: int) -> RunState:
                                                           result_type=RunState)
             return state
         except WorkflowUpdateRPCTimeoutOrCancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we were cancelled (the SDK says it this way): stop asking
             continue  # a long wait: ask again
         except (WorkflowUpdateFailedError, RPCError):
             desc = await handle.describe()

@@ -276,6 +276,10 @@ class QueueEntry(Struct, frozen=True, omit_defaults=False):
     position: int | None
     waiting_ms: int
     next_attempt_at: int | None = None
+    #: Running entries of the temporal executor: the worker of the current attempt (none yet
+    #: while the run's workflow waits for one: status "queued").
+    executor: Executor | None = None
+    worker: str | None = None
 
 
 class QueueList(Struct, frozen=True, omit_defaults=False):
