@@ -355,3 +355,27 @@ def test_under_the_journal_every_line_carries_its_priority(short_tmp):
 def test_without_the_journal_lines_are_plain_json(daemon):
     daemon.stop()
     assert all(line.startswith("{") for line in daemon.log().splitlines())
+
+
+@needs_analyze
+def test_a_worker_installs_as_its_own_unit(home):
+    out = ctl(home, "service", "install", "--worker")
+    assert out.returncode == 0, out.stderr
+    unit = unit_dir(home) / "codexd-worker.service"
+    assert [f.name for f in unit_dir(home).iterdir()] == ["codexd-worker.service"]
+    result = verify([unit])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    text = unit.read_text()
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)  # type: ignore[union-attr]
+    assert exec_start.split()[:4] == [sys.executable, "-m", "codexd", "worker"]
+    assert "KillMode=mixed" in text and "TimeoutStopSec=60" in text
+    assert calls(home)[-1] == "systemctl --user enable codexd-worker.service"
+    assert "runs.executor.address" in out.stderr  # the default address: said so
+    plist = json.loads(ctl(home, "service", "install", "--worker", "--manager", "launchd",
+                           "--dry-run", "--json").stdout)["files"][0]
+    assert plist["path"].endswith("/Library/LaunchAgents/dev.codexd.worker.plist")
+    assert plistlib.loads(plist["content"].encode())["ProgramArguments"][3] == "worker"
+    gone = ctl(home, "service", "uninstall", "--worker")
+    assert gone.returncode == 0, gone.stderr
+    assert not unit.exists()
+    assert calls(home)[-2] == "systemctl --user disable --now codexd-worker.service"

@@ -91,7 +91,7 @@ def cmd_install(_c: Client | None, a: argparse.Namespace) -> Any:
     cfg, config_file = _load_config(a)
     manager = _manager(a)
     plan = install.plan_install(cfg, manager=manager, environ=_environ(), home=Path.home(),
-                                config_file=config_file, now=a.now)
+                                config_file=config_file, now=a.now, worker=a.worker)
     if manager == "systemd":
         linger, why = _linger()
         if linger is False:
@@ -102,7 +102,7 @@ def cmd_install(_c: Client | None, a: argparse.Namespace) -> Any:
         elif linger is None:
             plan.notes.append(f"could not check linger ({why}); on a headless box run "
                               "`sudo loginctl enable-linger $USER`")
-    if a.now and not a.dry_run:
+    if a.now and not a.dry_run and not a.worker:
         pid = _running_outside(manager)
         if pid is not None:
             raise CommandFailed(
@@ -151,7 +151,11 @@ def _report(a: argparse.Namespace, plan: install.Plan, verb: str) -> Any:
             print(f"  {name:<7} {where or 'NOT FOUND'}")
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
-    if verb == "install" and done:
+    if verb == "install" and done and getattr(a, "worker", False):
+        print("codexd worker " + ("is running" if a.now else "is enabled; it starts at your "
+              "next login, or now with `systemctl --user start codexd-worker`"),
+              file=sys.stderr)
+    elif verb == "install" and done:
         if a.now:
             print("codexd is running; `codexctl service status` shows it", file=sys.stderr)
         elif plan.manager == "systemd":
@@ -163,7 +167,8 @@ def _report(a: argparse.Namespace, plan: install.Plan, verb: str) -> Any:
 
 def cmd_uninstall(_c: Client | None, a: argparse.Namespace) -> Any:
     manager = _manager(a)
-    plan = install.plan_uninstall(manager=manager, environ=_environ(), home=Path.home())
+    plan = install.plan_uninstall(manager=manager, environ=_environ(), home=Path.home(),
+                                  worker=a.worker)
     purge = _purge_targets() if a.purge else []
     if purge and not a.dry_run and not a.yes:
         listing = ", ".join(map(str, purge))
@@ -295,7 +300,11 @@ def add_commands(add: Any, sub: Any) -> None:
     sp.add_argument("--config", metavar="FILE",
                     help="the config file the service uses (default: the standard one)")
     sp.add_argument("--manager", **manager)
+    sp.add_argument("--worker", action="store_true",
+                    help="`codexd worker` instead of the daemon (docs/operations.md, "
+                    "\"Running a fleet\")")
     sp = add("uninstall", cmd_uninstall, "stop, disable and remove the user service", svc)
+    sp.add_argument("--worker", action="store_true", help="the worker's service only")
     sp.add_argument("--purge", action="store_true",
                     help="also delete the state, config and socket folders")
     sp.add_argument("--yes", action="store_true", help="do not ask before --purge deletes")

@@ -36,6 +36,9 @@ SERVICE = "codexd.service"
 SOCKETS = {"ndjson": "codexd.socket", "appserver": "codexd-appserver.socket",
            "websocket": "codexd-websocket.socket"}
 LABEL = "dev.codexd.codexd"
+#: `codexd worker` (codexctl service install --worker).
+WORKER_SERVICE = "codexd-worker.service"
+WORKER_LABEL = "dev.codexd.worker"
 SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"]
 
 
@@ -74,9 +77,10 @@ def unit_dir(manager: Manager, environ: dict[str, str], home: Path) -> Path:
     return base / "systemd" / "user"
 
 
-def program(config_file: Path | None) -> list[str]:
-    """The daemon's argv: this interpreter, this package."""
-    argv = [sys.executable, "-m", "codexd", "run", "--log-format", "json"]
+def program(config_file: Path | None, *, worker: bool = False) -> list[str]:
+    """The daemon's (or the worker's) argv: this interpreter, this package."""
+    argv = [sys.executable, "-m", "codexd", "worker" if worker else "run", "--log-format",
+            "json"]
     if config_file is not None:
         argv += ["--config", str(config_file)]
     return argv
@@ -151,10 +155,10 @@ def sockets(cfg: Config) -> dict[str, str]:
 
 
 def plan_install(cfg: Config, *, manager: Manager, environ: dict[str, str], home: Path,
-                 config_file: Path | None, now: bool = False) -> Plan:
+                 config_file: Path | None, now: bool = False, worker: bool = False) -> Plan:
     found = find_clis(cfg, environ)
     plan = Plan(manager=manager, found=found, path=service_path(found),
-                exec_start=program(config_file))
+                exec_start=program(config_file, worker=worker))
     for name in ("codex", "claude"):
         if found.get(name) is None:
             plan.notes.append(f"{name} was not found on PATH: the service will not find it "
@@ -163,11 +167,27 @@ def plan_install(cfg: Config, *, manager: Manager, environ: dict[str, str], home
         plan.notes.append(f"CODEX_HOME={environ['CODEX_HOME']} is set in this shell but the "
                           "service will not see it; set appserver.codex_home in config.toml")
     folder = unit_dir(manager, environ, home)
+    if worker and cfg.runs.executor.address == "127.0.0.1:7233" and not config_file:
+        plan.notes.append("runs.executor.address is the default (127.0.0.1:7233): set the "
+                          "Temporal cluster's address in config.toml ([runs.executor])")
     if manager == "launchd":
-        _plan_launchd(plan, folder, home, now)
+        _plan_launchd(plan, folder, home, now, worker=worker)
+    elif worker:
+        _plan_systemd_worker(plan, folder, now)
     else:
         _plan_systemd(plan, cfg, folder, now)
     return plan
+
+
+def _plan_systemd_worker(plan: Plan, folder: Path, now: bool) -> None:
+    plan.files.append(UnitFile(folder / WORKER_SERVICE, _fill(_template(WORKER_SERVICE), {
+        "EXEC_START": " ".join(map(_systemd_arg, plan.exec_start)),
+        "PATH": plan.path.replace("%", "%%").replace('"', '\\"'),
+    })))
+    plan.units = [WORKER_SERVICE]
+    plan.commands.append(["systemctl", "--user", "daemon-reload"])
+    plan.commands.append(["systemctl", "--user", "enable", *(["--now"] if now else []),
+                          WORKER_SERVICE])
 
 
 def _plan_systemd(plan: Plan, cfg: Config, folder: Path, now: bool) -> None:
@@ -190,32 +210,37 @@ def _plan_systemd(plan: Plan, cfg: Config, folder: Path, now: bool) -> None:
                           *plan.units])
 
 
-def _plan_launchd(plan: Plan, folder: Path, home: Path, now: bool) -> None:
+def _plan_launchd(plan: Plan, folder: Path, home: Path, now: bool, *,
+                  worker: bool = False) -> None:
     from xml.sax.saxutils import escape
 
+    label = WORKER_LABEL if worker else LABEL
     args = "\n".join(f"        <string>{escape(a)}</string>" for a in plan.exec_start)
-    target = folder / f"{LABEL}.plist"
+    target = folder / f"{label}.plist"
     plan.files.append(UnitFile(target, _fill(_template(f"{LABEL}.plist"), {
-        "LABEL": LABEL, "PROGRAM_ARGUMENTS": args, "PATH": escape(plan.path),
-        "LOG": escape(str(home / "Library" / "Logs" / "codexd.log")),
+        "LABEL": label, "PROGRAM_ARGUMENTS": args, "PATH": escape(plan.path),
+        "LOG": escape(str(home / "Library" / "Logs" /
+                          ("codexd-worker.log" if worker else "codexd.log"))),
     })))
-    plan.units = [LABEL]
+    plan.units = [label]
     domain = f"gui/{os.getuid()}"
     plan.commands.append(["launchctl", "bootstrap", domain, str(target)])
     if now:
-        plan.commands.append(["launchctl", "kickstart", "-k", f"{domain}/{LABEL}"])
+        plan.commands.append(["launchctl", "kickstart", "-k", f"{domain}/{label}"])
 
 
-def plan_uninstall(*, manager: Manager, environ: dict[str, str], home: Path) -> Plan:
+def plan_uninstall(*, manager: Manager, environ: dict[str, str], home: Path,
+                   worker: bool = False) -> Plan:
     folder = unit_dir(manager, environ, home)
     plan = Plan(manager=manager)
     if manager == "launchd":
-        target = folder / f"{LABEL}.plist"
-        plan.units = [LABEL]
-        plan.commands.append(["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"])
+        label = WORKER_LABEL if worker else LABEL
+        target = folder / f"{label}.plist"
+        plan.units = [label]
+        plan.commands.append(["launchctl", "bootout", f"gui/{os.getuid()}/{label}"])
         plan.files.append(UnitFile(target, ""))
         return plan
-    names = [SERVICE, *SOCKETS.values()]
+    names = [WORKER_SERVICE] if worker else [SERVICE, *SOCKETS.values()]
     present = [n for n in names if (folder / n).exists()]
     plan.units = present or names
     plan.commands.append(["systemctl", "--user", "disable", "--now", *plan.units])
