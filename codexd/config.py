@@ -202,6 +202,9 @@ class ExecutorSection(_Section, frozen=True):
     heartbeat_timeout_seconds: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 10.0
     #: Attempts lost with their worker that are retried, beyond max_retries.
     max_worker_losses: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
+    #: PEM file: the CA workers' wss:// certificates are checked against (empty = the
+    #: system's CAs).
+    worker_tls_ca: str = ""
     #: A run.warning when no worker has taken a dispatched attempt for this long (0 = never).
     worker_wait_warning_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
 

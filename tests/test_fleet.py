@@ -9,6 +9,8 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import pytest
 from codexd.client import Client
 from codexd.errors import ErrorCode, RpcError
 from tests.fake_model import FakeModel, message, tool_use
-from tests.helpers import eventually, require_cli
+from tests.helpers import eventually, require_cli, self_signed_certificate
 from tests.helpers.daemon import DaemonProc, make_daemon, short_tempdir
 from tests.helpers.runs import CLAUDE_TOKEN, FAKE_CLI, events, wait_done
 from tests.helpers.temporal import TemporalServer, WorkerProc, free_port, temporal_cli
@@ -102,6 +104,12 @@ def spans(log: Path) -> dict[str, list[float]]:
     return out
 
 
+def workers_of(log: Path) -> dict[str, str]:
+    """tag → the worker that ran it (FAKE_WORKER, in the fake CLI's log)."""
+    return {parts[1]: parts[3] for parts in map(str.split, log.read_text().splitlines())
+            if parts[0] == "start" and len(parts) > 3}
+
+
 def most_at_once(intervals: list[list[float]]) -> int:
     points = sorted([(s, 1) for s, _e in intervals] + [(e, -1) for _s, e in intervals])
     now = peak = 0
@@ -168,9 +176,15 @@ def test_twenty_runs_over_two_workers(fleet: Fleet):
     """Priorities and per-provider limits hold across the fleet, events arrive while each
     run goes, and a remote run's export is a local run's."""
     log = fleet.base / "cli.log"
-    for name in ("w1", "w2"):
-        fleet.worker(name, env={"FAKE_LOG": str(log)})
-    d = fleet.daemon("max_concurrent = 4\nmax_per_provider = 2\naging_seconds = 0\n")
+    fleet.worker("w1", env={"FAKE_LOG": str(log)})
+    # w2 serves its events over wss:// (its own certificate; the daemon trusts its CA).
+    cert, key = self_signed_certificate(fleet.base)
+    fleet.worker("w2", env={"FAKE_LOG": str(log)},
+                 config=FAKE + f'[worker]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    assert '"endpoint":"wss://127.0.0.1:' in fleet.workers["w2"].log()
+    # The daemon would run 6 at once (3 per provider); the workers take 2 each.
+    d = fleet.daemon("max_concurrent = 6\nmax_per_provider = 3\naging_seconds = 0\n",
+                     f'worker_tls_ca = "{cert}"\n')
     watcher: Watcher | None = None
     try:
         with d.client() as c:
@@ -189,20 +203,25 @@ def test_twenty_runs_over_two_workers(fleet: Fleet):
             assert {r["worker"] for r in runs.values()} == {"w1", "w2"}
             assert all(r["attempt"] == 1 for r in runs.values())
 
-            # Limits: never more than 2 of a provider, 4 in all, on the two workers together.
+            # Limits: never more than 3 of a provider (the daemon's, across the fleet), 2 on a
+            # worker (each worker's own), so 4 in all.
             got = spans(log)
             assert len(got) == 20
             for provider in ("codex", "claude"):
                 mine = [v for k, v in got.items() if k.startswith(provider)]
-                assert most_at_once(mine) <= 2, f"more than 2 {provider} runs at once"
+                assert most_at_once(mine) <= 3, f"more than 3 {provider} runs at once"
+            for name in ("w1", "w2"):
+                mine = [v for k, v in got.items() if workers_of(log)[k] == name]
+                assert mine and most_at_once(mine) <= 2, f"more than 2 at once on {name}"
             assert most_at_once(list(got.values())) <= 4
 
-            # Priorities: each provider's runs were dispatched best first.
+            # Priorities: each provider's runs were dispatched best first (in the queue's
+            # order; workflows picked together may start in any order).
             for provider in ("codex", "claude"):
-                order = sorted((next(e["at"] for e in events(c, rid)
-                                     if e["type"] == "run.dispatched"), -prio, rid)
+                order = sorted((next(e["data"]["order"] for e in events(c, rid)
+                                     if e["type"] == "run.dispatched"), prio)
                                for rid, (p, prio) in ids.items() if p == provider)
-                prios = [-p for _at, p, _rid in order]
+                prios = [prio for _n, prio in order]
                 assert prios == sorted(prios, reverse=True), prios
 
             # Every run's events: numbered without a gap, each step once, all of attempt 1.
@@ -363,6 +382,19 @@ def test_an_absent_server_is_a_clear_error_and_local_runs_go_on(short_tmp: Path,
             assert wait_done(c, rid)["status"] == "succeeded"
             out = d.ctl("run", "--executor", "local", "--json", "--cwd", str(f.ws), "hi")
             assert out.returncode == 0, out.stderr
+        # A worker cannot start without its server either, and says why.
+        t0 = time.monotonic()
+        out = subprocess.run(
+            [sys.executable, "-m", "codexd", "worker", "--address", f"127.0.0.1:{free_port()}",
+             "--state-dir", str(short_tmp / "wstate")], env={**d.env, "CODEXD_X": "1"},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 1 and time.monotonic() - t0 < 30, out.stderr
+        assert "codexd worker: " in out.stderr and "Temporal server at 127.0.0.1:" in out.stderr
+        out = subprocess.run(
+            [sys.executable, "-m", "codexd", "worker", "--listen", "0.0.0.0:0", "--state-dir",
+             str(short_tmp / "wstate")], env=d.env, capture_output=True, text=True, timeout=60,
+            check=False)
+        assert out.returncode == 2 and "worker.tls_cert" in out.stderr, out.stderr
         executor = doctor_check(d)
         assert executor["status"] == "fail", executor
         assert "Temporal server at 127.0.0.1:" in executor["summary"]

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio_websocket
 
-from tests.helpers import eventually
+from tests.helpers import eventually, self_signed_certificate
 from tests.helpers.daemon import DaemonProc, make_daemon
 from tests.helpers.peers import Peer, line_unix, ws_tcp
 
@@ -52,7 +52,7 @@ def open_peer(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Open]
     """Open an initialized peer on each transport (the test body does not know which)."""
     config, context = WS_CONFIG, None
     if request.param == "websocket-tls":
-        cert, key = _certificate(short_tmp)
+        cert, key = self_signed_certificate(short_tmp)
         config += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
         context = ssl.create_default_context(cafile=str(cert))
     d = make_daemon(short_tmp, config=config).start()
@@ -208,17 +208,8 @@ async def test_roles_limit_what_a_token_may_call(ws_daemon: DaemonProc):
 # ------------------------------------------------------------------------ TLS, listening
 
 
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:"
-                    "localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 async def test_tls_listener_serves_wss_with_the_same_protocol(short_tmp: Path):
-    cert, key = _certificate(short_tmp)
+    cert, key = self_signed_certificate(short_tmp)
     d = make_daemon(short_tmp, config=WS_CONFIG + f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
     d.start()
     try:

@@ -134,7 +134,8 @@ class RemoteRuns:
     # ------------------------------------------------------------------------ execution
 
     async def execute(self, run: Run, *, attempt_timeout: float, reattach: bool,
-                      on_state: Callable[[RunState], Awaitable[None]]) -> Attempt:
+                      on_state: Callable[[RunState], Awaitable[None]],
+                      order: int = 0) -> Attempt:
         """Dispatch ``run`` (or, ``reattach``, follow its workflow on) until its workflow is
         done; returns how it ended, like a local attempt. Cancelling this stops following
         (the daemon is stopping): the run goes on remotely and is followed again at start."""
@@ -155,7 +156,8 @@ class RemoteRuns:
                 max_worker_losses=cfg.max_worker_losses, origin=self.origin)
             await self.thread.call(_start, client, inp, wid)
             self._log.emit(run_id, "run.dispatched", {
-                "executor": "temporal", "workflowId": wid, "taskQueue": cfg.task_queue})
+                "executor": "temporal", "workflowId": wid, "taskQueue": cfg.task_queue,
+                "order": order})
             log.info("run_dispatched", run_id=run_id, workflow_id=wid)
         wid, token, attempt, received, notes = rec
         f = _Follow(run_id, wid, token, attempt, received, notes)
@@ -249,22 +251,36 @@ class RemoteRuns:
                     scope: trio.CancelScope) -> None:
         """Read one attempt's events from its worker, reconnecting until it ends."""
         delay = 0.2
+        failures, warned = 0, False
         with scope:
             while attempt not in f.ended:
                 after = f.received if f.attempt == attempt else 0
                 url = endpoint.rstrip("/") + attempt_path(f.run_id, attempt) + f"?after={after}"
                 try:
                     async with trio_websocket.open_websocket_url(
-                            url, _client_tls(url), connect_timeout=5, disconnect_timeout=2,
+                            url, _client_tls(url, self.cfg.worker_tls_ca), connect_timeout=5,
+                            disconnect_timeout=2,
                             extra_headers=[(b"authorization", f"Bearer {f.token}".encode())],
                             max_message_size=64 * 1024 * 1024) as ws:
                         f.ws = ws
-                        delay = 0.2
+                        delay, failures = 0.2, 0
                         await self._receive(f, attempt, ws)
                 except (OSError, trio_websocket.HandshakeError,
                         trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
+                    failures += 1
                     log.debug("run_stream_retry", run_id=f.run_id, attempt=attempt,
                               error=str(exc))
+                    if not warned and (failures >= 3 or isinstance(exc, ssl.SSLError)):
+                        warned = True
+                        # Said once: the worker is up (it heartbeats) but unreadable from here.
+                        why = str(exc) or type(exc).__name__
+                        self._log.emit(f.run_id, "run.warning", {
+                            "reason": "workerUnreachable", "attempt": attempt, "message":
+                            f"cannot read this run's events from its worker at {endpoint}: "
+                            f"{why}; retrying (worker.listen/advertise, and for wss:// "
+                            "runs.executor.worker_tls_ca)"})
+                        log.warning("run_stream_unreachable", run_id=f.run_id,
+                                    endpoint=endpoint, error=why)
                 finally:
                     f.ws = None
                 if attempt not in f.ended:
@@ -344,8 +360,11 @@ class RemoteRuns:
         await self.thread.call(_cancel, client, workflow_id(run_id))
 
 
-def _client_tls(url: str) -> ssl.SSLContext | None:
-    return ssl.create_default_context() if url.startswith("wss:") else None
+def _client_tls(url: str, ca: str) -> ssl.SSLContext | None:
+    """wss:// to a worker: its certificate checked (against ``ca``, else the system's CAs)."""
+    if not url.startswith("wss:"):
+        return None
+    return ssl.create_default_context(cafile=os.path.expanduser(ca) if ca else None)
 
 
 def _attempt_of(state: RunState, f: _Follow) -> Attempt:

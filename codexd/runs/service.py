@@ -79,6 +79,8 @@ class _Active:
     run: Run
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     canceled_by: str | None = None
+    #: The queue's pick order (this daemon life's count of runs it started).
+    order: int = 0
     #: Set when the run's task has settled it (process tree gone, status written).
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -114,6 +116,8 @@ class RunService:
         self.remote = RemoteRuns(lambda: config().executor, log=self.log, store=store)
         #: Remote runs a previous daemon life dispatched: followed again at start.
         self._reattach: list[Run] = []
+        #: Runs the queue has started in this daemon life (their pick order).
+        self._picked = 0
         #: Remote runs waiting for the Temporal server (warned once each).
         self._unavailable: set[str] = set()
         #: Paused lanes: provider → why (persisted in queue_lanes).
@@ -478,7 +482,8 @@ class RunService:
             for w in chosen:
                 del self.waiting[w.run_id]
                 assert self._nursery is not None
-                active = _Active(run=w.payload)
+                self._picked += 1
+                active = _Active(run=w.payload, order=self._picked)
                 self.active[w.run_id] = active
                 if w.payload.request.executor == "temporal":
                     self._nursery.start_soon(self._execute_remote, active, False)
@@ -565,7 +570,7 @@ class RunService:
             timeout = (req.harness.timeout_ms / 1000 if req.harness and req.harness.timeout_ms
                        else req.timeout_seconds)
             result = await self.remote.execute(run, attempt_timeout=timeout, reattach=reattach,
-                                               on_state=on_state)
+                                               on_state=on_state, order=active.order)
             await self._store().write(lambda c: repo.remote_drop(c, run_id))
         except ExecutorUnavailable as exc:
             await self._wait_for_executor(active, str(exc))

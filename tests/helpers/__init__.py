@@ -68,3 +68,15 @@ def require_cli(name: str, release: str = "current") -> str:
         pytest.skip(f"the pinned `{name}` CLI is not installed; `make test` installs it into "
                     ".tools/npm (npm needed)")
     return found
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate (and its key) for 127.0.0.1 and localhost, valid for a day."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:"
+                    "localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
