@@ -418,8 +418,7 @@ def test_a_codex_run_takes_its_harness_mcp_config_and_profile(env: Env):
         rid = c.call("run/start", {"provider": "codex", "prompt": "use the tools",
                                    "cwd": str(env.ws), "harness": {
             "mcp": {"helper": {"command": sys.executable,
-                               "args": ["-m", "codexd.runs.permission_mcp", "--socket",
-                                        "/nonexistent", "--run", "x"]}},
+                               "args": [str(Path(__file__).with_name("mcp_stub.py"))]}},
             "config": {"model_reasoning_effort": "low"}, "addDirs": [str(extra)],
             "codexProfile": "fast"}})["runId"]
         run = wait_done(c, rid)

@@ -82,10 +82,13 @@ class AsyncioThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(*args)`` on the loop and await it from trio. Cancelling the trio task
-        cancels the asyncio task and waits (shielded) for it to finish."""
+        """Run ``fn(*args)`` as a task on the loop and await it from trio. Cancelling the trio
+        task cancels the asyncio task and waits (shielded, 10 s at most) until it has
+        finished: nothing it started is still running when this returns."""
         token = trio.lowlevel.current_trio_token()
+        loop = self.loop
         done = trio.Event()
+        box: dict[str, asyncio.Task[T | None]] = {}
         abandoned = False
 
         async def wrapper() -> T | None:
@@ -96,17 +99,28 @@ class AsyncioThread:
                     return None
                 raise
 
-        fut = self.submit(wrapper())
-        fut.add_done_callback(lambda _f: _wake(token, done))
+        def start() -> None:
+            task = loop.create_task(wrapper())
+            box["task"] = task
+            task.add_done_callback(lambda _t: _wake(token, done))
+
+        def cancel() -> None:  # runs after start(): the loop's callbacks keep their order
+            box["task"].cancel()
+
+        loop.call_soon_threadsafe(start)
         try:
             await done.wait()
         except trio.Cancelled:
             abandoned = True
-            fut.cancel()
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(cancel)
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await done.wait()
             raise
-        return fut.result()  # type: ignore[return-value]
+        task = box["task"]
+        if task.cancelled():
+            raise RuntimeError(f"{self.name}: the task was cancelled on its own loop")
+        return task.result()  # type: ignore[return-value]
 
 
 def _wake(token: trio.lowlevel.TrioToken, event: trio.Event) -> None:

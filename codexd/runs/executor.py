@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
-import msgspec
 import trio
 
 from codexd.appserver.process import group_alive, stop_process
@@ -165,43 +164,30 @@ class LocalExecutor:
                 f.flush()
                 schema_file = f.name
             h = req.harness
-            mcp = {name: msgspec.to_builtins(server) for name, server in (
-                h.mcp or {}).items()} if h else {}
             mcp_config = None
             mode = self.cfg.claude_approvals
             asks = req.provider == "claude" and mode == "codexd" and bool(self.permission_socket)
-            if req.provider == "claude" and (mcp or asks):
-                servers = {name: {"type": "stdio", **srv} for name, srv in mcp.items()}
-                if asks:
-                    servers[permission_mcp.SERVER] = {
-                        "type": "stdio", "command": sys.executable,
-                        "args": ["-m", "codexd.runs.permission_mcp", "--socket",
-                                 str(self.permission_socket), "--run", run_id]}
+            servers = providers.claude_mcp_servers(req) if req.provider == "claude" else {}
+            if asks:
+                servers[permission_mcp.SERVER] = {
+                    "type": "stdio", "command": sys.executable,
+                    "args": ["-m", "codexd.runs.permission_mcp", "--socket",
+                             str(self.permission_socket), "--run", run_id]}
+            if servers:
                 f = stack.enter_context(tempfile.NamedTemporaryFile(
                     "w", suffix=".json", prefix="codexd-mcp-"))
                 json.dump({"mcpServers": servers}, f)
                 f.flush()
                 mcp_config = f.name
-            spec = providers.RunSpec(
-                provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
-                sandbox=req.sandbox, auto_approve=req.auto_approve,
-                output_schema_file=schema_file,
+            spec = providers.spec_for(
+                req, output_schema_file=schema_file,
                 output_schema_json=json.dumps(req.output_schema) if req.output_schema
                 is not None and req.provider == "claude" else None,
                 resume_session=run.session_id or (h.session_id if h else None),
-                allowed_tools=list(h.allowed_tools or []) if h else [],
-                disallowed_tools=list(h.disallowed_tools or []) if h else [],
-                append_system_prompt=h.append_system_prompt if h else None,
-                max_budget_usd=req.max_budget_usd, mcp_config_file=mcp_config,
+                mcp_config_file=mcp_config,
                 permission_prompt_tool=permission_mcp.PROMPT_TOOL if asks else None,
                 deny_prompts=req.provider == "claude" and mode == "deny",
-                mcp=mcp if req.provider == "codex" else {},
-                config=dict(h.config or {}) if h else {},
-                images=list(h.images or []) if h else [],
-                add_dirs=list(h.add_dirs or []) if h else [],
-                codex_profile=h.codex_profile if h else None,
-                continue_last=bool(h and h.continue_last and not run.session_id),
-                max_turns=h.max_turns if h else None)
+                continue_last=bool(h and h.continue_last and not run.session_id))
             argv, drops = providers.argv(exe, spec, snap or providers.ALL)
             for option, why in drops:
                 self._log.emit(run_id, "run.compatibility_warning", {

@@ -18,7 +18,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from codexd.protocol.runs import RunRequest
 
 #: The source tree (its .tools/npm holds the pinned CLIs in a development checkout).
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -75,6 +80,38 @@ class RunSpec:
     deny_prompts: bool = False
     #: harness.maxTurns (codexd counts claude's; codex exec reports no steps).
     max_turns: int | None = None
+
+
+def spec_for(req: RunRequest, **extra: Any) -> RunSpec:
+    """The request's options as a :class:`RunSpec` (its harness included), ``extra`` on top
+    (what only the caller knows: the session to resume, files it wrote). One place for queued
+    runs (``LocalExecutor``) and interactive sessions alike."""
+    h = req.harness
+    fields: dict[str, Any] = {
+        "provider": req.provider, "prompt": req.prompt, "cwd": req.cwd, "model": req.model,
+        "sandbox": req.sandbox, "auto_approve": req.auto_approve,
+        "max_budget_usd": req.max_budget_usd,
+        "allowed_tools": list(h.allowed_tools or []) if h else [],
+        "disallowed_tools": list(h.disallowed_tools or []) if h else [],
+        "append_system_prompt": h.append_system_prompt if h else None,
+        # codex takes harness.mcp as config overrides; claude in its --mcp-config file.
+        "mcp": {name: msgspec.to_builtins(server) for name, server in (h.mcp or {}).items()}
+        if h and req.provider == "codex" else {},
+        "config": dict(h.config or {}) if h else {},
+        "images": list(h.images or []) if h else [],
+        "add_dirs": list(h.add_dirs or []) if h else [],
+        "codex_profile": h.codex_profile if h else None,
+        "max_turns": h.max_turns if h else None,
+    }
+    fields.update(extra)
+    return RunSpec(**fields)
+
+
+def claude_mcp_servers(req: RunRequest) -> dict[str, Any]:
+    """harness.mcp as claude's --mcp-config ``mcpServers`` entries."""
+    h = req.harness
+    return {name: {"type": "stdio", **msgspec.to_builtins(server)}
+            for name, server in (h.mcp or {}).items()} if h else {}
 
 
 class Flags(Protocol):

@@ -149,24 +149,14 @@ class InteractiveSessions:
         new_session = str(uuid.uuid4()) if req.provider == "claude" and not resume \
             and not continue_last else None
         mcp_file = None
-        if req.provider == "claude" and h is not None and h.mcp:
-            servers = {name: {"type": "stdio", **msgspec.to_builtins(srv)}
-                       for name, srv in h.mcp.items()}
+        servers = providers.claude_mcp_servers(req) if req.provider == "claude" else {}
+        if servers:
             fd, mcp_file = tempfile.mkstemp(suffix=".json", prefix="codexd-mcp-")
             with os.fdopen(fd, "w") as f:
                 json.dump({"mcpServers": servers}, f)
-        spec = providers.RunSpec(
-            provider=req.provider, prompt=req.prompt, cwd=req.cwd, model=req.model,
-            sandbox=req.sandbox, auto_approve=req.auto_approve, resume_session=resume,
-            allowed_tools=list(h.allowed_tools or []) if h else [],
-            disallowed_tools=list(h.disallowed_tools or []) if h else [],
-            append_system_prompt=h.append_system_prompt if h else None,
-            max_budget_usd=req.max_budget_usd, mcp_config_file=mcp_file,
-            mcp={n: msgspec.to_builtins(s) for n, s in (h.mcp or {}).items()}
-            if h and req.provider == "codex" else {},
-            config=dict(h.config or {}) if h else {}, images=list(h.images or []) if h else [],
-            add_dirs=list(h.add_dirs or []) if h else [],
-            codex_profile=h.codex_profile if h else None, continue_last=continue_last)
+        # The interactive CLI applies no turn cap: maxTurns is reported as unattended below.
+        spec = providers.spec_for(req, resume_session=resume, mcp_config_file=mcp_file,
+                                  continue_last=continue_last, max_turns=None)
         unattended = tuple(name for attr, name in providers.UNATTENDED
                            if h is not None and getattr(h, attr) is not None)
         argv, drops = providers.interactive_argv(exe, spec, snap, remote=remote,
@@ -236,6 +226,7 @@ class InteractiveSessions:
                  pid=term.pid, remote=remote is not None, resume=bool(resume or continue_last))
         if conv is not None:
             runs.on_conversation("messageSent", conv, run_id, session)
+        await runs.log.drain()  # whoever has the answer can read session.opened
         return SessionStarted(run_id=run_id, status="running", terminal_id=term.id,
                               pid=term.pid, session_id=session_id)
 

@@ -50,6 +50,7 @@ from codexd.errors import CodexdError, ErrorCode
 from codexd.rpc import RpcConnection
 from codexd.tokens import AuthRefused
 from codexd.transport.http import MAX_HEAD_BYTES, HttpSite, is_upgrade, session_cookie
+from codexd.transport.ndjson import still_open
 from codexd.transport.websocket import UPGRADE_SECONDS, compact
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class FrontendTransport:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
         while True:
+            if not still_open(self.stream, fd):
+                return b""  # closed meanwhile: the number may be another fd's by now
             try:
                 return os.read(fd, _READ)
             except BlockingIOError:

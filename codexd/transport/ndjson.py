@@ -58,6 +58,10 @@ class NdjsonTransport:
                 break
             if not self._waited:  # a client that keeps us busy still lets others run
                 await trio.lowlevel.checkpoint()
+            if not still_open(self.stream, fd):
+                # Closed by another task meanwhile: its number may already be a new pipe's
+                # or PTY's, which must never be read (or waited on) from here.
+                return None
             try:
                 data = os.read(fd, _READ)  # the socket is non-blocking
             except BlockingIOError:
@@ -89,3 +93,9 @@ class NdjsonTransport:
         self._fd = -1
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)
+
+
+def still_open(stream: trio.abc.Stream, fd: int) -> bool:
+    """The stream's socket is still ``fd`` (a closed trio socket's fileno is -1)."""
+    return isinstance(stream, trio.SocketStream) and stream.socket.fileno() == fd
+
