@@ -344,6 +344,15 @@ def test_cancel_kills_the_tree_on_the_worker(fleet: Fleet):
         cli, child = (int(p) for p in pids.read_text().split())
         eventually(lambda: c.call("run/get", {"runId": rid})["status"] == "running", 30,
                    what="the run to be running")
+        # The worker's events endpoint: a run's events with that run's token only.
+        endpoint = json.loads(next(line for line in fleet.workers["w1"].log().splitlines()
+                                   if '"worker_started"' in line))["endpoint"]
+        url = f"{endpoint}/v1/runs/{rid}/attempts/1?after=0"
+        token = _stream_token(d, rid)
+        for headers in ([], [(b"authorization", b"Bearer not-the-token")],
+                        [(b"authorization", f"Bearer {token}x".encode())]):
+            assert _handshake(url, headers) == 404, headers
+        assert _handshake(url, [(b"authorization", f"Bearer {token}".encode())]) == 101
         t0 = time.monotonic()
         out = d.ctl("runs", "cancel", rid)
         assert out.returncode == 0, out.stderr
@@ -374,6 +383,9 @@ def test_an_absent_server_is_a_clear_error_and_local_runs_go_on(short_tmp: Path,
             assert "Temporal server at 127.0.0.1:" in err.value.message
             assert "local" in err.value.message
             assert c.call("run/list", {})["runs"] == []  # nothing was queued
+            with pytest.raises(RpcError) as bad:
+                start(c, f, "where", executor="mars")
+            assert bad.value.code == ErrorCode.INVALID_PARAMS and "executor" in bad.value.message
             with pytest.raises(RpcError) as env_err:
                 start(c, f, "with env", env={"X": "1"})
             assert env_err.value.code in (ErrorCode.INVALID_PARAMS,
@@ -401,6 +413,35 @@ def test_an_absent_server_is_a_clear_error_and_local_runs_go_on(short_tmp: Path,
         assert "-32073" in executor["fix"] and "runs.executor.address" in executor["fix"]
     finally:
         f.close()
+
+
+def _handshake(url: str, headers: list[tuple[bytes, bytes]]) -> int:
+    """The HTTP status a WebSocket handshake to ``url`` (ws://) gets: 101 when accepted."""
+    import socket
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    extra = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(f"GET {u.path}?{u.query} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                     "x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n".encode()
+                     + extra + b"\r\n")
+        status = sock.recv(4096).split(b"\r\n", 1)[0]
+    return int(status.split()[1])
+
+
+def _stream_token(d: DaemonProc, run_id: str) -> str:
+    """The run's stream token, from the daemon's database (it is nowhere else)."""
+    import apsw
+
+    conn = apsw.Connection(str(d.state_dir / "codexd.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        row = conn.execute("SELECT token FROM run_remote WHERE run_id = ?", (run_id,)).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return str(row[0])
 
 
 def doctor_check(d: DaemonProc) -> dict[str, Any]:

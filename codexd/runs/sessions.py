@@ -118,6 +118,8 @@ class InteractiveSessions:
             conv = await runs.conversation_for_send(p.conversation_id, p.provider)
             layers = (conv.defaults or Options(provider=conv.provider),)
         req = runs.merge(p, *layers, await runs.profile_defaults(p.profile), profile=p.profile)
+        # A session's TUI runs in a codexd terminal here, whatever the profile's executor.
+        req = msgspec.structs.replace(req, executor="local")
         if confine is not None:
             for path in [req.cwd, *(req.harness.add_dirs or []), *(req.harness.images or [])] \
                     if req.harness else [req.cwd]:
